@@ -1,0 +1,5 @@
+//! vidsync: mirror local media folders to an XVideoSharing host, each file exactly once.
+
+pub mod api;
+pub mod config;
+pub mod testhost;
