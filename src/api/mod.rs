@@ -1,1 +1,752 @@
 //! The host API client: typed calls, lenient reply parsing, error classes, pacing, streamed uploads.
+//!
+//! `Client` is cheap to clone and shared by every task; all calls go through
+//! one `Pacer`. Errors never carry the key: reqwest errors lose their URL,
+//! anything else that could echo a request goes through `redact`.
+
+mod error;
+mod pace;
+pub mod redact;
+mod reply;
+
+pub use error::{ApiError, ErrorClass, classify_rejection};
+pub use pace::Pacer;
+pub use reply::{
+    AccountInfo, Cloned, DeletedBy, DeletedFile, DirectLinks, DmcaEntry, Encoding, FileInfo,
+    FileListPage, Folder, FolderListing, LinkVersion, ListedFile, StatsDay, StorageLeft,
+    UploadedFile, unescape,
+};
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::config::{ApiConfig, ApiKey, ApiPaths};
+use reply::Envelope;
+
+/// The alternative paths some hosts use for the deleted and DMCA lists.
+const ALT_DELETED: &str = "/api/files/deleted";
+const ALT_DMCA: &str = "/api/files/dmca";
+/// Most codes file/info takes in one call.
+pub const FILE_INFO_BATCH: usize = 50;
+/// Chunk size of the streamed upload body: large enough for throughput,
+/// small enough that memory stays flat.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// Progress of an upload: called with the number of bytes of the file sent so far.
+pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Fields of one upload besides the file itself.
+#[derive(Debug, Clone, Default)]
+pub struct UploadParams {
+    pub title: String,
+    pub descr: Option<String>,
+    pub fld_id: u64,
+    pub cat_id: Option<u64>,
+    pub tags: Option<String>,
+    pub public: bool,
+    pub adult: bool,
+}
+
+/// The `created` filter of file/list.
+#[derive(Debug, Clone)]
+pub enum Created {
+    /// "YYYY-MM-DD HH:MM:SS" in the host's local time.
+    Since(String),
+    /// Files created in the last N minutes (no time zone to get wrong).
+    LastMinutes(u64),
+}
+
+/// Filters and paging of file/list; `None` leaves a filter out.
+#[derive(Debug, Clone, Default)]
+pub struct FileListQuery {
+    pub fld_id: Option<u64>,
+    pub title: Option<String>,
+    pub created: Option<Created>,
+    pub public: Option<bool>,
+    pub adult: Option<bool>,
+    pub per_page: Option<u32>,
+    pub page: Option<u32>,
+}
+
+/// Fields of file/edit; `None` leaves the field as it is on the host.
+#[derive(Debug, Clone, Default)]
+pub struct FileEdit {
+    pub title: Option<String>,
+    pub descr: Option<String>,
+    pub cat_id: Option<u64>,
+    pub fld_id: Option<u64>,
+    pub public: Option<bool>,
+    pub adult: Option<bool>,
+    pub tags: Option<String>,
+}
+
+/// Fields of folder/edit; `None` leaves the field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct FolderEdit {
+    pub name: Option<String>,
+    pub parent_id: Option<u64>,
+    pub descr: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: url::Url,
+    key: ApiKey,
+    paths: ApiPaths,
+    pacer: Pacer,
+    bandwidth_limit: Option<u64>,
+    read_timeout: Duration,
+    /// Paths of the deleted/DMCA lists once a host has shown which it serves.
+    learned_deleted: Mutex<Option<String>>,
+    learned_dmca: Mutex<Option<String>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.inner.base.as_str())
+            .field("key", &self.inner.key)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn flag(b: bool) -> String {
+    if b { "1".into() } else { "0".into() }
+}
+
+impl Client {
+    pub fn new(cfg: &ApiConfig) -> Result<Client, ApiError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .read_timeout(cfg.read_timeout)
+            // Real hosts redirect http to https; a redirect elsewhere would
+            // carry the key to a host the user did not name.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("vidsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Network {
+                endpoint: "client setup".into(),
+                source: e.without_url(),
+            })?;
+        let mut base = cfg.url.clone();
+        // The paths are absolute ("/api/..."): drop a trailing slash of the base.
+        let trimmed = base.path().trim_end_matches('/').to_string();
+        base.set_path(&trimmed);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                key: cfg.key.clone(),
+                paths: cfg.paths.clone(),
+                pacer: Pacer::new(cfg.requests_per_minute),
+                bandwidth_limit: cfg.bandwidth_limit.filter(|b| *b > 0),
+                read_timeout: cfg.read_timeout,
+                learned_deleted: Mutex::new(None),
+                learned_dmca: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn paths(&self) -> &ApiPaths {
+        &self.inner.paths
+    }
+
+    fn endpoint_url(&self, path: &str) -> Result<url::Url, ApiError> {
+        let full = format!("{}{}", self.inner.base.as_str().trim_end_matches('/'), path);
+        url::Url::parse(&full).map_err(|e| ApiError::Protocol {
+            endpoint: path.to_string(),
+            detail: format!("bad endpoint URL: {e}"),
+        })
+    }
+
+    fn network_error(endpoint: &str, e: reqwest::Error) -> ApiError {
+        if e.is_timeout() {
+            ApiError::Timeout {
+                endpoint: endpoint.to_string(),
+            }
+        } else {
+            ApiError::Network {
+                endpoint: endpoint.to_string(),
+                source: e.without_url(),
+            }
+        }
+    }
+
+    /// Read a reply body and check both layers: the HTTP status (proxies)
+    /// and the JSON `status` (the host itself answers errors with HTTP 200).
+    async fn read_envelope(
+        &self,
+        endpoint: &str,
+        resp: reqwest::Response,
+    ) -> Result<Envelope, ApiError> {
+        let status = resp.status();
+        if status.is_redirection() {
+            return Err(ApiError::Protocol {
+                endpoint: endpoint.to_string(),
+                detail: format!(
+                    "HTTP {} redirect (use the https:// URL of the host)",
+                    status.as_u16()
+                ),
+            });
+        }
+        if status != reqwest::StatusCode::OK {
+            return Err(ApiError::Http {
+                endpoint: endpoint.to_string(),
+                status: status.as_u16(),
+            });
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| Self::network_error(endpoint, e))?;
+        let env: Envelope = serde_json::from_slice(&body).map_err(|_| {
+            let text = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
+            ApiError::NotJson {
+                endpoint: endpoint.to_string(),
+                snippet: redact::redact(&text, &self.inner.key),
+            }
+        })?;
+        match env.status {
+            Some(200) => Ok(env),
+            Some(s) => Err(ApiError::from_status(
+                endpoint,
+                u16::try_from(s).unwrap_or(u16::MAX),
+                &redact::redact(&env.msg, &self.inner.key),
+            )),
+            None => Err(ApiError::Protocol {
+                endpoint: endpoint.to_string(),
+                detail: "reply has no status".into(),
+            }),
+        }
+    }
+
+    /// One paced GET of an API endpoint; returns the envelope of a 200 reply.
+    async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Envelope, ApiError> {
+        let url = self.endpoint_url(path)?;
+        let endpoint = path.trim_start_matches("/api/");
+        self.inner.pacer.acquire().await;
+        let mut query: Vec<(&str, &str)> = vec![("key", self.inner.key.expose())];
+        query.extend(params.iter().map(|(k, v)| (*k, v.as_str())));
+        let started = Instant::now();
+        let resp = self
+            .inner
+            .http
+            .get(url)
+            .query(&query)
+            // A whole API reply is small: a call that takes longer than a few
+            // read timeouts is stuck even if bytes trickle in.
+            .timeout(self.inner.read_timeout * 3)
+            .send()
+            .await
+            .map_err(|e| Self::network_error(endpoint, e));
+        let result = match resp {
+            Ok(resp) => self.read_envelope(endpoint, resp).await,
+            Err(e) => Err(e),
+        };
+        tracing::trace!(endpoint, ok = result.is_ok(), elapsed_ms = started.elapsed().as_millis() as u64, "api call");
+        result
+    }
+
+    fn parse<T: DeserializeOwned>(endpoint: &str, v: Value) -> Result<T, ApiError> {
+        serde_json::from_value(v).map_err(|e| ApiError::Protocol {
+            endpoint: endpoint.to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// A result that is a list, where some hosts send `{}` or `""` for "none".
+    fn parse_list<T: DeserializeOwned>(endpoint: &str, v: Value) -> Result<Vec<T>, ApiError> {
+        match v {
+            Value::Array(_) => Self::parse(endpoint, v),
+            Value::Null => Ok(Vec::new()),
+            Value::Object(ref m) if m.is_empty() => Ok(Vec::new()),
+            Value::String(ref s) if s.is_empty() => Ok(Vec::new()),
+            other => Err(ApiError::Protocol {
+                endpoint: endpoint.to_string(),
+                detail: format!("expected a list, got {}", kind_of(&other)),
+            }),
+        }
+    }
+
+    /// account/info: login, storage, file count. Also the way to check the key.
+    pub async fn account_info(&self) -> Result<AccountInfo, ApiError> {
+        let p = &self.inner.paths.account_info;
+        let env = self.get(p, &[]).await?;
+        Self::parse(p, env.result)
+    }
+
+    /// account/stats for the last `days` days; no data is an empty list.
+    pub async fn account_stats(&self, days: u32) -> Result<Vec<StatsDay>, ApiError> {
+        let p = &self.inner.paths.account_stats;
+        let env = self.get(p, &[("last", days.to_string())]).await?;
+        Self::parse_list(p, env.result)
+    }
+
+    /// upload/server: a fresh upload URL. "No servers available" comes back
+    /// with status 200 and an empty result: it becomes `NoServers`.
+    pub async fn upload_server(&self) -> Result<url::Url, ApiError> {
+        let p = &self.inner.paths.upload_server;
+        let env = self.get(p, &[]).await?;
+        let s = match &env.result {
+            Value::String(s) if !s.trim().is_empty() => s.trim().to_string(),
+            _ => {
+                return Err(ApiError::NoServers {
+                    endpoint: p.trim_start_matches("/api/").to_string(),
+                });
+            }
+        };
+        let url = url::Url::parse(&s).map_err(|e| ApiError::Protocol {
+            endpoint: p.to_string(),
+            detail: format!("upload server is not a URL ({e})"),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ApiError::Protocol {
+                endpoint: p.to_string(),
+                detail: format!("upload server has scheme {}", url.scheme()),
+            });
+        }
+        Ok(url)
+    }
+
+    /// Upload one file: ask for a fresh server, stream the file from disk in
+    /// a multipart body (key and fields first), return its file code.
+    ///
+    /// An error whose `outcome_unknown()` is true may have stored the file:
+    /// the caller must look for it before uploading again.
+    pub async fn upload_file(
+        &self,
+        path: &Path,
+        params: &UploadParams,
+        progress: Option<ProgressFn>,
+    ) -> Result<String, ApiError> {
+        let server = self.upload_server().await?;
+        let io_err = |what: &'static str| {
+            let path = path.to_path_buf();
+            move |source| ApiError::Io { path, what, source }
+        };
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(io_err("opening"))?;
+        let len = file.metadata().await.map_err(io_err("reading size of"))?.len();
+        let filename = upload_filename(path);
+
+        let limit = self.inner.bandwidth_limit;
+        let started = tokio::time::Instant::now();
+        let mut sent: u64 = 0;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK).then(
+            move |chunk| {
+                let progress = progress.clone();
+                if let Ok(c) = &chunk {
+                    sent += c.len() as u64;
+                }
+                let sent_now = sent;
+                async move {
+                    if let Some(p) = &progress {
+                        p(sent_now);
+                    }
+                    if let Some(limit) = limit {
+                        // Sleep until the average rate is back under the limit.
+                        let due = Duration::from_secs_f64(sent_now as f64 / limit as f64);
+                        let elapsed = started.elapsed();
+                        if due > elapsed {
+                            tokio::time::sleep(due - elapsed).await;
+                        }
+                    }
+                    chunk
+                }
+            },
+        );
+        let body = reqwest::Body::wrap_stream(stream);
+        let part = reqwest::multipart::Part::stream_with_length(body, len)
+            .file_name(filename.clone())
+            .mime_str("application/octet-stream")
+            .map_err(|e| ApiError::Network {
+                endpoint: "upload".into(),
+                source: e.without_url(),
+            })?;
+        // Field order matters to these hosts: key and fields before the file.
+        let mut form = reqwest::multipart::Form::new()
+            .percent_encode_noop()
+            .text("key", self.inner.key.expose().to_string())
+            .text("file_title", params.title.clone())
+            .text("fld_id", params.fld_id.to_string())
+            .text("file_public", flag(params.public))
+            .text("file_adult", flag(params.adult));
+        if let Some(d) = &params.descr {
+            form = form.text("file_descr", d.clone());
+        }
+        if let Some(c) = params.cat_id {
+            form = form.text("cat_id", c.to_string());
+        }
+        if let Some(t) = &params.tags {
+            form = form.text("tags", t.clone());
+        }
+        let form = form.part("file", part);
+
+        self.inner.pacer.acquire().await;
+        let endpoint = "upload";
+        let resp = self
+            .inner
+            .http
+            .post(server)
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| Self::network_error(endpoint, e))?;
+        let env = self.read_envelope(endpoint, resp).await?;
+        let files = env.files.ok_or_else(|| ApiError::Protocol {
+            endpoint: endpoint.into(),
+            detail: "upload reply has no files list".into(),
+        })?;
+        let Some(f) = files.into_iter().next() else {
+            return Err(ApiError::Protocol {
+                endpoint: endpoint.into(),
+                detail: "upload reply lists no file".into(),
+            });
+        };
+        // Only a non-empty code counts as success, whatever the status says.
+        if !f.filecode.trim().is_empty() && f.status.eq_ignore_ascii_case("ok") {
+            Ok(f.filecode.trim().to_string())
+        } else if f.status.eq_ignore_ascii_case("ok") {
+            Err(ApiError::Protocol {
+                endpoint: endpoint.into(),
+                detail: "upload reply says OK without a file code".into(),
+            })
+        } else {
+            Err(ApiError::upload_rejection(&filename, &f.status))
+        }
+    }
+
+    /// upload/url: ask the host to fetch a URL; returns the future file code.
+    pub async fn upload_url(
+        &self,
+        source: &str,
+        params: &UploadParams,
+    ) -> Result<String, ApiError> {
+        let p = &self.inner.paths.upload_url;
+        let mut q = vec![
+            ("url", source.to_string()),
+            ("fld_id", params.fld_id.to_string()),
+            ("file_public", flag(params.public)),
+            ("file_adult", flag(params.adult)),
+        ];
+        if let Some(c) = params.cat_id {
+            q.push(("cat_id", c.to_string()));
+        }
+        if let Some(t) = &params.tags {
+            q.push(("tags", t.clone()));
+        }
+        let env = self.get(p, &q).await?;
+        let r: reply::UrlUpload = Self::parse(p, env.result)?;
+        Ok(r.filecode)
+    }
+
+    /// file/info for any number of codes, in calls of at most 50.
+    pub async fn file_info(&self, codes: &[String]) -> Result<Vec<FileInfo>, ApiError> {
+        let p = &self.inner.paths.file_info;
+        let mut out = Vec::with_capacity(codes.len());
+        for batch in codes.chunks(FILE_INFO_BATCH) {
+            let env = self.get(p, &[("file_code", batch.join(","))]).await?;
+            out.extend(Self::parse_list::<FileInfo>(p, env.result)?);
+        }
+        Ok(out)
+    }
+
+    /// file/edit. The host answers "true" even when no code matched: verify
+    /// with `file_info` where it matters.
+    pub async fn file_edit(&self, codes: &[String], edit: &FileEdit) -> Result<(), ApiError> {
+        let p = &self.inner.paths.file_edit;
+        let mut q = vec![("file_code", codes.join(","))];
+        if let Some(t) = &edit.title {
+            q.push(("file_title", t.clone()));
+        }
+        if let Some(d) = &edit.descr {
+            q.push(("file_descr", d.clone()));
+        }
+        if let Some(c) = edit.cat_id {
+            q.push(("cat_id", c.to_string()));
+        }
+        if let Some(f) = edit.fld_id {
+            q.push(("file_fld_id", f.to_string()));
+        }
+        if let Some(b) = edit.public {
+            q.push(("file_public", flag(b)));
+        }
+        if let Some(b) = edit.adult {
+            q.push(("file_adult", flag(b)));
+        }
+        if let Some(t) = &edit.tags {
+            q.push(("tags", t.clone()));
+        }
+        let env = self.get(p, &q).await?;
+        expect_true(p, &env.result)
+    }
+
+    /// One page of file/list.
+    pub async fn file_list(&self, query: &FileListQuery) -> Result<FileListPage, ApiError> {
+        let p = &self.inner.paths.file_list;
+        let mut q = Vec::new();
+        if let Some(f) = query.fld_id {
+            q.push(("fld_id", f.to_string()));
+        }
+        if let Some(t) = &query.title {
+            q.push(("title", t.clone()));
+        }
+        match &query.created {
+            Some(Created::Since(s)) => q.push(("created", s.clone())),
+            Some(Created::LastMinutes(m)) => q.push(("created", m.to_string())),
+            None => {}
+        }
+        if let Some(b) = query.public {
+            q.push(("public", flag(b)));
+        }
+        if let Some(b) = query.adult {
+            q.push(("adult", flag(b)));
+        }
+        if let Some(n) = query.per_page {
+            q.push(("per_page", n.min(1000).to_string()));
+        }
+        if let Some(n) = query.page {
+            q.push(("page", n.max(1).to_string()));
+        }
+        let env = self.get(p, &q).await?;
+        Self::parse(p, env.result)
+    }
+
+    /// Every page of file/list for a query (per_page 1000), newest first.
+    pub async fn file_list_all(&self, query: &FileListQuery) -> Result<Vec<ListedFile>, ApiError> {
+        let mut q = query.clone();
+        q.per_page = Some(q.per_page.unwrap_or(1000));
+        let mut out = Vec::new();
+        let mut page = 1;
+        loop {
+            q.page = Some(page);
+            let res = self.file_list(&q).await?;
+            let n = res.files.len();
+            out.extend(res.files);
+            if n == 0 || u64::from(page) >= res.pages {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    /// file/direct_link with all versions.
+    pub async fn direct_link(&self, code: &str) -> Result<DirectLinks, ApiError> {
+        let p = &self.inner.paths.file_direct_link;
+        let env = self.get(p, &[("file_code", code.to_string())]).await?;
+        Self::parse(p, env.result)
+    }
+
+    /// file/direct_link for one quality (`n`, `h`, `l`, `o`): a plain URL.
+    pub async fn direct_link_quality(&self, code: &str, q: &str) -> Result<String, ApiError> {
+        let p = &self.inner.paths.file_direct_link;
+        let env = self
+            .get(p, &[("file_code", code.to_string()), ("q", q.to_string())])
+            .await?;
+        match env.result {
+            Value::String(s) => Ok(s),
+            other => Err(ApiError::Protocol {
+                endpoint: p.to_string(),
+                detail: format!("expected a URL string, got {}", kind_of(&other)),
+            }),
+        }
+    }
+
+    /// file/clone: a new code for the same content.
+    pub async fn file_clone(&self, code: &str, title: Option<&str>) -> Result<Cloned, ApiError> {
+        let p = &self.inner.paths.file_clone;
+        let mut q = vec![("file_code", code.to_string())];
+        if let Some(t) = title {
+            q.push(("file_title", t.to_string()));
+        }
+        let env = self.get(p, &q).await?;
+        Self::parse(p, env.result)
+    }
+
+    /// A list call that some hosts serve under `/api/files/...`: on a 400
+    /// ("Invalid operation") from the configured path, try the alternative
+    /// once, and remember whichever worked.
+    async fn list_with_fallback(
+        &self,
+        configured: &str,
+        alt: &str,
+        learned: &Mutex<Option<String>>,
+        params: &[(&str, String)],
+    ) -> Result<Value, ApiError> {
+        let current = lock(learned).clone().unwrap_or_else(|| configured.to_string());
+        match self.get(&current, params).await {
+            Ok(env) => Ok(env.result),
+            Err(e) if e.host_status() == Some(400) => {
+                let other = if current == alt { configured } else { alt };
+                if other == current {
+                    return Err(e);
+                }
+                tracing::info!(refused = %current, trying = %other, "host refused the list path; trying the alternative");
+                let env = self.get(other, params).await?;
+                *lock(learned) = Some(other.to_string());
+                Ok(env.result)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// file/deleted: files deleted in the last `hours` hours.
+    pub async fn deleted(&self, hours: u64) -> Result<Vec<DeletedFile>, ApiError> {
+        let p = self.inner.paths.file_deleted.clone();
+        let v = self
+            .list_with_fallback(
+                &p,
+                ALT_DELETED,
+                &self.inner.learned_deleted,
+                &[("last", hours.to_string())],
+            )
+            .await?;
+        Self::parse_list(&p, v)
+    }
+
+    /// file/dmca: files with a DMCA deletion scheduled, reported in the last `hours`.
+    pub async fn dmca(&self, hours: u64) -> Result<Vec<DmcaEntry>, ApiError> {
+        let p = self.inner.paths.file_dmca.clone();
+        let v = self
+            .list_with_fallback(
+                &p,
+                ALT_DMCA,
+                &self.inner.learned_dmca,
+                &[("last", hours.to_string())],
+            )
+            .await?;
+        Self::parse_list(&p, v)
+    }
+
+    /// file/encodings, optionally for one file code.
+    pub async fn encodings(&self, code: Option<&str>) -> Result<Vec<Encoding>, ApiError> {
+        let p = &self.inner.paths.file_encodings;
+        let q: Vec<(&str, String)> = code
+            .map(|c| vec![("file_code", c.to_string())])
+            .unwrap_or_default();
+        let env = self.get(p, &q).await?;
+        Self::parse_list(p, env.result)
+    }
+
+    /// folder/list: subfolders of `fld_id` (0 = root), and its files if asked.
+    pub async fn folder_list(&self, fld_id: u64, files: bool) -> Result<FolderListing, ApiError> {
+        let p = &self.inner.paths.folder_list;
+        let mut q = vec![("fld_id", fld_id.to_string())];
+        if files {
+            q.push(("files", "1".to_string()));
+        }
+        let env = self.get(p, &q).await?;
+        Self::parse(p, env.result)
+    }
+
+    /// folder/create under `parent_id`; returns the new folder id.
+    pub async fn folder_create(
+        &self,
+        name: &str,
+        parent_id: u64,
+        descr: Option<&str>,
+    ) -> Result<u64, ApiError> {
+        let p = &self.inner.paths.folder_create;
+        let mut q = vec![("name", name.to_string()), ("parent_id", parent_id.to_string())];
+        if let Some(d) = descr {
+            q.push(("descr", d.to_string()));
+        }
+        let env = self.get(p, &q).await?;
+        let r: reply::CreatedFolder = Self::parse(p, env.result)?;
+        Ok(r.fld_id)
+    }
+
+    /// folder/edit: rename, move or describe a folder.
+    pub async fn folder_edit(&self, fld_id: u64, edit: &FolderEdit) -> Result<(), ApiError> {
+        let p = &self.inner.paths.folder_edit;
+        let mut q = vec![("fld_id", fld_id.to_string())];
+        if let Some(n) = &edit.name {
+            q.push(("name", n.clone()));
+        }
+        if let Some(pid) = edit.parent_id {
+            q.push(("parent_id", pid.to_string()));
+        }
+        if let Some(d) = &edit.descr {
+            q.push(("descr", d.clone()));
+        }
+        let env = self.get(p, &q).await?;
+        expect_true(p, &env.result)
+    }
+}
+
+impl ApiError {
+    /// True when an upload may have stored the file although no code came
+    /// back (the body may have arrived before the reply was lost). The caller
+    /// must search the host before uploading again.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Network { .. }
+                | ApiError::Timeout { .. }
+                | ApiError::Http { .. }
+                | ApiError::NotJson { .. }
+                | ApiError::Protocol { .. }
+        )
+    }
+}
+
+fn expect_true(endpoint: &str, v: &Value) -> Result<(), ApiError> {
+    let ok = match v {
+        Value::String(s) => s.trim().eq_ignore_ascii_case("true"),
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_u64() == Some(1),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Protocol {
+            endpoint: endpoint.to_string(),
+            detail: format!("expected \"true\", got {}", kind_of(v)),
+        })
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The file name sent in the multipart header. Sent as raw UTF-8 (as browsers
+/// do); only the characters that would break the header are replaced. The
+/// title travels separately, so nothing of the user's name is lost.
+fn upload_filename(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "video".into());
+    name.chars()
+        .map(|c| match c {
+            '"' | '\\' | '\r' | '\n' => '_',
+            c if c.is_control() => '_',
+            c => c,
+        })
+        .collect()
+}
