@@ -1,0 +1,879 @@
+//! The only SQL in vidsync: schema, append-only migrations, typed queries.
+//!
+//! The store is both the queue and the memory of the daemon: every state
+//! change is one transaction, so a crash at any instant leaves a database that
+//! a restart can resume from. Times are unix milliseconds passed in by the
+//! caller (one clock, chosen by the daemon), which keeps this module free of
+//! hidden time and easy to test.
+
+mod migrations;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// Where a tracked file stands. The names are part of the `list --json`
+/// interface: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Seen, not yet complete (still changing, or not settled yet).
+    Waiting,
+    Queued,
+    Uploading,
+    Uploaded,
+    Failed,
+    RemoteDeleted,
+    Dmca,
+    LocalDeleted,
+}
+
+impl State {
+    pub const ALL: [State; 8] = [
+        State::Waiting,
+        State::Queued,
+        State::Uploading,
+        State::Uploaded,
+        State::Failed,
+        State::RemoteDeleted,
+        State::Dmca,
+        State::LocalDeleted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Waiting => "waiting",
+            State::Queued => "queued",
+            State::Uploading => "uploading",
+            State::Uploaded => "uploaded",
+            State::Failed => "failed",
+            State::RemoteDeleted => "remote_deleted",
+            State::Dmca => "dmca",
+            State::LocalDeleted => "local_deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {}: {what}: {source}", path.display())]
+    Sql {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database {}: {what}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "database {}: written by a newer vidsync (schema {found}, this one knows {known})",
+        path.display()
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("database {}: bad value in column {column}: {value:?}", path.display())]
+    BadValue {
+        path: PathBuf,
+        column: &'static str,
+        value: String,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What the filesystem says about a file, enough to know whether it changed
+/// and to recognise it after a move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RootRow {
+    pub id: i64,
+    pub local: PathBuf,
+    pub remote: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRow {
+    pub id: i64,
+    pub root_id: i64,
+    pub root: PathBuf,
+    /// Relative to the root, '/'-separated.
+    pub rel_path: String,
+    pub stat: Stat,
+    pub state: State,
+    pub file_code: Option<String>,
+    pub fld_id: Option<u64>,
+    pub title: Option<String>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<i64>,
+    /// Start of the earliest upload attempt whose outcome is unknown (lost
+    /// reply, crash): the host must be searched from then on before any new
+    /// upload of this file.
+    pub unknown_since: Option<i64>,
+    pub first_seen_at: i64,
+    pub stable_since: i64,
+    pub updated_at: i64,
+    pub playable: Option<bool>,
+    pub encoding: Option<String>,
+    pub deleted_by: Option<String>,
+    pub remote_event_at: Option<String>,
+}
+
+impl FileRow {
+    pub fn path(&self) -> PathBuf {
+        self.root.join(&self.rel_path)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    pub at: i64,
+    pub event: String,
+    pub file_code: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub file_id: i64,
+    pub path: PathBuf,
+    pub sent: u64,
+    pub total: u64,
+    pub started_at: i64,
+    pub updated_at: i64,
+}
+
+/// The one owner of the SQLite connection.
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+const FILE_COLUMNS: &str = "f.id, f.root_id, r.local, f.rel_path, f.size, f.mtime_ns, f.dev, f.ino, \
+     f.state, f.file_code, f.fld_id, f.title, f.attempts, f.last_error, f.next_attempt_at, \
+     f.unknown_since, f.first_seen_at, f.stable_since, f.updated_at, f.playable, f.encoding, \
+     f.deleted_by, f.remote_event_at";
+
+impl Store {
+    /// Open (creating if needed) the database and bring its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_path_buf(),
+                what: "creating the database directory",
+                source,
+            })?;
+        }
+        let sql = |what| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Sql { path, what, source }
+        };
+        let mut conn = Connection::open(path).map_err(sql("opening"))?;
+        // WAL lets `status` and `list` read while the daemon writes;
+        // synchronous=NORMAL is durable across process crashes in WAL mode.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql("enabling WAL"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql("setting synchronous"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql("enabling foreign keys"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql("setting busy timeout"))?;
+        migrations::migrate(&mut conn, path)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn err(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sql {
+            path: self.path.clone(),
+            what,
+            source,
+        }
+    }
+
+    /// Run `f` in one transaction: all of it lands, or none.
+    fn tx<T>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(self.err(what))?;
+        let out = f(&tx).map_err(self.err(what))?;
+        tx.commit().map_err(self.err(what))?;
+        Ok(out)
+    }
+
+    // ---- roots and folders ----
+
+    /// The id of a sync root, registering it on first sight.
+    pub fn ensure_root(&self, local: &Path, remote: &str) -> Result<i64> {
+        let local_s = path_text(local);
+        self.tx("registering a sync root", |tx| {
+            tx.execute(
+                "INSERT INTO roots (local, remote) VALUES (?1, ?2)
+                 ON CONFLICT(local) DO UPDATE SET remote = excluded.remote",
+                params![local_s, remote],
+            )?;
+            tx.query_row(
+                "SELECT id FROM roots WHERE local = ?1",
+                params![local_s],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    pub fn roots(&self) -> Result<Vec<RootRow>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare("SELECT id, local, remote FROM roots ORDER BY id")
+            .map_err(self.err("listing roots"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(RootRow {
+                    id: r.get(0)?,
+                    local: PathBuf::from(r.get::<_, String>(1)?),
+                    remote: r.get(2)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("listing roots"))?;
+        Ok(rows)
+    }
+
+    /// The remembered remote folder of a local directory ("" = the root).
+    pub fn folder(&self, root_id: i64, rel_dir: &str) -> Result<Option<u64>> {
+        self.conn()
+            .query_row(
+                "SELECT fld_id FROM folders WHERE root_id = ?1 AND rel_dir = ?2",
+                params![root_id, rel_dir],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|o| o.map(|v| v as u64))
+            .map_err(self.err("reading a folder"))
+    }
+
+    pub fn set_folder(
+        &self,
+        root_id: i64,
+        rel_dir: &str,
+        fld_id: u64,
+        dir_ino: Option<u64>,
+    ) -> Result<()> {
+        self.tx("recording a folder", |tx| {
+            tx.execute(
+                "INSERT INTO folders (root_id, rel_dir, fld_id, ino) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(root_id, rel_dir) DO UPDATE SET fld_id = excluded.fld_id,
+                 ino = COALESCE(excluded.ino, folders.ino)",
+                params![root_id, rel_dir, fld_id as i64, dir_ino.map(|i| i as i64)],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// All remembered folders of a root: (rel_dir, fld_id, dir inode).
+    pub fn folders(&self, root_id: i64) -> Result<Vec<(String, u64, Option<u64>)>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare("SELECT rel_dir, fld_id, ino FROM folders WHERE root_id = ?1 ORDER BY rel_dir")
+            .map_err(self.err("listing folders"))?;
+        let rows = st
+            .query_map(params![root_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                ))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("listing folders"))?;
+        Ok(rows)
+    }
+
+    /// A local directory was renamed: move its folder rows and the rows of
+    /// every file below it to the new relative path, in one transaction.
+    pub fn rename_dir(&self, root_id: i64, from: &str, to: &str, now: i64) -> Result<()> {
+        // substr(x, length(from) + 1) of "from/rest" is "/rest".
+        self.tx("renaming a directory", |tx| {
+            tx.execute(
+                "UPDATE folders SET rel_dir = ?3 || substr(rel_dir, length(?2) + 1)
+                 WHERE root_id = ?1 AND (rel_dir = ?2 OR substr(rel_dir, 1, length(?2) + 1) = ?2 || '/')",
+                params![root_id, from, to],
+            )?;
+            tx.execute(
+                "UPDATE files SET rel_path = ?3 || substr(rel_path, length(?2) + 1), updated_at = ?4
+                 WHERE root_id = ?1 AND substr(rel_path, 1, length(?2) + 1) = ?2 || '/'",
+                params![root_id, from, to, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    // ---- files ----
+
+    fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
+        let state: String = r.get(8)?;
+        Ok(FileRow {
+            id: r.get(0)?,
+            root_id: r.get(1)?,
+            root: PathBuf::from(r.get::<_, String>(2)?),
+            rel_path: r.get(3)?,
+            stat: Stat {
+                size: r.get::<_, i64>(4)? as u64,
+                mtime_ns: r.get(5)?,
+                dev: r.get::<_, i64>(6)? as u64,
+                ino: r.get::<_, i64>(7)? as u64,
+            },
+            state: State::parse(&state).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    8,
+                    rusqlite::types::Type::Text,
+                    format!("unknown state {state:?}").into(),
+                )
+            })?,
+            file_code: r.get(9)?,
+            fld_id: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+            title: r.get(11)?,
+            attempts: r.get::<_, i64>(12)? as u32,
+            last_error: r.get(13)?,
+            next_attempt_at: r.get(14)?,
+            unknown_since: r.get(15)?,
+            first_seen_at: r.get(16)?,
+            stable_since: r.get(17)?,
+            updated_at: r.get(18)?,
+            playable: r.get::<_, Option<i64>>(19)?.map(|v| v != 0),
+            encoding: r.get(20)?,
+            deleted_by: r.get(21)?,
+            remote_event_at: r.get(22)?,
+        })
+    }
+
+    fn query_files(
+        &self,
+        what: &'static str,
+        where_sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<FileRow>> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files f JOIN roots r ON r.id = f.root_id {where_sql}"
+        );
+        let mut st = conn.prepare(&sql).map_err(self.err(what))?;
+        let rows = st
+            .query_map(args, Self::file_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(self.err(what))?;
+        Ok(rows)
+    }
+
+    pub fn file(&self, id: i64) -> Result<Option<FileRow>> {
+        Ok(self
+            .query_files("reading a file", "WHERE f.id = ?1", &[&id])?
+            .into_iter()
+            .next())
+    }
+
+    pub fn file_by_path(&self, root_id: i64, rel_path: &str) -> Result<Option<FileRow>> {
+        Ok(self
+            .query_files(
+                "reading a file",
+                "WHERE f.root_id = ?1 AND f.rel_path = ?2",
+                &[&root_id, &rel_path],
+            )?
+            .into_iter()
+            .next())
+    }
+
+    pub fn files_in_root(&self, root_id: i64) -> Result<Vec<FileRow>> {
+        self.query_files(
+            "listing files",
+            "WHERE f.root_id = ?1 ORDER BY f.rel_path",
+            &[&root_id],
+        )
+    }
+
+    /// Every tracked file, optionally only those in one state.
+    pub fn list(&self, state: Option<State>) -> Result<Vec<FileRow>> {
+        match state {
+            Some(s) => self.query_files(
+                "listing files",
+                "WHERE f.state = ?1 ORDER BY r.local, f.rel_path",
+                &[&s.as_str()],
+            ),
+            None => self.query_files("listing files", "ORDER BY r.local, f.rel_path", &[]),
+        }
+    }
+
+    /// Rows in one of the given states.
+    pub fn in_states(&self, states: &[State]) -> Result<Vec<FileRow>> {
+        let list = states
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(",");
+        self.query_files(
+            "listing files",
+            &format!("WHERE f.state IN ({list}) ORDER BY f.id"),
+            &[],
+        )
+    }
+
+    /// A file seen for the first time: `waiting` until it has settled.
+    pub fn insert_file(&self, root_id: i64, rel_path: &str, stat: Stat, now: i64) -> Result<i64> {
+        self.tx("recording a new file", |tx| {
+            tx.execute(
+                "INSERT INTO files (root_id, rel_path, size, mtime_ns, dev, ino, state,
+                   first_seen_at, stable_since, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'waiting', ?7, ?7, ?7)",
+                params![
+                    root_id,
+                    rel_path,
+                    stat.size as i64,
+                    stat.mtime_ns,
+                    stat.dev as i64,
+                    stat.ino as i64,
+                    now
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            history(tx, id, now, "seen", None, Some(&format!("{} bytes", stat.size)))?;
+            Ok(id)
+        })
+    }
+
+    /// The file changed on disk. Before upload it goes back to `waiting`;
+    /// after upload the old code goes to history and the new content will
+    /// be uploaded as a new version.
+    pub fn file_changed(&self, id: i64, stat: Stat, now: i64) -> Result<()> {
+        self.tx("recording a change", |tx| {
+            let (state, code): (String, Option<String>) = tx.query_row(
+                "SELECT state, file_code FROM files WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let uploaded_before = code.is_some();
+            if uploaded_before {
+                history(
+                    tx,
+                    id,
+                    now,
+                    "replaced",
+                    code.as_deref(),
+                    Some(&format!("content changed while {state}; new version")),
+                )?;
+            }
+            tx.execute(
+                "UPDATE files SET size = ?2, mtime_ns = ?3, dev = ?4, ino = ?5,
+                   state = CASE WHEN state IN ('dmca') THEN state ELSE 'waiting' END,
+                   file_code = CASE WHEN state IN ('dmca') THEN file_code ELSE NULL END,
+                   attempts = 0, last_error = NULL, next_attempt_at = NULL,
+                   stable_since = ?6, updated_at = ?6, playable = NULL, encoding = NULL
+                 WHERE id = ?1",
+                params![
+                    id,
+                    stat.size as i64,
+                    stat.mtime_ns,
+                    stat.dev as i64,
+                    stat.ino as i64,
+                    now
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Set a state with a history line.
+    pub fn set_state(&self, id: i64, state: State, now: i64, detail: Option<&str>) -> Result<()> {
+        self.tx("changing a state", |tx| {
+            tx.execute(
+                "UPDATE files SET state = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, state.as_str(), now],
+            )?;
+            let code: Option<String> = tx.query_row(
+                "SELECT file_code FROM files WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            history(tx, id, now, state.as_str(), code.as_deref(), detail)
+        })
+    }
+
+    /// A waiting file has settled: queue it for upload.
+    pub fn queue(&self, id: i64, now: i64) -> Result<()> {
+        self.tx("queueing a file", |tx| {
+            let n = tx.execute(
+                "UPDATE files SET state = 'queued', next_attempt_at = NULL, updated_at = ?2
+                 WHERE id = ?1 AND state = 'waiting'",
+                params![id, now],
+            )?;
+            if n > 0 {
+                history(tx, id, now, "queued", None, None)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Take the next due queued file and mark it `uploading` (the attempt is
+    /// recorded before anything is sent). `exclude` are ids already being
+    /// worked on by this process.
+    pub fn claim_next(&self, now: i64, exclude: &[i64]) -> Result<Option<FileRow>> {
+        let conn = self.conn();
+        let mut conn = conn;
+        let tx = conn.transaction().map_err(self.err("claiming an upload"))?;
+        let excluded = exclude
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT f.id FROM files f WHERE f.state = 'queued'
+               AND (f.next_attempt_at IS NULL OR f.next_attempt_at <= ?1)
+               AND f.id NOT IN ({excluded})
+             ORDER BY COALESCE(f.next_attempt_at, 0), f.id LIMIT 1"
+        );
+        let id: Option<i64> = tx
+            .query_row(&sql, params![now], |r| r.get(0))
+            .optional()
+            .map_err(self.err("claiming an upload"))?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        tx.execute(
+            "UPDATE files SET state = 'uploading', updated_at = ?2 WHERE id = ?1",
+            params![id, now],
+        )
+        .map_err(self.err("claiming an upload"))?;
+        tx.commit().map_err(self.err("claiming an upload"))?;
+        drop(conn);
+        self.file(id)
+    }
+
+    /// Record that an upload request is about to be sent: from now until a
+    /// definite answer, the file may exist on the host.
+    pub fn begin_attempt(&self, id: i64, fld_id: u64, title: &str, now: i64) -> Result<()> {
+        self.tx("recording an upload attempt", |tx| {
+            tx.execute(
+                "UPDATE files SET state = 'uploading', fld_id = ?2, title = ?3,
+                   unknown_since = COALESCE(unknown_since, ?4), updated_at = ?4
+                 WHERE id = ?1",
+                params![id, fld_id as i64, title, now],
+            )?;
+            history(tx, id, now, "upload_started", None, None)
+        })
+    }
+
+    /// The host has the file under `code` (from an upload reply, or adopted
+    /// after a search).
+    pub fn finish_uploaded(
+        &self,
+        id: i64,
+        code: &str,
+        fld_id: u64,
+        now: i64,
+        how: &str,
+    ) -> Result<()> {
+        self.tx("recording an upload", |tx| {
+            tx.execute(
+                "UPDATE files SET state = 'uploaded', file_code = ?2, fld_id = ?3,
+                   unknown_since = NULL, next_attempt_at = NULL, last_error = NULL,
+                   playable = 0, updated_at = ?4
+                 WHERE id = ?1",
+                params![id, code, fld_id as i64, now],
+            )?;
+            history(tx, id, now, "uploaded", Some(code), Some(how))
+        })
+    }
+
+    /// Put a file back in the queue after an error. `counted` errors add an
+    /// attempt; `definite` means the host surely did not store it (a
+    /// rejection), so no search is needed before the next try.
+    pub fn retry_later(
+        &self,
+        id: i64,
+        error: &str,
+        next_at: i64,
+        counted: bool,
+        definite: bool,
+        now: i64,
+    ) -> Result<()> {
+        self.tx("scheduling a retry", |tx| {
+            tx.execute(
+                "UPDATE files SET state = 'queued', last_error = ?2, next_attempt_at = ?3,
+                   attempts = attempts + ?4,
+                   unknown_since = CASE WHEN ?5 THEN NULL ELSE unknown_since END,
+                   updated_at = ?6
+                 WHERE id = ?1",
+                params![id, error, next_at, i64::from(counted), definite, now],
+            )?;
+            history(tx, id, now, "retry", None, Some(error))
+        })
+    }
+
+    /// The file failed for good (permanent rejection, or too many attempts).
+    pub fn fail(&self, id: i64, error: &str, counted: bool, definite: bool, now: i64) -> Result<()> {
+        self.tx("recording a failure", |tx| {
+            tx.execute(
+                "UPDATE files SET state = 'failed', last_error = ?2, next_attempt_at = NULL,
+                   attempts = attempts + ?3,
+                   unknown_since = CASE WHEN ?4 THEN NULL ELSE unknown_since END,
+                   updated_at = ?5
+                 WHERE id = ?1",
+                params![id, error, i64::from(counted), definite, now],
+            )?;
+            history(tx, id, now, "failed", None, Some(error))
+        })
+    }
+
+    /// Put failed files back in the queue: all, or those whose absolute path
+    /// is in `paths`. Returns how many.
+    pub fn retry_failed(&self, paths: &[PathBuf], now: i64) -> Result<usize> {
+        let failed = self.list(Some(State::Failed))?;
+        let chosen: Vec<&FileRow> = failed
+            .iter()
+            .filter(|f| paths.is_empty() || paths.iter().any(|p| *p == f.path()))
+            .collect();
+        self.tx("retrying failed files", |tx| {
+            for f in &chosen {
+                tx.execute(
+                    "UPDATE files SET state = 'queued', attempts = 0, next_attempt_at = NULL,
+                       updated_at = ?2 WHERE id = ?1",
+                    params![f.id, now],
+                )?;
+                history(tx, f.id, now, "queued", None, Some("vidsync retry"))?;
+            }
+            Ok(chosen.len())
+        })
+    }
+
+    /// A tracked file is now at another path (same inode): keep its row,
+    /// code and history.
+    pub fn move_file(&self, id: i64, root_id: i64, rel_path: &str, now: i64) -> Result<()> {
+        self.tx("recording a move", |tx| {
+            let old: String = tx.query_row(
+                "SELECT rel_path FROM files WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "UPDATE files SET root_id = ?2, rel_path = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, root_id, rel_path, now],
+            )?;
+            history(tx, id, now, "moved", None, Some(&format!("{old} -> {rel_path}")))
+        })
+    }
+
+    /// After a move on the host: the new folder and title.
+    pub fn set_remote_place(&self, id: i64, fld_id: u64, title: &str, now: i64) -> Result<()> {
+        self.tx("recording a remote move", |tx| {
+            tx.execute(
+                "UPDATE files SET fld_id = ?2, title = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, fld_id as i64, title, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Drop a row that never reached the host (a waiting file that vanished).
+    pub fn forget(&self, id: i64) -> Result<()> {
+        self.tx("forgetting a file", |tx| {
+            tx.execute("DELETE FROM history WHERE file_id = ?1", params![id])?;
+            tx.execute("DELETE FROM progress WHERE file_id = ?1", params![id])?;
+            tx.execute("DELETE FROM files WHERE id = ?1", params![id])?;
+            Ok(())
+        })
+    }
+
+    pub fn history(&self, id: i64) -> Result<Vec<HistoryRow>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare("SELECT at, event, file_code, detail FROM history WHERE file_id = ?1 ORDER BY id")
+            .map_err(self.err("reading history"))?;
+        let rows = st
+            .query_map(params![id], |r| {
+                Ok(HistoryRow {
+                    at: r.get(0)?,
+                    event: r.get(1)?,
+                    file_code: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("reading history"))?;
+        Ok(rows)
+    }
+
+    /// Number of files per state (every state present, zero included).
+    pub fn counts(&self) -> Result<Vec<(State, u64)>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare("SELECT state, COUNT(*) FROM files GROUP BY state")
+            .map_err(self.err("counting files"))?;
+        let found: Vec<(String, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("counting files"))?;
+        Ok(State::ALL
+            .iter()
+            .map(|s| {
+                let n = found
+                    .iter()
+                    .find(|(name, _)| name == s.as_str())
+                    .map_or(0, |(_, n)| *n as u64);
+                (*s, n)
+            })
+            .collect())
+    }
+
+    /// The earliest scheduled retry, if any.
+    pub fn next_retry_at(&self) -> Result<Option<i64>> {
+        self.conn()
+            .query_row(
+                "SELECT MIN(next_attempt_at) FROM files WHERE state = 'queued'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err("reading the retry schedule"))
+    }
+
+    // ---- progress (written at a bounded rate by the uploader) ----
+
+    pub fn set_progress(&self, file_id: i64, sent: u64, total: u64, now: i64) -> Result<()> {
+        self.tx("recording progress", |tx| {
+            tx.execute(
+                "INSERT INTO progress (file_id, sent, total, started_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT(file_id) DO UPDATE SET sent = excluded.sent,
+                   total = excluded.total, updated_at = excluded.updated_at",
+                params![file_id, sent as i64, total as i64, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn clear_progress(&self, file_id: i64) -> Result<()> {
+        self.tx("clearing progress", |tx| {
+            tx.execute("DELETE FROM progress WHERE file_id = ?1", params![file_id])?;
+            Ok(())
+        })
+    }
+
+    /// Drop all progress rows (at start: nothing is in flight yet).
+    pub fn clear_all_progress(&self) -> Result<()> {
+        self.tx("clearing progress", |tx| {
+            tx.execute("DELETE FROM progress", [])?;
+            Ok(())
+        })
+    }
+
+    pub fn progress(&self) -> Result<Vec<Progress>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT p.file_id, r.local, f.rel_path, p.sent, p.total, p.started_at, p.updated_at
+                 FROM progress p JOIN files f ON f.id = p.file_id JOIN roots r ON r.id = f.root_id
+                 ORDER BY p.started_at",
+            )
+            .map_err(self.err("reading progress"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(Progress {
+                    file_id: r.get(0)?,
+                    path: PathBuf::from(r.get::<_, String>(1)?).join(r.get::<_, String>(2)?),
+                    sent: r.get::<_, i64>(3)? as u64,
+                    total: r.get::<_, i64>(4)? as u64,
+                    started_at: r.get(5)?,
+                    updated_at: r.get(6)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("reading progress"))?;
+        Ok(rows)
+    }
+
+    // ---- small key/value facts (last reconcile, key state, ...) ----
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row("SELECT v FROM meta WHERE k = ?1", params![key], |r| r.get(0))
+            .optional()
+            .map_err(self.err("reading meta"))
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.tx("writing meta", |tx| {
+            tx.execute(
+                "INSERT INTO meta (k, v) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+fn history(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    now: i64,
+    event: &str,
+    code: Option<&str>,
+    detail: Option<&str>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO history (file_id, at, event, file_code, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, now, event, code, detail],
+    )?;
+    Ok(())
+}
+
+/// Paths are stored as text. Non-UTF-8 names are refused earlier (scan) with
+/// a warning, so this lossy conversion never changes a stored path.
+pub fn path_text(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! Store tests on a real SQLite file in a temporary directory.
+
+use super::*;
+
+fn stat(size: u64, ino: u64) -> Stat {
+    Stat {
+        size,
+        mtime_ns: 1_000,
+        dev: 1,
+        ino,
+    }
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("sub/state.db")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn lifecycle_of_one_file() {
+    let (_d, s) = open();
+    let root = s.ensure_root(Path::new("/srv/a"), "A").unwrap();
+    assert_eq!(s.ensure_root(Path::new("/srv/a"), "A").unwrap(), root);
+    let id = s.insert_file(root, "x/y.mp4", stat(10, 5), 100).unwrap();
+    assert_eq!(s.file(id).unwrap().unwrap().state, State::Waiting);
+    s.queue(id, 200).unwrap();
+    let claimed = s.claim_next(300, &[]).unwrap().unwrap();
+    assert_eq!(claimed.id, id);
+    assert_eq!(claimed.state, State::Uploading);
+    assert!(s.claim_next(300, &[]).unwrap().is_none(), "claimed once");
+    s.begin_attempt(id, 7, "y", 310).unwrap();
+    assert_eq!(s.file(id).unwrap().unwrap().unknown_since, Some(310));
+    s.retry_later(id, "lost reply", 1000, true, false, 320).unwrap();
+    let f = s.file(id).unwrap().unwrap();
+    assert_eq!((f.state, f.attempts, f.unknown_since), (State::Queued, 1, Some(310)));
+    assert!(s.claim_next(999, &[]).unwrap().is_none(), "not due yet");
+    s.claim_next(1000, &[]).unwrap().unwrap();
+    s.begin_attempt(id, 7, "y", 1010).unwrap();
+    assert_eq!(
+        s.file(id).unwrap().unwrap().unknown_since,
+        Some(310),
+        "the earliest unknown attempt is kept"
+    );
+    s.finish_uploaded(id, "abcdefghijkl", 7, 1020, "upload").unwrap();
+    let f = s.file(id).unwrap().unwrap();
+    assert_eq!(f.state, State::Uploaded);
+    assert_eq!(f.file_code.as_deref(), Some("abcdefghijkl"));
+    assert_eq!(f.unknown_since, None);
+    let events: Vec<String> = s.history(id).unwrap().into_iter().map(|h| h.event).collect();
+    assert_eq!(
+        events,
+        ["seen", "queued", "upload_started", "retry", "upload_started", "uploaded"]
+    );
+}
+
+#[test]
+fn changed_content_after_upload_keeps_old_code_in_history() {
+    let (_d, s) = open();
+    let root = s.ensure_root(Path::new("/srv/a"), "").unwrap();
+    let id = s.insert_file(root, "v.mp4", stat(10, 5), 1).unwrap();
+    s.queue(id, 2).unwrap();
+    s.claim_next(3, &[]).unwrap();
+    s.finish_uploaded(id, "oldcode00001", 0, 4, "upload").unwrap();
+    s.file_changed(id, stat(20, 5), 5).unwrap();
+    let f = s.file(id).unwrap().unwrap();
+    assert_eq!(f.state, State::Waiting);
+    assert_eq!(f.file_code, None);
+    assert!(
+        s.history(id)
+            .unwrap()
+            .iter()
+            .any(|h| h.event == "replaced" && h.file_code.as_deref() == Some("oldcode00001"))
+    );
+}
+
+#[test]
+fn directory_rename_moves_rows() {
+    let (_d, s) = open();
+    let root = s.ensure_root(Path::new("/srv/a"), "").unwrap();
+    s.set_folder(root, "old", 5, Some(9)).unwrap();
+    s.set_folder(root, "old/sub", 6, None).unwrap();
+    s.set_folder(root, "older", 7, None).unwrap();
+    let a = s.insert_file(root, "old/a.mp4", stat(1, 1), 1).unwrap();
+    let b = s.insert_file(root, "old/sub/b.mp4", stat(1, 2), 1).unwrap();
+    let c = s.insert_file(root, "older/c.mp4", stat(1, 3), 1).unwrap();
+    s.rename_dir(root, "old", "new", 2).unwrap();
+    assert_eq!(s.file(a).unwrap().unwrap().rel_path, "new/a.mp4");
+    assert_eq!(s.file(b).unwrap().unwrap().rel_path, "new/sub/b.mp4");
+    assert_eq!(s.file(c).unwrap().unwrap().rel_path, "older/c.mp4");
+    assert_eq!(s.folder(root, "new").unwrap(), Some(5));
+    assert_eq!(s.folder(root, "new/sub").unwrap(), Some(6));
+    assert_eq!(s.folder(root, "older").unwrap(), Some(7));
+    assert_eq!(s.folder(root, "old").unwrap(), None);
+}
+
+#[test]
+fn retry_failed_by_path_and_counts() {
+    let (_d, s) = open();
+    let root = s.ensure_root(Path::new("/srv/a"), "").unwrap();
+    let a = s.insert_file(root, "a.mp4", stat(1, 1), 1).unwrap();
+    let b = s.insert_file(root, "b.mp4", stat(1, 2), 1).unwrap();
+    for id in [a, b] {
+        s.queue(id, 1).unwrap();
+        s.claim_next(1, &[]).unwrap();
+        s.fail(id, "unallowed video extension", true, true, 2).unwrap();
+    }
+    assert_eq!(s.retry_failed(&[PathBuf::from("/srv/a/b.mp4")], 3).unwrap(), 1);
+    assert_eq!(s.file(b).unwrap().unwrap().state, State::Queued);
+    assert_eq!(s.file(a).unwrap().unwrap().state, State::Failed);
+    let counts = s.counts().unwrap();
+    assert!(counts.contains(&(State::Failed, 1)));
+    assert!(counts.contains(&(State::Queued, 1)));
+    assert!(counts.contains(&(State::Dmca, 0)));
+}
+
+#[test]
+fn reopening_keeps_everything_and_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let s = Store::open(&path).unwrap();
+        let root = s.ensure_root(Path::new("/srv/a"), "").unwrap();
+        s.insert_file(root, "a.mp4", stat(1, 1), 1).unwrap();
+        s.set_meta("last_reconcile", "123").unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.list(None).unwrap().len(), 1);
+    assert_eq!(s.meta("last_reconcile").unwrap().as_deref(), Some("123"));
+    drop(s);
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = Store::open(&path).unwrap_err().to_string();
+    assert!(err.contains("newer vidsync"), "{err}");
+}
