@@ -2,5 +2,6 @@
 
 pub mod api;
 pub mod config;
+pub mod engine;
 pub mod store;
 pub mod testhost;
