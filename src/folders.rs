@@ -1,0 +1,133 @@
+//! Local directory -> remote folder id: find an existing folder by name,
+//! create it once when missing, remember the id in the store.
+//!
+//! One async lock serialises resolution, so that several uploads into a new
+//! directory create its remote folder once. Folder creation is rare (once
+//! per directory, ever), so the lock costs nothing in practice.
+
+use crate::api::{ApiError, Client};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    #[error("remote folder {path:?}: {source}")]
+    Api {
+        path: String,
+        #[source]
+        source: ApiError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl FolderError {
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            FolderError::Api { source, .. } => Some(source),
+            FolderError::Store(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Folders {
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// Hosts refuse folder names shorter than two characters; a one-letter
+/// directory ("A", "B" for an alphabetical library) gets a trailing "_".
+pub fn remote_name(local: &str) -> String {
+    if local.chars().count() < 2 {
+        format!("{local}_")
+    } else {
+        local.to_string()
+    }
+}
+
+impl Folders {
+    /// The folder id for `rel_dir` ("" = the sync root) of a root whose
+    /// remote path is `remote` (components under the account root).
+    pub async fn resolve(
+        &self,
+        store: &Store,
+        client: &Client,
+        root_id: i64,
+        remote: &[String],
+        rel_dir: &str,
+        dir_ino: impl Fn(&str) -> Option<u64>,
+    ) -> Result<u64, FolderError> {
+        if let Some(id) = store.folder(root_id, rel_dir)? {
+            return Ok(id);
+        }
+        let _guard = self.lock.lock().await;
+        // Walk down from the deepest remembered ancestor.
+        let mut parts: Vec<&str> = if rel_dir.is_empty() {
+            Vec::new()
+        } else {
+            rel_dir.split('/').collect()
+        };
+        let mut missing: Vec<&str> = Vec::new();
+        let mut base = loop {
+            let dir = parts.join("/");
+            if let Some(id) = store.folder(root_id, &dir)? {
+                break id;
+            }
+            match parts.pop() {
+                Some(p) => missing.push(p),
+                None => {
+                    // The sync root itself: resolve its remote path.
+                    let mut id = 0;
+                    for name in remote {
+                        id = find_or_create(client, id, name, &remote.join("/")).await?;
+                    }
+                    store.set_folder(root_id, "", id, dir_ino(""))?;
+                    break id;
+                }
+            }
+        };
+        while let Some(name) = missing.pop() {
+            parts.push(name);
+            let dir = parts.join("/");
+            base = find_or_create(client, base, &remote_name(name), &dir).await?;
+            store.set_folder(root_id, &dir, base, dir_ino(&dir))?;
+        }
+        Ok(base)
+    }
+}
+
+/// The id of the folder `name` under `parent`, created if it does not exist.
+pub async fn find_or_create(
+    client: &Client,
+    parent: u64,
+    name: &str,
+    shown: &str,
+) -> Result<u64, FolderError> {
+    let err = |source| FolderError::Api {
+        path: shown.to_string(),
+        source,
+    };
+    let find = async || -> Result<Option<u64>, FolderError> {
+        let listing = client.folder_list(parent, false).await.map_err(err)?;
+        Ok(listing
+            .folders
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.fld_id))
+    };
+    if let Some(id) = find().await? {
+        return Ok(id);
+    }
+    match client.folder_create(name, parent, None).await {
+        Ok(id) => {
+            tracing::info!(folder = %shown, fld_id = id, "created remote folder");
+            Ok(id)
+        }
+        // The reply may be lost after the host created it: look again
+        // before anyone tries to create it a second time.
+        Err(e) if e.outcome_unknown() => match find().await? {
+            Some(id) => Ok(id),
+            None => Err(err(e)),
+        },
+        Err(e) => Err(err(e)),
+    }
+}
