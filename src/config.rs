@@ -961,22 +961,28 @@ fn credential(
 /// A key file others can read is a leaked key on a shared machine: warn, but
 /// run (refusing would break setups where the directory is what protects it).
 fn warn_if_shared(path: &Path) {
+    if let Some(mode) = shared_mode(path) {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format_args!("{mode:o}"),
+            "api.key_file can be read by group or others; chmod 600 it"
+        );
+    }
+}
+
+/// The file's permission bits when group or others may read it.
+fn shared_mode(path: &Path) -> Option<u32> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o044 != 0 {
-                tracing::warn!(
-                    path = %path.display(),
-                    mode = format_args!("{mode:o}"),
-                    "api.key_file can be read by group or others; chmod 600 it"
-                );
-            }
-        }
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o044 != 0).then_some(mode)
     }
     #[cfg(not(unix))]
-    let _ = path;
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// https only, except for loopback hosts (the test host, a local proxy): over
@@ -1705,15 +1711,13 @@ local = "{}"
         let fx = Fx::new();
         let sync = format!("[[sync]]\nlocal = \"{}\"\n", fx.media());
         fx.err(&sync, "1:1", &["missing [api]", "expected"]);
+        // Points at the [api] header: toml spans a table from it.
         let text = format!("[state]\n[api]\nkey = \"{KEY}\"\n{sync}");
-        let e = fx.parse(&text).unwrap_err();
-        // Points into the [api] table (toml spans a table from its header).
-        let (line, _) = match &e {
-            ConfigError::Invalid { line, column, .. } => (*line, *column),
-            other => panic!("{other:?}"),
-        };
-        assert!((2..=3).contains(&line), "{e}");
-        assert!(e.to_string().contains("missing api.url"), "{e}");
+        fx.err(
+            &text,
+            "2:1",
+            &["missing api.url", "expected the host's base URL"],
+        );
     }
 
     #[test]
@@ -2096,6 +2100,24 @@ local = "{}"
             )
             .unwrap();
         assert_eq!(c.key_source, KeySource::Env);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_readable_by_others_is_noticed() {
+        use std::os::unix::fs::PermissionsExt;
+        let fx = Fx::new();
+        let key = fx.path("key");
+        std::fs::write(&key, KEY).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(shared_mode(&key), Some(0o644));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(shared_mode(&key), Some(0o640));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(shared_mode(&key), None);
+        // Still loads: a warning, not an error.
+        let c = fx.parse(&no_key_text(&fx, "key_file = \"key\"")).unwrap();
+        assert_eq!(c.api.key.expose(), KEY);
     }
 
     #[test]
