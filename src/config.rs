@@ -3,6 +3,19 @@
 //! Parsing happens in two steps: a raw serde struct that rejects unknown keys
 //! and holds every default in one place, then validation into `Config`, whose
 //! fields are ready to use (durations parsed, paths checked, the key loaded).
+//!
+//! Entry points: [`Config::load`] (the daemon), [`Config::load_with`] and
+//! [`Config::parse_str`] (an injected environment, for tests and reload).
+//!
+//! Invariants:
+//! - Every error is a [`ConfigError`] whose message starts with
+//!   `path:line:column:` and says what was expected; the exit code is 2.
+//! - The API key never appears in an error or a `Debug` output: errors are
+//!   scrubbed of every candidate key (inline, key file, credential, env) even
+//!   when the key was pasted into the wrong field.
+//! - Default values are written only in the `Default` impls of the raw
+//!   structs; `config.example.toml` repeats them and a test keeps it true.
+//! - Relative paths in the file are relative to the file's directory.
 
 use std::fmt;
 use std::ops::Range;
