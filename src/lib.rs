@@ -2,6 +2,14 @@
 
 pub mod api;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod engine;
+pub mod folders;
+pub mod report;
+pub mod scan;
+pub mod service;
 pub mod store;
 pub mod testhost;
+pub mod upload;
+pub mod watch;

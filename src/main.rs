@@ -1,1 +1,129 @@
-fn main() {}
+//! The `vidsync` command line: parse arguments, set up logging, call the library, map exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use vidsync::config::{Config, ConfigError};
+use vidsync::store::State;
+
+#[derive(Parser, Debug)]
+#[command(name = "vidsync", version, about = "Mirror local video folders to an XVideoSharing host, each file exactly once")]
+struct Cli {
+    /// Config file [default: $VIDSYNC_CONFIG, then /etc/vidsync/config.toml]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon in the foreground
+    Run,
+    /// One full pass: scan, upload every complete file, then exit
+    Scan,
+    /// Counts per state, uploads in flight, last error, key state
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One entry per tracked file
+    List {
+        #[arg(long)]
+        json: bool,
+        /// Only files in this state (waiting, queued, uploading, uploaded, failed, remote_deleted, dmca, local_deleted)
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Put failed files (all, or those named) back in the queue
+    Retry { paths: Vec<PathBuf> },
+    /// Validate the config, check the key, print the account
+    Check,
+    /// Run the built-in test host and sync a sample folder (no account needed)
+    Demo {
+        /// Use this folder instead of a generated sample
+        folder: Option<PathBuf>,
+    },
+}
+
+fn config_path(cli: &Cli) -> PathBuf {
+    cli.config
+        .clone()
+        .or_else(|| std::env::var_os("VIDSYNC_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/etc/vidsync/config.toml"))
+}
+
+fn load(cli: &Cli) -> Result<Config, ExitCode> {
+    Config::load(&config_path(cli)).map_err(|e: ConfigError| {
+        eprintln!("vidsync: config error: {e}");
+        ExitCode::from(e.exit_code() as u8)
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("vidsync: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
+    match &cli.command {
+        Command::Run => {
+            let config = load(&cli)?;
+            vidsync::service::init_logging(&config.log, false);
+            let rt = runtime()?;
+            Ok(rt.block_on(vidsync::service::run_service(config)))
+        }
+        Command::Scan => {
+            let config = load(&cli)?;
+            vidsync::service::init_logging(&config.log, false);
+            let rt = runtime()?;
+            Ok(rt.block_on(vidsync::service::run_scan(config)))
+        }
+        Command::Check => {
+            let config = load(&cli)?;
+            vidsync::service::init_logging(&config.log, true);
+            let rt = runtime()?;
+            Ok(rt.block_on(vidsync::service::check(&config)))
+        }
+        Command::Status { json } => {
+            let config = load(&cli)?;
+            Ok(vidsync::report::status(&config, *json))
+        }
+        Command::List { json, state } => {
+            let config = load(&cli)?;
+            let state = match state.as_deref().map(|s| (s, State::parse(s))) {
+                None => None,
+                Some((_, Some(s))) => Some(s),
+                Some((s, None)) => {
+                    let names: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
+                    eprintln!("vidsync: unknown state {s:?}, expected one of {}", names.join(", "));
+                    return Err(ExitCode::from(2));
+                }
+            };
+            Ok(vidsync::report::list(&config, *json, state))
+        }
+        Command::Retry { paths } => {
+            let config = load(&cli)?;
+            Ok(vidsync::report::retry(&config, paths))
+        }
+        Command::Demo { folder } => {
+            vidsync::service::init_logging(&vidsync::config::LogConfig { level: "info".into(), format: vidsync::config::LogFormat::Text }, false);
+            let rt = runtime()?;
+            Ok(rt.block_on(vidsync::demo::run(folder.clone())))
+        }
+    }
+}

@@ -79,9 +79,9 @@ pub fn after_error(
     }
 }
 
-/// The title of an uploaded file from the template. Placeholders: `{stem}`
-/// (file name without extension), `{name}`, `{ext}`, `{dir}` (the relative
-/// directory, "" at the root).
+/// The title of an uploaded file: the template (checked by config) filled
+/// from the relative path; a template that renders empty (`{dir}` at the
+/// root) falls back to the file name without extension.
 pub fn render_title(template: &str, rel_path: &str) -> String {
     let (dir, name) = match rel_path.rsplit_once('/') {
         Some((d, n)) => (d, n),
@@ -91,17 +91,11 @@ pub fn render_title(template: &str, rel_path: &str) -> String {
         Some((s, e)) if !s.is_empty() => (s, e),
         _ => (name, ""),
     };
-    let title = template
-        .replace("{stem}", stem)
-        .replace("{name}", name)
-        .replace("{ext}", ext)
-        .replace("{dir}", dir);
-    let title = title.trim().to_string();
-    if title.is_empty() { name.to_string() } else { title }
+    let vars = crate::config::TitleVars { stem, name, ext, dir };
+    let title = crate::config::render_title(template, &vars);
+    let title = title.trim();
+    if title.is_empty() { stem.to_string() } else { title.to_string() }
 }
-
-/// The placeholders `render_title` knows, for config validation.
-pub const TITLE_PLACEHOLDERS: &[&str] = &["stem", "name", "ext", "dir"];
 
 /// After an upload whose outcome is unknown, pick the remote file that is
 /// ours among those listed in the folder since the attempt began: same
@@ -196,7 +190,8 @@ mod tests {
             ("{stem}", ".hidden", ".hidden"),
             ("{stem}", "no_ext", "no_ext"),
             ("{stem}.{ext}", "a.b.c.mp4", "a.b.c.mp4"),
-            ("{dir}", "root.mp4", "root.mp4"),
+            ("{dir}", "root.mp4", "root"),
+            ("{{{stem}}}", "x.mp4", "{x}"),
         ];
         for (t, p, want) in cases {
             assert_eq!(render_title(t, p), want, "{t} {p}");

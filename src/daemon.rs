@@ -1,0 +1,483 @@
+//! The daemon: shared state, the named tasks (watch, scanner, uploaders,
+//! progress), and the two ways to drive them: `run` (until stopped) and
+//! `scan_once` (one full pass, then return).
+//!
+//! Data flows one way: events (watch, scan, timers) -> decisions (engine)
+//! -> effects (api, filesystem) -> store. The store is the queue and the
+//! memory; in-memory state here is only a cache of what is in flight.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, Client, ErrorClass};
+use crate::config::{Config, SyncEntry, WatchMode};
+use crate::engine::Filter;
+use crate::folders::{FolderError, Folders};
+use crate::store::{State, Store, StoreError};
+
+/// Unix time in milliseconds: the one clock of the daemon's records.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A configured sync entry with its store id and compiled filter.
+#[derive(Debug)]
+pub struct Root {
+    pub id: i64,
+    pub entry: SyncEntry,
+    pub filter: Filter,
+}
+
+/// Why the daemon stopped with an error; `exit_code` follows PRODUCT.md.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the host rejected the API key: {0}")]
+    KeyRejected(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("{0}")]
+    Api(#[from] ApiError),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::KeyRejected(_) => 3,
+            _ => 1,
+        }
+    }
+}
+
+/// State shared by every task of the daemon.
+pub struct Shared {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub client: Client,
+    pub roots: Vec<Root>,
+    pub folders: Folders,
+    /// Wakes idle upload workers when something is queued.
+    pub wake: Notify,
+    key_ok: AtomicBool,
+    account_pause_until: AtomicI64,
+    account_streak: AtomicU32,
+    /// Files inotify saw opened for writing and not yet closed.
+    writers: Mutex<HashSet<PathBuf>>,
+    /// Roots that need a scan soon (events, errors).
+    dirty: Mutex<HashSet<i64>>,
+    pub dirty_notify: Notify,
+    /// Bytes sent of each upload in flight: (total, sent).
+    inflight: Mutex<HashMap<i64, (u64, Arc<AtomicU64>)>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("roots", &self.roots).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Open the store, register the roots, build the client.
+    pub fn new(config: Config) -> Result<Shared, RunError> {
+        let store = Arc::new(Store::open(&config.state.database)?);
+        let client = Client::new(&config.api)?;
+        let mut roots = Vec::new();
+        for entry in &config.syncs {
+            let id = store.ensure_root(&entry.local, &entry.remote.join("/"))?;
+            let mut exclude = config.watch.exclude.clone();
+            exclude.extend(entry.exclude.iter().cloned());
+            let filter = Filter::new(&config.watch.extensions, &exclude)
+                .map_err(|e| RunError::Setup(format!("sync {}: {e}", entry.local.display())))?;
+            roots.push(Root {
+                id,
+                entry: entry.clone(),
+                filter,
+            });
+        }
+        Ok(Shared {
+            config,
+            store,
+            client,
+            roots,
+            folders: Folders::default(),
+            wake: Notify::new(),
+            key_ok: AtomicBool::new(true),
+            account_pause_until: AtomicI64::new(0),
+            account_streak: AtomicU32::new(0),
+            writers: Mutex::new(HashSet::new()),
+            dirty: Mutex::new(HashSet::new()),
+            dirty_notify: Notify::new(),
+            inflight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn root(&self, id: i64) -> Option<&Root> {
+        self.roots.iter().find(|r| r.id == id)
+    }
+
+    /// The root a local path belongs to.
+    pub fn root_of(&self, path: &Path) -> Option<&Root> {
+        self.roots.iter().find(|r| path.starts_with(&r.entry.local))
+    }
+
+    pub async fn folder_for(&self, root: &Root, rel_dir: &str) -> Result<u64, FolderError> {
+        let local = root.entry.local.clone();
+        let ino = move |d: &str| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(if d.is_empty() { local.clone() } else { local.join(d) })
+                .ok()
+                .map(|m| m.ino())
+        };
+        self.folders
+            .resolve(&self.store, &self.client, root.id, &root.entry.remote, rel_dir, ino)
+            .await
+    }
+
+    // ---- key and account-wide pauses ----
+
+    pub fn key_ok(&self) -> bool {
+        self.key_ok.load(Ordering::SeqCst)
+    }
+
+    pub fn key_rejected(&self, msg: &str) {
+        if self.key_ok.swap(false, Ordering::SeqCst) {
+            tracing::error!(error = %msg, "THE HOST REJECTED THE API KEY: all uploads are paused until it works again (check api.key)");
+            let _ = self.store.set_meta("key_ok", "false");
+            let _ = self.store.set_meta("last_error", msg);
+        }
+    }
+
+    pub fn key_accepted(&self) {
+        if !self.key_ok.swap(true, Ordering::SeqCst) {
+            tracing::info!("the host accepts the API key again; uploads resume");
+        }
+        let _ = self.store.set_meta("key_ok", "true");
+        self.wake.notify_waiters();
+    }
+
+    pub fn account_pause_until(&self) -> Option<i64> {
+        let t = self.account_pause_until.load(Ordering::SeqCst);
+        (t > now_ms()).then_some(t)
+    }
+
+    pub fn pause_account_until(&self, t: i64) {
+        self.account_pause_until.fetch_max(t, Ordering::SeqCst);
+    }
+
+    /// Count an account-wide refusal; returns the streak length.
+    pub fn account_refused(&self) -> u32 {
+        self.account_streak.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub fn after_success(&self) {
+        self.account_streak.store(0, Ordering::SeqCst);
+    }
+
+    // ---- watcher hints ----
+
+    pub fn is_open_for_write(&self, path: &Path) -> bool {
+        lock(&self.writers).contains(path)
+    }
+
+    pub fn set_open_for_write(&self, path: &Path, open: bool) {
+        let mut w = lock(&self.writers);
+        if open {
+            w.insert(path.to_path_buf());
+        } else {
+            w.remove(path);
+        }
+    }
+
+    /// After an event overflow nothing is known about open files: fall back
+    /// to the settle time alone.
+    pub fn forget_writers(&self) {
+        lock(&self.writers).clear();
+    }
+
+    pub fn request_rescan(&self, root_id: i64) {
+        lock(&self.dirty).insert(root_id);
+        self.dirty_notify.notify_one();
+    }
+
+    pub fn request_rescan_all(&self) {
+        let mut d = lock(&self.dirty);
+        for r in &self.roots {
+            d.insert(r.id);
+        }
+        drop(d);
+        self.dirty_notify.notify_one();
+    }
+
+    fn take_dirty(&self) -> HashSet<i64> {
+        std::mem::take(&mut *lock(&self.dirty))
+    }
+
+    // ---- progress ----
+
+    pub fn start_progress(&self, id: i64, total: u64, sent: Arc<AtomicU64>) {
+        lock(&self.inflight).insert(id, (total, sent));
+    }
+
+    pub fn clear_progress(&self, id: i64) {
+        lock(&self.inflight).remove(&id);
+        let _ = self.store.clear_progress(id);
+    }
+
+    /// Write the progress of uploads in flight to the store (for `status`).
+    fn flush_progress(&self) {
+        let now = now_ms();
+        let snapshot: Vec<(i64, u64, u64)> = lock(&self.inflight)
+            .iter()
+            .map(|(id, (total, sent))| (*id, sent.load(Ordering::Relaxed), *total))
+            .collect();
+        for (id, sent, total) in snapshot {
+            if let Err(e) = self.store.set_progress(id, sent, total, now) {
+                tracing::debug!(error = %e, "cannot record progress");
+            }
+        }
+    }
+
+    /// Check the key with account/info. Errors other than a rejection leave
+    /// the state as it is (the host may just be down).
+    pub async fn check_key(&self) -> Result<(), ApiError> {
+        match self.client.account_info().await {
+            Ok(info) => {
+                self.key_accepted();
+                let left = match info.storage_left {
+                    crate::api::StorageLeft::Bytes(b) => b.to_string(),
+                    crate::api::StorageLeft::Unlimited => "unlimited".into(),
+                };
+                let _ = self.store.set_meta("storage_left", &left);
+                Ok(())
+            }
+            Err(e) => {
+                if e.class() == ErrorClass::KeyRejected {
+                    self.key_rejected(&e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn scan_tick(&self) -> Duration {
+        (self.config.watch.settle / 4).clamp(Duration::from_millis(50), Duration::from_secs(2))
+    }
+
+    fn has_waiting(&self, root_id: i64) -> bool {
+        self.store
+            .files_in_root(root_id)
+            .map(|rows| rows.iter().any(|r| r.state == State::Waiting))
+            .unwrap_or(false)
+    }
+}
+
+/// Scan every root once and log what changed.
+pub async fn scan_all(shared: &Shared) {
+    for root in &shared.roots {
+        match crate::scan::scan_root(shared, root).await {
+            Ok(r) if r != crate::scan::ScanReport::default() => {
+                tracing::debug!(root = %root.entry.local.display(), report = ?r, "scanned");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(root = %root.entry.local.display(), error = %e, "scan failed"),
+        }
+    }
+}
+
+/// The scanner task: scan dirty roots, roots with files settling, every
+/// root on the rescan interval, and poll-mode roots on the poll interval.
+async fn scanner(shared: Arc<Shared>, poll_roots: Arc<Mutex<HashSet<i64>>>, stop: CancellationToken) {
+    let tick = shared.scan_tick();
+    let mut rescan = tokio::time::interval(shared.config.watch.rescan);
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    rescan.tick().await;
+    let mut poll = tokio::time::interval(shared.config.watch.poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    poll.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = rescan.tick() => shared.request_rescan_all(),
+            _ = poll.tick() => {
+                for id in lock(&poll_roots).iter() {
+                    shared.request_rescan(*id);
+                }
+            }
+            _ = shared.dirty_notify.notified() => {
+                // Let a burst of events (a copy in progress) gather.
+                tokio::time::sleep(tick.min(Duration::from_millis(200))).await;
+            }
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let mut todo = shared.take_dirty();
+        for r in &shared.roots {
+            if shared.has_waiting(r.id) {
+                todo.insert(r.id);
+            }
+        }
+        for root in shared.roots.iter().filter(|r| todo.contains(&r.id)) {
+            if stop.is_cancelled() {
+                return;
+            }
+            if let Err(e) = crate::scan::scan_root(&shared, root).await {
+                tracing::error!(root = %root.entry.local.display(), error = %e, "scan failed");
+            }
+        }
+    }
+}
+
+/// Writes upload progress to the store once a second (a bounded rate, so
+/// `status` can show it without slowing uploads).
+async fn progress_writer(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut t = tokio::time::interval(Duration::from_secs(1));
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = t.tick() => shared.flush_progress(),
+        }
+    }
+}
+
+/// While the key is rejected, check it again now and then.
+async fn key_watch(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut t = tokio::time::interval(Duration::from_secs(60));
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = t.tick() => {
+                if !shared.key_ok() {
+                    let _ = shared.check_key().await;
+                }
+            }
+        }
+    }
+}
+
+/// Prepare for work: rows a crash left `uploading` go back to the queue
+/// (keeping `unknown_since`, so they are searched for before any resend).
+fn recover(shared: &Shared) -> Result<(), StoreError> {
+    let now = now_ms();
+    for row in shared.store.in_states(&[State::Uploading])? {
+        tracing::info!(path = %row.path().display(), "resuming an upload interrupted by a stop or crash");
+        shared.store.retry_later(row.id, "interrupted", now, false, false, now)?;
+    }
+    shared.store.clear_all_progress()?;
+    Ok(())
+}
+
+/// Check the key once at start; a rejected key is fatal for `run` and `scan`.
+async fn initial_key_check(shared: &Shared) -> Result<(), RunError> {
+    match shared.check_key().await {
+        Ok(()) => Ok(()),
+        Err(e) if e.class() == ErrorClass::KeyRejected => Err(RunError::KeyRejected(e.to_string())),
+        Err(e) => {
+            // The host may be down: start anyway, the uploads will retry.
+            tracing::warn!(error = %e, "cannot reach the host to check the key; continuing");
+            Ok(())
+        }
+    }
+}
+
+/// The daemon, until `stop` is cancelled. Returns Ok on a clean stop.
+pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError> {
+    let shared = Arc::new(Shared::new(config)?);
+    recover(&shared)?;
+    initial_key_check(&shared).await?;
+    let tasks = CancellationToken::new();
+    let mut set = JoinSet::new();
+    let poll_roots = Arc::new(Mutex::new(HashSet::new()));
+    let _watcher = crate::watch::start(&shared, &poll_roots);
+    scan_all(&shared).await;
+    for n in 0..shared.config.upload.concurrency {
+        set.spawn(crate::upload::worker(shared.clone(), n, tasks.clone()));
+    }
+    set.spawn(scanner(shared.clone(), poll_roots.clone(), tasks.clone()));
+    set.spawn(progress_writer(shared.clone(), tasks.clone()));
+    set.spawn(key_watch(shared.clone(), tasks.clone()));
+    tracing::info!(roots = shared.roots.len(), "vidsync running");
+    stop.cancelled().await;
+    tracing::info!("stopping");
+    tasks.cancel();
+    // Tasks stop at their next await; uploads in flight are dropped and
+    // resume (after a search) at the next start.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while set.join_next().await.is_some() {}
+    })
+    .await;
+    set.abort_all();
+    let _ = shared.store.clear_all_progress();
+    Ok(())
+}
+
+/// Summary of a `scan` pass.
+#[derive(Debug, Clone, Default)]
+pub struct ScanSummary {
+    pub counts: Vec<(State, u64)>,
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// One full pass: scan, wait for files to settle, upload every complete
+/// file, then return (or return early when `stop` is cancelled).
+pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSummary, RunError> {
+    let shared = Arc::new(Shared::new(config)?);
+    recover(&shared)?;
+    initial_key_check(&shared).await?;
+    let tasks = CancellationToken::new();
+    let mut set = JoinSet::new();
+    for n in 0..shared.config.upload.concurrency {
+        set.spawn(crate::upload::worker(shared.clone(), n, tasks.clone()));
+    }
+    set.spawn(progress_writer(shared.clone(), tasks.clone()));
+    let tick = shared.scan_tick();
+    loop {
+        scan_all(&shared).await;
+        let busy = shared
+            .store
+            .in_states(&[State::Waiting, State::Queued, State::Uploading])?;
+        if busy.is_empty() {
+            break;
+        }
+        if !shared.key_ok() {
+            tasks.cancel();
+            return Err(RunError::KeyRejected("the host rejected the API key during the scan".into()));
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+    tasks.cancel();
+    while set.join_next().await.is_some() {}
+    let _ = shared.store.clear_all_progress();
+    let failed = shared
+        .store
+        .list(Some(State::Failed))?
+        .into_iter()
+        .map(|r| (r.path(), r.last_error.unwrap_or_default()))
+        .collect();
+    Ok(ScanSummary {
+        counts: shared.store.counts()?,
+        failed,
+    })
+}
+
+/// The watch mode that applies to a root (used by `watch`).
+pub fn wants_notify(mode: WatchMode) -> bool {
+    !matches!(mode, WatchMode::Poll)
+}

@@ -1,0 +1,179 @@
+//! The read-only commands over the store: `status`, `list`, and `retry`.
+//! They open the database beside a running daemon (WAL allows it).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::daemon::now_ms;
+use crate::store::{FileRow, State, Store};
+
+fn open(config: &Config) -> Result<Store, ExitCode> {
+    Store::open(&config.state.database).map_err(|e| {
+        eprintln!("vidsync: {e}");
+        ExitCode::from(1)
+    })
+}
+
+/// One `list --json` entry. The first eight keys are the stable interface
+/// of PRODUCT.md; others may be added, never removed or renamed.
+pub fn file_json(f: &FileRow) -> Value {
+    json!({
+        "path": f.path().to_string_lossy(),
+        "sync": f.root.to_string_lossy(),
+        "state": f.state.as_str(),
+        "file_code": f.file_code,
+        "fld_id": f.fld_id,
+        "size": f.stat.size,
+        "attempts": f.attempts,
+        "error": f.last_error,
+        "title": f.title,
+        "next_attempt_at": f.next_attempt_at,
+        "updated_at": f.updated_at,
+    })
+}
+
+/// `vidsync list`.
+pub fn list(config: &Config, as_json: bool, state: Option<State>) -> ExitCode {
+    let store = match open(config) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let rows = match store.list(state) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vidsync: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if as_json {
+        let arr: Vec<Value> = rows.iter().map(file_json).collect();
+        println!("{}", Value::Array(arr));
+    } else {
+        for f in &rows {
+            println!(
+                "{:<15} {:<13} {}{}",
+                f.state.as_str(),
+                f.file_code.as_deref().unwrap_or("-"),
+                f.path().display(),
+                f.last_error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The status report as JSON (also the source of the human table).
+pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
+    let counts = store.counts()?;
+    let now = now_ms();
+    let inflight: Vec<Value> = store
+        .progress()?
+        .iter()
+        .map(|p| {
+            let secs = ((p.updated_at - p.started_at).max(1) as f64) / 1000.0;
+            json!({
+                "path": p.path.to_string_lossy(),
+                "sent": p.sent,
+                "total": p.total,
+                "rate": (p.sent as f64 / secs) as u64,
+            })
+        })
+        .collect();
+    let mut count_map = serde_json::Map::new();
+    for (s, n) in &counts {
+        count_map.insert(s.as_str().to_string(), json!(n));
+    }
+    let queued = counts.iter().find(|(s, _)| *s == State::Queued).map_or(0, |(_, n)| *n);
+    let last_error = store
+        .meta("last_error")?
+        .or_else(|| {
+            store
+                .list(Some(State::Failed))
+                .ok()
+                .and_then(|r| r.into_iter().max_by_key(|f| f.updated_at))
+                .and_then(|f| f.last_error)
+        });
+    Ok(json!({
+        "counts": count_map,
+        "uploading": inflight,
+        "queue": queued,
+        "next_retry_in_ms": store.next_retry_at()?.map(|t| (t - now).max(0)),
+        "last_reconcile": store.meta("last_reconcile")?,
+        "last_error": last_error,
+        "key_ok": store.meta("key_ok")?.map(|v| v == "true"),
+        "storage_left": store.meta("storage_left")?,
+    }))
+}
+
+/// `vidsync status`.
+pub fn status(config: &Config, as_json: bool) -> ExitCode {
+    let store = match open(config) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let v = match status_json(&store) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("vidsync: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if as_json {
+        println!("{v}");
+        return ExitCode::SUCCESS;
+    }
+    println!("files by state:");
+    for s in State::ALL {
+        let n = v["counts"][s.as_str()].as_u64().unwrap_or(0);
+        println!("  {:<15} {n}", s.as_str());
+    }
+    if let Some(list) = v["uploading"].as_array() {
+        for u in list {
+            let total = u["total"].as_u64().unwrap_or(0).max(1);
+            let sent = u["sent"].as_u64().unwrap_or(0);
+            println!(
+                "uploading {} {:.0}% ({} of {} bytes, {:.1} MiB/s)",
+                u["path"].as_str().unwrap_or("?"),
+                sent as f64 * 100.0 / total as f64,
+                sent,
+                total,
+                u["rate"].as_u64().unwrap_or(0) as f64 / 1048576.0
+            );
+        }
+    }
+    let show = |k: &str| match &v[k] {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    println!("queue: {}  next retry in: {} ms", show("queue"), show("next_retry_in_ms"));
+    println!("key works: {}  storage left: {}", show("key_ok"), show("storage_left"));
+    println!("last reconcile: {}", show("last_reconcile"));
+    println!("last error: {}", show("last_error"));
+    ExitCode::SUCCESS
+}
+
+/// `vidsync retry [PATH...]`.
+pub fn retry(config: &Config, paths: &[PathBuf]) -> ExitCode {
+    let store = match open(config) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let abs: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.clone()))
+        .collect();
+    match store.retry_failed(&abs, now_ms()) {
+        Ok(n) => {
+            println!("{n} file{} queued again", if n == 1 { "" } else { "s" });
+            if n == 0 && !paths.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+        }
+        Err(e) => {
+            eprintln!("vidsync: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Walk a sync root and bring the store in line with what is on disk.
+//!
+//! The walk only stats (no reads), so a pass over an unchanged tree is cheap
+//! and can run after every burst of events. Comparing with the store finds
+//! new files (`waiting`), changed ones (back to `waiting`, or a new version
+//! after upload), settled ones (`queued`), moved/renamed ones (same device,
+//! inode, size and mtime: the row and its file code follow the file) and
+//! deleted ones (`local_deleted`; never-uploaded rows are forgotten).
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::daemon::{Root, Shared, now_ms};
+use crate::engine;
+use crate::store::{FileRow, Stat, State, StoreError};
+
+/// One video file found on disk.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub rel_path: String,
+    pub stat: Stat,
+}
+
+/// Everything a walk found.
+#[derive(Debug, Default)]
+pub struct Walk {
+    pub files: Vec<Observed>,
+    /// Directories (relative, "" excluded) with their inode.
+    pub dirs: Vec<(String, u64)>,
+    /// Entries that could not be read: (path, error).
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+pub fn stat_of(md: &std::fs::Metadata) -> Stat {
+    Stat {
+        size: md.len(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        dev: md.dev(),
+        ino: md.ino(),
+    }
+}
+
+/// Walk `root` without following symlinks (a link could lead out of the
+/// root, or into a loop). Blocking: run it on a blocking thread.
+pub fn walk(root: &Path, filter: &engine::Filter) -> Walk {
+    let mut out = Walk::default();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel_dir)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                out.errors.push((dir, e.to_string()));
+                continue;
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    out.errors.push((dir.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                // The store keeps paths as text; a name that is not UTF-8
+                // cannot be recorded faithfully, so it is reported, not guessed.
+                out.errors
+                    .push((entry.path(), "file name is not valid UTF-8; skipped".into()));
+                continue;
+            };
+            let rel = if rel_dir.is_empty() {
+                name
+            } else {
+                format!("{rel_dir}/{name}")
+            };
+            let md = match entry.path().symlink_metadata() {
+                Ok(m) => m,
+                // Vanished between readdir and stat: a temporary file.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    out.errors.push((entry.path(), e.to_string()));
+                    continue;
+                }
+            };
+            let ft = md.file_type();
+            if ft.is_dir() {
+                if filter.wants_dir(&rel) {
+                    out.dirs.push((rel.clone(), md.ino()));
+                    stack.push((entry.path(), rel));
+                }
+            } else if ft.is_file() && filter.wants_file(&rel) {
+                out.files.push(Observed {
+                    rel_path: rel,
+                    stat: stat_of(&md),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// What a pass changed, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanReport {
+    pub new: usize,
+    pub changed: usize,
+    pub queued: usize,
+    pub moved: usize,
+    pub deleted: usize,
+    pub waiting: usize,
+}
+
+fn same_file(a: &Stat, b: &Stat) -> bool {
+    a.dev == b.dev && a.ino == b.ino && a.size == b.size && a.mtime_ns == b.mtime_ns
+}
+
+fn rel_dir_of(rel_path: &str) -> &str {
+    rel_path.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+/// Scan one root now: walk it, detect renamed directories, apply the walk to
+/// the store, then fix the remote place of moved files.
+pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, StoreError> {
+    let path = root.entry.local.clone();
+    let filter = root.filter.clone();
+    let walked = tokio::task::spawn_blocking(move || walk(&path, &filter))
+        .await
+        .unwrap_or_default();
+    for (p, e) in &walked.errors {
+        tracing::warn!(path = %p.display(), error = %e, "cannot read");
+    }
+    if !root.entry.local.is_dir() {
+        // The whole root is gone (unmounted disk): do not mark every file
+        // deleted; wait for it to come back.
+        tracing::warn!(root = %root.entry.local.display(), "sync folder is missing; skipping");
+        return Ok(ScanReport::default());
+    }
+    rename_dirs(shared, root, &walked).await?;
+    let report = apply(shared, root, &walked.files)?;
+    fix_remote_places(shared, root).await?;
+    if report.queued > 0 {
+        shared.wake.notify_waiters();
+    }
+    Ok(report)
+}
+
+/// Apply a walk to the store. Pure store work: no API calls.
+pub fn apply(shared: &Shared, root: &Root, files: &[Observed]) -> Result<ScanReport, StoreError> {
+    let store = &shared.store;
+    let now = now_ms();
+    let settle = shared.config.watch.settle;
+    let mut report = ScanReport::default();
+    let rows = store.files_in_root(root.id)?;
+    let mut by_path: HashMap<&str, &FileRow> =
+        rows.iter().map(|r| (r.rel_path.as_str(), r)).collect();
+    let mut fresh: Vec<&Observed> = Vec::new();
+
+    for obs in files {
+        let Some(row) = by_path.remove(obs.rel_path.as_str()) else {
+            fresh.push(obs);
+            continue;
+        };
+        let changed = row.stat.size != obs.stat.size || row.stat.mtime_ns != obs.stat.mtime_ns
+            || row.stat.ino != obs.stat.ino;
+        match row.state {
+            // The uploader owns an uploading row; it re-checks the file itself.
+            State::Uploading => {}
+            // A DMCA'd file is never uploaded again automatically.
+            State::Dmca => {}
+            State::LocalDeleted if !changed => {
+                let back = if row.file_code.is_some() { State::Uploaded } else { State::Waiting };
+                store.set_state(row.id, back, now, Some("reappeared"))?;
+            }
+            _ if changed => {
+                store.file_changed(row.id, obs.stat, now)?;
+                report.changed += 1;
+                report.waiting += 1;
+            }
+            State::Waiting => {
+                let open = shared.is_open_for_write(&root.entry.local.join(&row.rel_path));
+                if engine::is_complete(row.stable_since, now, settle, open) {
+                    store.queue(row.id, now)?;
+                    report.queued += 1;
+                } else {
+                    report.waiting += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Rows whose file is gone: moved (same inode elsewhere) or deleted.
+    let mut vanished: Vec<&FileRow> = by_path
+        .into_values()
+        .filter(|r| r.state != State::LocalDeleted)
+        .collect();
+    for obs in fresh {
+        let moved = vanished
+            .iter()
+            .position(|r| r.state != State::Uploading && same_file(&r.stat, &obs.stat));
+        if let Some(i) = moved {
+            let row = vanished.swap_remove(i);
+            tracing::info!(from = %row.rel_path, to = %obs.rel_path, "file moved");
+            store.move_file(row.id, root.id, &obs.rel_path, now)?;
+            report.moved += 1;
+        } else {
+            store.insert_file(root.id, &obs.rel_path, obs.stat, now)?;
+            report.new += 1;
+            report.waiting += 1;
+        }
+    }
+    for row in vanished {
+        match row.state {
+            // Still being sent from an open descriptor; the uploader decides.
+            State::Uploading => {}
+            State::Waiting | State::Queued if row.file_code.is_none() && row.attempts == 0 && row.fld_id.is_none() => {
+                // Never left this machine: nothing to remember.
+                store.forget(row.id)?;
+                report.deleted += 1;
+            }
+            _ => {
+                store.set_state(row.id, State::LocalDeleted, now, Some("deleted locally"))?;
+                report.deleted += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// A remembered directory whose path is gone while a new directory has its
+/// inode was renamed or moved: rename its remote folder and move the rows.
+async fn rename_dirs(shared: &Shared, root: &Root, walked: &crate::scan::Walk) -> Result<(), StoreError> {
+    let known = shared.store.folders(root.id)?;
+    let present: HashMap<&str, u64> = walked.dirs.iter().map(|(d, i)| (d.as_str(), *i)).collect();
+    for (rel_dir, fld_id, ino) in known {
+        let (Some(ino), false) = (ino, rel_dir.is_empty()) else {
+            continue;
+        };
+        if present.contains_key(rel_dir.as_str()) {
+            continue;
+        }
+        let Some((new_dir, _)) = walked.dirs.iter().find(|(d, i)| {
+            *i == ino && !d.is_empty() && shared.store.folder(root.id, d).ok().flatten().is_none()
+        }) else {
+            continue;
+        };
+        let new_name = new_dir.rsplit('/').next().unwrap_or(new_dir);
+        let old_parent = rel_dir_of(&rel_dir);
+        let new_parent = rel_dir_of(new_dir);
+        let mut edit = crate::api::FolderEdit {
+            name: Some(crate::folders::remote_name(new_name)),
+            ..Default::default()
+        };
+        if old_parent != new_parent {
+            match shared.folder_for(root, new_parent).await {
+                Ok(pid) => edit.parent_id = Some(pid),
+                Err(e) => {
+                    tracing::warn!(dir = %new_dir, error = %e, "cannot resolve the new parent folder; will retry");
+                    continue;
+                }
+            }
+        }
+        match shared.client.folder_edit(fld_id, &edit).await {
+            Ok(()) => {
+                tracing::info!(from = %rel_dir, to = %new_dir, fld_id, "directory renamed; remote folder renamed");
+                shared.store.rename_dir(root.id, &rel_dir, new_dir, now_ms())?;
+            }
+            Err(e) => {
+                tracing::warn!(from = %rel_dir, to = %new_dir, error = %e, "cannot rename the remote folder; will retry");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Uploaded files whose folder or title no longer match their local path
+/// (moved or renamed) are moved/retitled on the host with file/edit.
+/// Self-healing: it compares the wanted place with the recorded one on
+/// every pass, so an edit that failed is simply tried again next time.
+async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), StoreError> {
+    let rows = shared.store.files_in_root(root.id)?;
+    for row in rows.iter().filter(|r| r.state == State::Uploaded) {
+        let (Some(code), Some(fld)) = (&row.file_code, row.fld_id) else {
+            continue;
+        };
+        let title = engine::render_title(&shared.config.upload.title_template, &row.rel_path);
+        let dir = rel_dir_of(&row.rel_path);
+        let want_fld = match shared.store.folder(root.id, dir)? {
+            Some(f) => f,
+            None => match shared.folder_for(root, dir).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(dir, error = %e, "cannot resolve remote folder");
+                    continue;
+                }
+            },
+        };
+        if want_fld == fld && row.title.as_deref() == Some(title.as_str()) {
+            continue;
+        }
+        let edit = crate::api::FileEdit {
+            title: (row.title.as_deref() != Some(title.as_str())).then(|| title.clone()),
+            fld_id: (want_fld != fld).then_some(want_fld),
+            ..Default::default()
+        };
+        match shared.client.file_edit(std::slice::from_ref(code), &edit).await {
+            Ok(()) => {
+                tracing::info!(path = %row.rel_path, code = %code, fld_id = want_fld, title = %title, "moved/retitled on the host");
+                shared.store.set_remote_place(row.id, want_fld, &title, now_ms())?;
+            }
+            Err(e) => tracing::warn!(path = %row.rel_path, error = %e, "cannot move/retitle on the host; will retry"),
+        }
+    }
+    Ok(())
+}

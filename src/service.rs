@@ -1,0 +1,145 @@
+//! Process-level glue for the commands: logging, signals, exit codes.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{Client, ErrorClass, StorageLeft};
+use crate::config::{Config, LogConfig, LogFormat};
+use crate::daemon::{self, RunError};
+
+/// Set up `tracing`: level from `RUST_LOG` or the config, colours only on a
+/// terminal (journald shows escape codes as garbage), JSON when asked.
+pub fn init_logging(log: &LogConfig, quiet: bool) {
+    let default = if quiet { "warn" } else { log.level.as_str() };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let _ = match log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// SIGTERM/SIGINT cancel `stop` (a graceful stop); a second SIGINT exits at
+/// once. Signals are read on a plain thread by signal-hook's iterator, which
+/// is async-signal-safe, and forwarded to the runtime.
+fn install_signals(stop: CancellationToken) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                match sig {
+                    SIGHUP => tracing::warn!("SIGHUP: configuration reload is not supported yet; restart to apply changes"),
+                    SIGINT if stop.is_cancelled() => {
+                        eprintln!("vidsync: second interrupt, exiting now");
+                        std::process::exit(130);
+                    }
+                    _ => {
+                        tracing::info!(signal = sig, "stop requested");
+                        stop.cancel();
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the signal thread");
+    }
+}
+
+fn exit_for(e: &RunError) -> ExitCode {
+    tracing::error!(error = %e, "vidsync stopped");
+    eprintln!("vidsync: {e}");
+    ExitCode::from(e.exit_code() as u8)
+}
+
+/// `vidsync run`.
+pub async fn run_service(config: Config) -> ExitCode {
+    let stop = CancellationToken::new();
+    install_signals(stop.clone());
+    match daemon::run(config, stop).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => exit_for(&e),
+    }
+}
+
+/// `vidsync scan`.
+pub async fn run_scan(config: Config) -> ExitCode {
+    let stop = CancellationToken::new();
+    install_signals(stop.clone());
+    match daemon::scan_once(config, stop).await {
+        Ok(summary) => {
+            let counts: Vec<String> = summary
+                .counts
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(s, n)| format!("{s}: {n}"))
+                .collect();
+            println!("scan done; {}", if counts.is_empty() { "no files".into() } else { counts.join(", ") });
+            for (path, err) in &summary.failed {
+                println!("failed: {}: {err}", path.display());
+            }
+            if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(e) => exit_for(&e),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+/// `vidsync check`: the config is valid (we got here), then the key.
+pub async fn check(config: &Config) -> ExitCode {
+    println!("config: ok ({} sync entr{}, key from {})", config.syncs.len(), if config.syncs.len() == 1 { "y" } else { "ies" }, config.key_source);
+    let client = match Client::new(&config.api) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vidsync: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match client.account_info().await {
+        Ok(info) => {
+            let left = match info.storage_left {
+                StorageLeft::Bytes(b) => human_bytes(b),
+                StorageLeft::Unlimited => "unlimited".into(),
+            };
+            println!("host: {}", config.api.url);
+            println!("account: {} ({})", info.login, if info.premium { "premium" } else { "free" });
+            println!("files: {}", info.files_total);
+            println!("storage used: {}", human_bytes(info.storage_used));
+            println!("storage left: {left}");
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.class() == ErrorClass::KeyRejected => {
+            eprintln!("vidsync: the host rejected the API key (from {}): {e}", config.key_source);
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("vidsync: cannot reach the host: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Upload workers: take due files from the store queue, upload each exactly
+//! once, record the outcome.
+//!
+//! The exactly-once protocol: the attempt is recorded (`unknown_since`)
+//! before the request is sent; only a reply with a non-empty file code
+//! counts as success; after any outcome that leaves doubt (lost reply,
+//! proxy error, crash), the host is searched (file/list by folder and
+//! creation time, matched by title) before the file is sent again, and a
+//! match is adopted instead of uploading a second copy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, Created, ErrorClass, FileListQuery, UploadParams};
+use crate::daemon::{Shared, now_ms};
+use crate::engine::{self, AfterError, RetryPolicy};
+use crate::scan::stat_of;
+use crate::store::{FileRow, StoreError};
+
+/// Run one worker until `stop`: claim, upload, record, repeat.
+pub async fn worker(shared: Arc<Shared>, n: usize, stop: CancellationToken) {
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        if !shared.key_ok() {
+            // Everything waits for the key; the key task re-checks it.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            continue;
+        }
+        if let Some(until) = shared.account_pause_until() {
+            let wait = until.saturating_sub(now_ms());
+            if wait > 0 {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                }
+                continue;
+            }
+        }
+        let row = match shared.store.claim_next(now_ms(), &[]) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the upload queue");
+                None
+            }
+        };
+        let Some(row) = row else {
+            // Nothing due: sleep until woken, the next retry, or a short poll.
+            let next = shared.store.next_retry_at().ok().flatten();
+            let wait = next
+                .map(|t| (t - now_ms()).clamp(10, 1000) as u64)
+                .unwrap_or(1000);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            }
+            continue;
+        };
+        let id = row.id;
+        tokio::select! {
+            // Cancelling mid-upload drops the request; the row stays
+            // `uploading` with `unknown_since` set, and the next start
+            // searches the host before sending it again.
+            _ = stop.cancelled() => return,
+            r = upload_one(&shared, row) => {
+                if let Err(e) = r {
+                    tracing::error!(worker = n, file_id = id, error = %e, "cannot record upload outcome");
+                }
+            }
+        }
+        shared.clear_progress(id);
+    }
+}
+
+fn policy(shared: &Shared) -> RetryPolicy {
+    let u = &shared.config.upload;
+    RetryPolicy {
+        min: u.retry_min,
+        max: u.retry_max,
+        max_attempts: u.max_attempts,
+    }
+}
+
+/// Look on the host for a copy of this file uploaded since `since_ms`.
+async fn search_host(shared: &Shared, fld_id: u64, title: &str, since_ms: i64) -> Result<Option<String>, ApiError> {
+    // "created = last N minutes" avoids any time zone arithmetic: the host's
+    // clock is local time without a zone. Two minutes of margin for skew.
+    let minutes = ((now_ms() - since_ms).max(0) as u64).div_ceil(60_000) + 2;
+    let q = FileListQuery {
+        fld_id: Some(fld_id),
+        created: Some(Created::LastMinutes(minutes)),
+        ..Default::default()
+    };
+    // No title filter: hosts filter on their stored (escaped) title, which
+    // would miss titles with `(` or `&`. The folder and time window keep the
+    // listing short; titles are compared here, unescaped.
+    let listed = shared.client.file_list_all(&q).await?;
+    Ok(engine::find_adoptable(&listed, title, fld_id).map(|f| f.file_code.clone()))
+}
+
+async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
+    let store = &shared.store;
+    let path = row.path();
+    let Some(root) = shared.root(row.root_id) else {
+        // A root removed from the config: leave its rows alone.
+        store.retry_later(row.id, "sync entry no longer configured", now_ms() + 3_600_000, false, false, now_ms())?;
+        return Ok(());
+    };
+    // The file must still be what we saw settle.
+    match std::fs::metadata(&path) {
+        Ok(md) => {
+            let st = stat_of(&md);
+            if st.size != row.stat.size || st.mtime_ns != row.stat.mtime_ns {
+                store.file_changed(row.id, st, now_ms())?;
+                return Ok(());
+            }
+        }
+        Err(e) => {
+            // Gone or unreadable: let the scanner decide (moved, deleted).
+            store.retry_later(row.id, &format!("cannot stat {}: {e}", path.display()), now_ms() + 1000, false, row.unknown_since.is_none(), now_ms())?;
+            shared.request_rescan(row.root_id);
+            return Ok(());
+        }
+    }
+    let title = engine::render_title(&shared.config.upload.title_template, &row.rel_path);
+    let rel_dir = row.rel_path.rsplit_once('/').map_or("", |(d, _)| d);
+    let fld_id = match shared.folder_for(root, rel_dir).await {
+        Ok(f) => f,
+        Err(e) => {
+            let class = e.api().map_or(ErrorClass::Transient, ApiError::class);
+            return after_error(shared, &row, class, &e.to_string(), true);
+        }
+    };
+
+    // A previous attempt may have stored the file: find it before sending again.
+    if let Some(since) = row.unknown_since {
+        let search_fld = row.fld_id.unwrap_or(fld_id);
+        let search_title = row.title.clone().unwrap_or_else(|| title.clone());
+        match search_host(shared, search_fld, &search_title, since).await {
+            Ok(Some(code)) => {
+                tracing::info!(path = %path.display(), code = %code, "found the file on the host after an interrupted upload; adopted it");
+                store.finish_uploaded(row.id, &code, search_fld, now_ms(), "adopted after an interrupted upload")?;
+                shared.after_success();
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(e) => return after_error(shared, &row, e.class(), &format!("searching the host: {e}"), false),
+        }
+    }
+
+    let e = &root.entry;
+    let params = UploadParams {
+        title: title.clone(),
+        descr: None,
+        fld_id,
+        cat_id: e.cat_id.map(u64::from),
+        tags: (!e.tags.is_empty()).then(|| e.tags.join(",")),
+        public: e.public,
+        adult: e.adult,
+    };
+    store.begin_attempt(row.id, fld_id, &title, now_ms())?;
+    let sent = Arc::new(AtomicU64::new(0));
+    shared.start_progress(row.id, row.stat.size, sent.clone());
+    let progress: crate::api::ProgressFn = {
+        let sent = sent.clone();
+        Arc::new(move |n| sent.store(n, Ordering::Relaxed))
+    };
+    let started = std::time::Instant::now();
+    tracing::info!(path = %path.display(), size = row.stat.size, fld_id, "upload started");
+    let result = shared.client.upload_file(&path, &params, Some(progress)).await;
+    match result {
+        Ok(code) => {
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            tracing::info!(
+                path = %path.display(), code = %code, size = row.stat.size,
+                seconds = format!("{secs:.1}"),
+                rate_mib_s = format!("{:.2}", row.stat.size as f64 / secs / 1048576.0),
+                "upload finished"
+            );
+            store.finish_uploaded(row.id, &code, fld_id, now_ms(), "uploaded")?;
+            shared.after_success();
+        }
+        Err(err) if err.outcome_unknown() => {
+            tracing::warn!(path = %path.display(), error = %err, "upload outcome unknown; searching the host");
+            // The host may have stored it even though the reply was lost.
+            let since = row.unknown_since.unwrap_or(now_ms() - started.elapsed().as_millis() as i64);
+            match search_host(shared, fld_id, &title, since).await {
+                Ok(Some(code)) => {
+                    tracing::info!(path = %path.display(), code = %code, "the host had stored it; adopted");
+                    store.finish_uploaded(row.id, &code, fld_id, now_ms(), "adopted after a lost reply")?;
+                    shared.after_success();
+                }
+                _ => after_error(shared, &row, err.class(), &err.to_string(), false)?,
+            }
+        }
+        Err(err) => {
+            // A definite answer: the host did not keep this file.
+            tracing::warn!(path = %path.display(), error = %err, "upload refused");
+            after_error(shared, &row, err.class(), &err.to_string(), true)?;
+        }
+    }
+    Ok(())
+}
+
+/// Record an error per the retry policy. `definite` = the host surely has
+/// no copy from this attempt.
+fn after_error(shared: &Shared, row: &FileRow, class: ErrorClass, msg: &str, definite: bool) -> Result<(), StoreError> {
+    let now = now_ms();
+    let streak = if class == ErrorClass::AccountWide { shared.account_refused() } else { 0 };
+    let decision = engine::after_error(class, row.attempts, streak, policy(shared), rand::random::<f64>());
+    match decision {
+        AfterError::Retry { delay, counted } => {
+            let next = now + delay.as_millis() as i64;
+            if class == ErrorClass::AccountWide {
+                // Quota and rate limits concern every file: hold all workers.
+                shared.pause_account_until(next);
+            }
+            shared.store.retry_later(row.id, msg, next, counted, definite, now)
+        }
+        AfterError::Fail => {
+            tracing::error!(path = %row.path().display(), error = %msg, "upload failed for good");
+            shared.store.fail(row.id, msg, class != ErrorClass::Permanent, definite, now)
+        }
+        AfterError::PauseForKey => {
+            shared.key_rejected(msg);
+            shared.store.retry_later(row.id, msg, now, false, definite, now)
+        }
+    }
+}
