@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::clock::{format_date, format_datetime, parse_datetime};
 use super::faults::{Fault, Point};
 use super::lock;
-use super::state::{DeletedBy, Encoding, FileRec, Shared, State as HostState};
+use super::state::{DeletedBy, EncodeState, FileRec, Shared, State as HostState};
 
 /// Largest form-encoded POST body read for an API call.
 const MAX_FORM_BODY: usize = 1 << 20;
@@ -70,7 +70,10 @@ struct Envelope<'a> {
 pub(crate) fn json_response(body: &impl Serialize) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             bytes,
         )
             .into_response(),
@@ -136,10 +139,7 @@ impl Params {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
+        self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
     }
 
     fn u64(&self, name: &str) -> Result<Option<u64>, Reply> {
@@ -524,7 +524,10 @@ impl Ctx<'_> {
             return Err(err(400, "No file_code specified"));
         }
         if codes.len() > MAX_INFO_CODES {
-            return Err(err(400, format!("Max {MAX_INFO_CODES} file codes per request")));
+            return Err(err(
+                400,
+                format!("Max {MAX_INFO_CODES} file codes per request"),
+            ));
         }
         let entries = codes
             .iter()
@@ -701,7 +704,9 @@ impl Ctx<'_> {
                 ..src
             },
         );
-        Ok(ok(json!({ "filecode": new_code, "url": self.link(&new_code) })))
+        Ok(ok(
+            json!({ "filecode": new_code, "url": self.link(&new_code) }),
+        ))
     }
 
     fn deleted(&self, st: &HostState, params: &Params) -> CallResult {
@@ -769,10 +774,10 @@ impl Ctx<'_> {
             .into_iter()
             .filter_map(|f| {
                 let (status, progress) = match f.encoding(self.now_ms, self.encode_ms) {
-                    Encoding::Done => return None,
-                    Encoding::Pending => ("PENDING", 0),
-                    Encoding::Encoding(p) => ("ENCODING", p),
-                    Encoding::Stuck => ("STUCK", 0),
+                    EncodeState::Done => return None,
+                    EncodeState::Pending => ("PENDING", 0),
+                    EncodeState::Encoding(p) => ("ENCODING", p),
+                    EncodeState::Stuck => ("STUCK", 0),
                 };
                 Some(json!({
                     "file_code": f.code,
@@ -883,11 +888,7 @@ fn percent_decode(seg: &str) -> String {
 }
 
 fn sort_newest_first(files: &mut [&FileRec]) {
-    files.sort_by(|a, b| {
-        b.created_ms
-            .cmp(&a.created_ms)
-            .then(b.seq.cmp(&a.seq))
-    });
+    files.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(b.seq.cmp(&a.seq)));
 }
 
 #[cfg(test)]

@@ -111,7 +111,9 @@ impl TestHost {
                 (dir.clone(), None)
             }
             None => {
-                let t = tempfile::Builder::new().prefix("vidsync-testhost-").tempdir()?;
+                let t = tempfile::Builder::new()
+                    .prefix("vidsync-testhost-")
+                    .tempdir()?;
                 (t.path().to_path_buf(), Some(t))
             }
         };

@@ -83,7 +83,7 @@ pub struct RequestRecord {
 
 /// Where a file is in the encoding queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Encoding {
+pub(crate) enum EncodeState {
     Pending,
     Encoding(u8),
     Stuck,
@@ -118,25 +118,25 @@ pub(crate) struct FileRec {
 impl FileRec {
     /// Encoding state, computed lazily from elapsed host time: PENDING for the first
     /// tenth of `encode_ms`, then ENCODING with progress by elapsed time, then done.
-    pub(crate) fn encoding(&self, now_ms: u64, encode_ms: u64) -> Encoding {
+    pub(crate) fn encoding(&self, now_ms: u64, encode_ms: u64) -> EncodeState {
         if self.encoded {
-            return Encoding::Done;
+            return EncodeState::Done;
         }
         if self.stuck {
-            return Encoding::Stuck;
+            return EncodeState::Stuck;
         }
         let elapsed = now_ms.saturating_sub(self.created_ms);
         if elapsed >= encode_ms {
-            Encoding::Done
+            EncodeState::Done
         } else if elapsed < encode_ms / 10 {
-            Encoding::Pending
+            EncodeState::Pending
         } else {
-            Encoding::Encoding((elapsed * 100 / encode_ms.max(1)).min(99) as u8)
+            EncodeState::Encoding((elapsed * 100 / encode_ms.max(1)).min(99) as u8)
         }
     }
 
     pub(crate) fn canplay(&self, now_ms: u64, encode_ms: u64) -> bool {
-        self.encoding(now_ms, encode_ms) == Encoding::Done
+        self.encoding(now_ms, encode_ms) == EncodeState::Done
     }
 
     /// Video length in seconds: unknown (0) until encoded; otherwise derived from the

@@ -98,6 +98,7 @@ async fn drop_connection(host: &Shared, kill: Option<ConnKill>) -> Response {
 /// The body as a stream, read at most `bytes_per_sec`, and cut (connection killed)
 /// once `drop_after` bytes have been read.
 fn guarded_body(
+    host: Arc<Shared>,
     body: Body,
     bytes_per_sec: Option<u64>,
     drop_after: Option<u64>,
@@ -110,11 +111,13 @@ fn guarded_body(
         let wait = bytes_per_sec.map(|bps| Duration::from_secs_f64(len as f64 / bps.max(1) as f64));
         let cut = drop_after.is_some_and(|n| seen >= n);
         let kill = kill.clone();
+        let host = host.clone();
         async move {
             if let Some(w) = wait {
                 tokio::time::sleep(w).await;
             }
             if cut && let Some(k) = kill {
+                host.log("upload", 0);
                 k.fire();
                 std::future::pending::<()>().await;
             }
@@ -171,11 +174,17 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let drop_after = drop_mid.then(|| match length {
+    let drop_after = drop_mid.then_some(match length {
         Some(n) if n > 1 => n / 2,
         _ => DROP_AFTER_UNSIZED,
     });
-    let stream = guarded_body(req.into_body(), slow, drop_after, kill.clone());
+    let stream = guarded_body(
+        host.clone(),
+        req.into_body(),
+        slow,
+        drop_after,
+        kill.clone(),
+    );
     let mut multipart = multer::Multipart::new(stream, boundary);
 
     let mut fields: HashMap<String, String> = HashMap::new();
@@ -289,18 +298,15 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
 
 /// Records the accepted parts as files, using the form fields (whatever their order).
 fn commit(host: &Shared, fields: &HashMap<String, String>, parts: Vec<Part>) -> Vec<FileOutcome> {
-    let field = |name: &str| {
-        fields
-            .get(name)
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-    };
+    let field = |name: &str| fields.get(name).map(|s| s.trim()).filter(|s| !s.is_empty());
     let flag = |name: &str| field(name) == Some("1");
     let now_ms = host.clock.now_ms();
     let mut st = lock(&host.state);
     // Quirk: a wrong or missing key is not refused; the file is stored with no owner.
     let owner = field("key").and_then(|k| st.login_for_key(k));
-    let requested_fld = field("fld_id").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let requested_fld = field("fld_id")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
     // A folder that is missing or not the uploader's puts the file in the root.
     let fld_id = match (&owner, st.folders.get(&requested_fld)) {
         (Some(o), Some(f)) if &f.owner == o => requested_fld,
