@@ -273,15 +273,16 @@ pub(crate) async fn api_entry(State(host): State<Arc<Shared>>, req: Request) -> 
 
 /// Runs one API call against the state: operation, key, rate limit, then the call.
 pub(crate) fn call(host: &Shared, endpoint: &str, params: &Params) -> Reply {
+    let opts = host.opts();
     let now_ms = host.clock.now_ms();
     let now = now_ms / 1000;
     let mut st = lock(&host.state);
     st.settle(now);
-    let Some(op) = Op::parse(endpoint, st.alt_list_paths) else {
+    let Some(op) = Op::parse(endpoint, opts.alt_list_paths) else {
         return err(400, "Invalid operation");
     };
     let point = Point::Api(endpoint);
-    let limit = host.opts.rate_limit_per_min;
+    let limit = opts.rate_limit_per_min;
     if host
         .faults
         .fire(point, |f| matches!(f, Fault::RateLimited))
@@ -323,7 +324,8 @@ pub(crate) fn call(host: &Shared, endpoint: &str, params: &Params) -> Reply {
         login: &login,
         now_ms,
         now,
-        encode_ms: host.encode_ms(),
+        encode_ms: opts.encode_ms(),
+        storage_left: opts.storage_left,
     };
     let out = match op {
         Op::AccountInfo => ctx.account_info(&st),
@@ -356,6 +358,7 @@ struct Ctx<'a> {
     now_ms: u64,
     now: u64,
     encode_ms: u64,
+    storage_left: Option<u64>,
 }
 
 type CallResult = Result<Reply, Reply>;
@@ -411,7 +414,7 @@ impl Ctx<'_> {
 
     fn account_info(&self, st: &HostState) -> CallResult {
         let (used, count) = st.usage(self.login);
-        let left = match self.host.opts.storage_left {
+        let left = match self.storage_left {
             Some(n) => json!(n.saturating_sub(used)),
             None => json!("unlimited"),
         };

@@ -132,7 +132,6 @@ impl TestHost {
             rate: HashMap::new(),
             log: Vec::new(),
             upload_rr: 0,
-            alt_list_paths: opts.alt_list_paths,
         };
         let key = match &opts.key {
             Some(k) => k.clone(),
@@ -144,7 +143,8 @@ impl TestHost {
         });
         let shared = Arc::new(Shared {
             faults: Faults::new(opts.seed),
-            opts,
+            login: opts.login.clone(),
+            opts: Mutex::new(opts),
             clock: clock::Clock::default(),
             state: Mutex::new(st),
             data_dir,
@@ -192,7 +192,7 @@ impl TestHost {
 
     /// The default account's login.
     pub fn login(&self) -> String {
-        self.shared.opts.login.clone()
+        self.shared.login.clone()
     }
 
     /// The live fault rules; change them at any time.
@@ -217,7 +217,20 @@ impl TestHost {
 
     /// Serves the deleted/DMCA lists only at the `files/...` paths (or back at `file/...`).
     pub fn set_alt_list_paths(&self, alt: bool) {
-        lock(&self.shared.state).alt_list_paths = alt;
+        self.configure(|o| o.alt_list_paths = alt);
+    }
+
+    /// Changes options while the host runs (e.g. storage running out, a rate limit
+    /// appearing). `encode_time`, `max_file_size`, `storage_left`, `rate_limit_per_min`
+    /// and `alt_list_paths` take effect at the next request; `data_dir`, `seed`,
+    /// `login` and `key` only matter at start.
+    pub fn configure(&self, change: impl FnOnce(&mut HostOptions)) {
+        change(&mut lock(&self.shared.opts));
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> HostOptions {
+        self.shared.opts()
     }
 
     /// Moves the host clock forward.
@@ -232,8 +245,8 @@ impl TestHost {
 
     /// Every file, deleted ones and ownerless ones included, oldest first.
     pub fn files(&self) -> Vec<HostFile> {
+        let encode_ms = self.shared.opts().encode_ms();
         let now_ms = self.shared.clock.now_ms();
-        let encode_ms = self.shared.encode_ms();
         let mut st = lock(&self.shared.state);
         st.settle(now_ms / 1000);
         let mut files: Vec<_> = st.files.values().collect();
@@ -269,7 +282,7 @@ impl TestHost {
 
     /// Creates a folder for the default account (to pre-create remote folders); returns its id.
     pub fn create_folder(&self, parent: u64, name: &str) -> u64 {
-        self.create_folder_for(&self.shared.opts.login, parent, name)
+        self.create_folder_for(&self.shared.login, parent, name)
     }
 
     /// Creates a folder for any login.

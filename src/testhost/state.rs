@@ -194,7 +194,6 @@ pub(crate) struct State {
     pub log: Vec<RequestRecord>,
     /// Round robin over the two upload server names.
     pub upload_rr: u64,
-    pub alt_list_paths: bool,
 }
 
 const CODE_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -294,7 +293,10 @@ impl State {
 /// Everything the handlers share.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub opts: HostOptions,
+    /// The options in force; tests may change them while the host runs.
+    pub opts: Mutex<HostOptions>,
+    /// The default account's login.
+    pub login: String,
     pub clock: Clock,
     pub state: Mutex<State>,
     pub faults: Faults,
@@ -308,9 +310,16 @@ pub(crate) struct Shared {
     pub tmp_counter: AtomicU64,
 }
 
-impl Shared {
+impl HostOptions {
     pub(crate) fn encode_ms(&self) -> u64 {
-        u64::try_from(self.opts.encode_time.as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(self.encode_time.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Shared {
+    /// A snapshot of the options. Take it before locking `state` (lock order: opts, then state).
+    pub(crate) fn opts(&self) -> HostOptions {
+        super::lock(&self.opts).clone()
     }
 
     pub(crate) fn log(&self, endpoint: &str, status: u16) {

@@ -750,6 +750,16 @@ async fn dropped_connection_mid_upload_stores_nothing() {
     assert!(err.is_err(), "{err:?}");
     assert!(h.files().is_empty());
     assert_eq!(h.uploads_started(), 2);
+    // The cut handler's temporary file is removed once its connection is gone.
+    let mut tmp_left = usize::MAX;
+    for _ in 0..20 {
+        tmp_left = std::fs::read_dir(h.data_dir()).unwrap().count();
+        if tmp_left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(tmp_left, 0);
     assert_eq!(
         h.request_log()
             .iter()
@@ -826,4 +836,39 @@ async fn concurrent_uploads_on_multi_thread_runtime() {
     assert_eq!(h.files().len(), 8);
     let v = api(&h, "account/info", &[]).await;
     assert_eq!(v["result"]["files_total"], "8");
+}
+
+#[tokio::test]
+async fn scope_all_reaches_uploads_and_probability_is_seeded() {
+    let h = TestHost::start().await.unwrap();
+    h.faults().times(Fault::Http503, Scope::All, 1);
+    // The first request (upload/server) takes the fault.
+    let r = client()
+        .get(format!("{}/api/upload/server?key={}", h.url(), h.key()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    h.faults().always(Fault::Http503, Scope::Upload);
+    assert!(
+        upload(&h, form(&[("key", &h.key())], &[("a.mp4", b"x")]))
+            .await
+            .is_err()
+    );
+    h.faults().clear();
+    h.faults()
+        .probability(Fault::Http502, Scope::endpoint("account/info"), 0.5);
+    let mut bad = 0;
+    for _ in 0..20 {
+        let r = client()
+            .get(format!("{}/api/account/info?key={}", h.url(), h.key()))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 502 {
+            bad += 1;
+        }
+    }
+    assert!((1..20).contains(&bad), "{bad}");
+    assert_eq!(h.faults().rules().len(), 1);
 }

@@ -161,6 +161,7 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
         .fire(point, |f| matches!(f, Fault::LoseReply))
         .is_some();
 
+    let max_file_size = host.opts().max_file_size;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -252,7 +253,7 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
                 Err(e) => return upload_error(&host, 400, &format!("Bad multipart body: {e}")),
             };
             blob.size += chunk.len() as u64;
-            if host.opts.max_file_size.is_some_and(|max| blob.size > max) {
+            if max_file_size.is_some_and(|max| blob.size > max) {
                 too_big = true;
                 out = None;
             }
@@ -300,6 +301,7 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
 fn commit(host: &Shared, fields: &HashMap<String, String>, parts: Vec<Part>) -> Vec<FileOutcome> {
     let field = |name: &str| fields.get(name).map(|s| s.trim()).filter(|s| !s.is_empty());
     let flag = |name: &str| field(name) == Some("1");
+    let storage_left = host.opts().storage_left;
     let now_ms = host.clock.now_ms();
     let mut st = lock(&host.state);
     // Quirk: a wrong or missing key is not refused; the file is stored with no owner.
@@ -329,12 +331,7 @@ fn commit(host: &Shared, fields: &HashMap<String, String>, parts: Vec<Part>) -> 
                 continue;
             }
         };
-        if owner.is_some()
-            && host
-                .opts
-                .storage_left
-                .is_some_and(|left| used + blob.size > left)
-        {
+        if owner.is_some() && storage_left.is_some_and(|left| used + blob.size > left) {
             out.push(FileOutcome {
                 filecode: String::new(),
                 filename: part.filename,
