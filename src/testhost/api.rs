@@ -444,7 +444,7 @@ impl Ctx<'_> {
         let rows: Vec<Value> = (0..last)
             .map(|i| {
                 json!({
-                    "day": format_date(self.now - i * 86_400),
+                    "day": format_date(self.now.saturating_sub(i * 86_400)),
                     "views": "0",
                     "downloads": "0",
                     "sales": "0",

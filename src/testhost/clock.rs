@@ -30,7 +30,12 @@ impl Clock {
 
     pub(crate) fn advance(&self, by: Duration) {
         let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
-        self.offset_ms.fetch_add(ms, Ordering::Relaxed);
+        // Saturating, so a silly `Duration::MAX` pins the clock instead of wrapping it.
+        let _ = self
+            .offset_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
+                Some(o.saturating_add(ms))
+            });
     }
 }
 

@@ -330,7 +330,7 @@ impl TestHost {
         let mut st = lock(&self.shared.state);
         match st.files.get_mut(code) {
             Some(f) if f.deleted.is_none() => {
-                f.dmca = Some((now, now + delay.as_secs()));
+                f.dmca = Some((now, now.saturating_add(delay.as_secs())));
                 true
             }
             _ => false,

@@ -872,3 +872,82 @@ async fn scope_all_reaches_uploads_and_probability_is_seeded() {
     assert!((1..20).contains(&bad), "{bad}");
     assert_eq!(h.faults().rules().len(), 1);
 }
+
+#[tokio::test]
+async fn reply_shapes_are_exact() {
+    let h = TestHost::start().await.unwrap();
+    let text = client()
+        .get(format!("{}/api/account/info?key=nope", h.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.starts_with(r#"{"msg":"Wrong auth","server_time":""#),
+        "{text}"
+    );
+    assert!(text.ends_with(r#"","status":403}"#), "{text}");
+    let url = upload_server(&h).await;
+    let text = client()
+        .post(url)
+        .multipart(form(
+            &[("key", &h.key())],
+            &[("a.mp4", b"x"), ("b.exe", b"y")],
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let code = &h.files()[0].code;
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"msg":"OK","status":200,"files":[{{"filecode":"{code}","filename":"a.mp4","status":"OK"}},{{"filecode":"","filename":"b.exe","status":"unallowed video extension"}}]}}"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn large_chunked_upload_is_streamed_to_disk() {
+    let h = TestHost::start().await.unwrap();
+    let url = upload_server(&h).await;
+    const CHUNK: usize = 256 * 1024;
+    const CHUNKS: usize = 32; // 8 MiB
+    let stream = futures_util::stream::iter(
+        (0..CHUNKS).map(|i| Ok::<_, std::io::Error>(vec![i as u8; CHUNK])),
+    );
+    let form = Form::new()
+        .text("key", h.key())
+        .text("file_title", "Big")
+        .part(
+            "file",
+            Part::stream(reqwest::Body::wrap_stream(stream)).file_name("big.mkv"),
+        );
+    let v: Value = client()
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = v["files"][0]["filecode"].as_str().unwrap();
+    assert_eq!(h.file(code).unwrap().size, (CHUNK * CHUNKS) as u64);
+    let path = h.file_path(code).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        (CHUNK * CHUNKS) as u64
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        bytes
+            .chunks(CHUNK)
+            .enumerate()
+            .all(|(i, c)| c.iter().all(|b| *b == i as u8))
+    );
+}
