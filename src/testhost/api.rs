@@ -89,6 +89,7 @@ pub(crate) fn http_fault_response(fault: &Fault) -> (u16, Response) {
             StatusCode::SERVICE_UNAVAILABLE,
             "503 Service Temporarily Unavailable",
         ),
+        Fault::Http504 => (StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out"),
         Fault::Http429 => (StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests"),
         _ => (StatusCode::OK, "Site maintenance"),
     };
@@ -249,6 +250,7 @@ pub(crate) async fn api_entry(State(host): State<Arc<Shared>>, req: Request) -> 
     };
     let endpoint = endpoint.trim_end_matches('/').to_owned();
     let point = Point::Api(&endpoint);
+    delay_fault(&host, point).await;
     if let Some(fault) = host.faults.fire(point, Fault::is_http) {
         let (code, resp) = http_fault_response(&fault);
         host.log(&endpoint, code);
@@ -283,12 +285,12 @@ pub(crate) fn call(host: &Shared, endpoint: &str, params: &Params) -> Reply {
     };
     let point = Point::Api(endpoint);
     let limit = opts.rate_limit_per_min;
-    if host
-        .faults
-        .fire(point, |f| matches!(f, Fault::RateLimited))
-        .is_some()
-    {
-        return rate_limited(limit.unwrap_or(5));
+    match host.faults.fire(point, |f| {
+        matches!(f, Fault::RateLimited | Fault::JsonError { .. })
+    }) {
+        Some(Fault::JsonError { status, msg }) => return err(status, msg),
+        Some(_) => return rate_limited(limit.unwrap_or(5)),
+        None => {}
     }
     let Some(key) = params.get("key") else {
         return err(400, "Invalid key");
@@ -345,6 +347,13 @@ pub(crate) fn call(host: &Shared, endpoint: &str, params: &Params) -> Reply {
         Op::FolderEdit => ctx.folder_edit(&mut st, params),
     };
     out.unwrap_or_else(|e| e)
+}
+
+/// Sleeps when a `Delay` fault fires at `point`.
+pub(crate) async fn delay_fault(host: &Shared, point: Point<'_>) {
+    if let Some(Fault::Delay(d)) = host.faults.fire(point, |f| matches!(f, Fault::Delay(_))) {
+        tokio::time::sleep(d).await;
+    }
 }
 
 fn rate_limited(n: u32) -> Reply {

@@ -5,6 +5,7 @@
 //! Tests change the rules at any time through `TestHost::faults()`.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -18,6 +19,8 @@ pub enum Fault {
     Http502,
     /// HTTP 503 with an HTML body.
     Http503,
+    /// HTTP 504 with an HTML body (a gateway timeout).
+    Http504,
     /// HTTP 429 with an HTML body and `Retry-After: 1`.
     Http429,
     /// HTTP 200 with an HTML page instead of JSON.
@@ -36,6 +39,10 @@ pub enum Fault {
     SlowRead { bytes_per_sec: u64 },
     /// Replies carry `"status":"200"` (a string) instead of a number.
     StatusAsString,
+    /// The request waits this long before being handled (for client timeouts).
+    Delay(Duration),
+    /// API: an application error, e.g. `{status: 403, msg: "API not enabled for your account"}`.
+    JsonError { status: u16, msg: String },
 }
 
 impl Fault {
@@ -53,7 +60,7 @@ impl Fault {
     pub(crate) fn is_http(&self) -> bool {
         matches!(
             self,
-            Fault::Http502 | Fault::Http503 | Fault::Http429 | Fault::NotJson
+            Fault::Http502 | Fault::Http503 | Fault::Http504 | Fault::Http429 | Fault::NotJson
         )
     }
 
@@ -64,9 +71,11 @@ impl Fault {
             Fault::Http502
             | Fault::Http503
             | Fault::Http429
+            | Fault::Http504
             | Fault::NotJson
-            | Fault::StatusAsString => true,
-            Fault::RateLimited => matches!(point, Point::Api(_)),
+            | Fault::StatusAsString
+            | Fault::Delay(_) => true,
+            Fault::RateLimited | Fault::JsonError { .. } => matches!(point, Point::Api(_)),
             Fault::NoServers => matches!(point, Point::Api("upload/server")),
             Fault::DropMidUpload
             | Fault::LoseReply

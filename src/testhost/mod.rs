@@ -6,6 +6,26 @@
 //! close a connection; `clock.rs` host time. Two listeners on 127.0.0.1: the API, and
 //! the upload server that `upload/server` points at (a different port, as real hosts
 //! upload to other machines).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use vidsync::testhost::{Fault, HostOptions, Scope, TestHost};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let host = TestHost::start_with(HostOptions {
+//!     encode_time: Duration::from_millis(50),
+//!     ..HostOptions::default()
+//! })
+//! .await?;
+//! let (base, key) = (host.url(), host.key()); // client calls `{base}/api/...?key={key}`
+//! host.faults().times(Fault::LoseReply, Scope::Upload, 1); // next upload: stored, no reply
+//! host.advance(Duration::from_secs(3600)); // an hour passes on the host clock
+//! let stored = host.files(); // what the host really holds
+//! # let _ = (base, key, stored);
+//! host.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod api;
 mod clock;

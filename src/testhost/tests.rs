@@ -951,3 +951,33 @@ async fn large_chunked_upload_is_streamed_to_disk() {
             .all(|(i, c)| c.iter().all(|b| *b == i as u8))
     );
 }
+
+#[tokio::test]
+async fn delay_and_json_error_faults() {
+    let h = TestHost::start().await.unwrap();
+    h.faults().times(
+        Fault::JsonError {
+            status: 403,
+            msg: "API not enabled for your account".into(),
+        },
+        Scope::endpoint("account/info"),
+        1,
+    );
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["status"], 403);
+    assert_eq!(v["msg"], "API not enabled for your account");
+    assert_eq!(api(&h, "account/info", &[]).await["status"], 200);
+
+    h.faults()
+        .times(Fault::Delay(Duration::from_millis(300)), Scope::Api, 1);
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let r = quick
+        .get(format!("{}/api/account/info?key={}", h.url(), h.key()))
+        .send()
+        .await;
+    assert!(r.is_err_and(|e| e.is_timeout()));
+    assert_eq!(api(&h, "account/info", &[]).await["status"], 200);
+}

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use super::api::{http_fault_response, json_response, status_value};
+use super::api::{delay_fault, http_fault_response, json_response, status_value};
 use super::faults::{Fault, Point};
 use super::lock;
 use super::server::ConnKill;
@@ -140,6 +140,7 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
     host.uploads_started.fetch_add(1, Ordering::Relaxed);
     let kill = req.extensions().get::<ConnKill>().cloned();
     let point = Point::Upload;
+    delay_fault(&host, point).await;
     if let Some(fault) = host.faults.fire(point, Fault::is_http) {
         let (code, resp) = http_fault_response(&fault);
         host.log("upload", code);
