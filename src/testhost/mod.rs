@@ -55,7 +55,7 @@ use tokio::task::JoinHandle;
 pub use api::escape_html;
 pub use clock::{format_datetime, parse_datetime};
 pub use faults::{Fault, FaultRule, Faults, Scope, Trigger};
-pub use state::{DeletedBy, HostFile, HostFolder, RequestRecord};
+pub use state::{DeletedBy, HostFile, HostFolder, RequestRecord, UploadRecord};
 pub use upload::VIDEO_EXTENSIONS;
 
 use state::{Account, Shared, State};
@@ -87,6 +87,10 @@ pub struct HostOptions {
     pub login: String,
     /// Key of the default account; `None` = 16 random `[a-z0-9]` characters from the seed.
     pub key: Option<String>,
+    /// Loopback port of the API listener; 0 = any free port.
+    pub api_port: u16,
+    /// Loopback port of the upload listener; 0 = any free port.
+    pub upload_port: u16,
 }
 
 impl Default for HostOptions {
@@ -101,6 +105,8 @@ impl Default for HostOptions {
             seed: 0x5eed,
             login: "demo".to_owned(),
             key: None,
+            api_port: 0,
+            upload_port: 0,
         }
     }
 }
@@ -137,8 +143,8 @@ impl TestHost {
                 (t.path().to_path_buf(), Some(t))
             }
         };
-        let api_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let upload_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let api_listener = TcpListener::bind(("127.0.0.1", opts.api_port)).await?;
+        let upload_listener = TcpListener::bind(("127.0.0.1", opts.upload_port)).await?;
         let api_addr = api_listener.local_addr()?;
         let upload_addr = upload_listener.local_addr()?;
 
@@ -152,6 +158,8 @@ impl TestHost {
             rate: HashMap::new(),
             log: Vec::new(),
             upload_rr: 0,
+            next_dmca: None,
+            uploads: Vec::new(),
         };
         let key = match &opts.key {
             Some(k) => k.clone(),
@@ -324,6 +332,12 @@ impl TestHost {
             .count()
     }
 
+    /// Uploads that completed (reply sent or lost after storing), in order: part
+    /// names as sent, file names, codes stored.
+    pub fn upload_log(&self) -> Vec<UploadRecord> {
+        lock(&self.shared.state).uploads.clone()
+    }
+
     /// How many upload POSTs reached the upload listener (whatever happened to them).
     pub fn uploads_started(&self) -> u64 {
         self.shared.uploads_started.load(Ordering::Relaxed)
@@ -350,7 +364,9 @@ impl TestHost {
         let mut st = lock(&self.shared.state);
         match st.files.get_mut(code) {
             Some(f) if f.deleted.is_none() => {
-                f.dmca = Some((now, now.saturating_add(delay.as_secs())));
+                let at = now.saturating_add(delay.as_secs());
+                f.dmca = Some((now, at));
+                st.next_dmca = Some(st.next_dmca.map_or(at, |t| t.min(at)));
                 true
             }
             _ => false,

@@ -81,6 +81,17 @@ pub struct RequestRecord {
     pub status: u16,
 }
 
+/// What one upload request carried (never the key's value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// Multipart part names in the order they arrived (`"key"`, `"file_title"`, ..., `"file"`).
+    pub parts: Vec<String>,
+    /// File names of the `file` parts, in order.
+    pub filenames: Vec<String>,
+    /// Codes stored (one per accepted file).
+    pub codes: Vec<String>,
+}
+
 /// Where a file is in the encoding queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EncodeState {
@@ -194,6 +205,10 @@ pub(crate) struct State {
     pub log: Vec<RequestRecord>,
     /// Round robin over the two upload server names.
     pub upload_rr: u64,
+    /// Earliest scheduled DMCA deletion (may be stale-early, never late).
+    pub next_dmca: Option<u64>,
+    /// Completed uploads, for tests that check what a client sent.
+    pub uploads: Vec<UploadRecord>,
 }
 
 const CODE_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -224,6 +239,12 @@ impl State {
 
     /// Turns DMCA schedules whose time has come into deletions by admin.
     pub(crate) fn settle(&mut self, now_secs: u64) {
+        // Every call settles first; skip the scan over all files unless a schedule is due,
+        // so that hosts holding many files stay fast.
+        if self.next_dmca.is_none_or(|t| now_secs < t) {
+            return;
+        }
+        self.next_dmca = None;
         for f in self.files.values_mut() {
             if let Some((_, at)) = f.dmca
                 && at <= now_secs
@@ -231,6 +252,8 @@ impl State {
             {
                 f.deleted = Some((at, DeletedBy::Admin));
                 f.dmca = None;
+            } else if let Some((_, at)) = f.dmca {
+                self.next_dmca = Some(self.next_dmca.map_or(at, |t| t.min(at)));
             }
         }
     }

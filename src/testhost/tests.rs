@@ -287,6 +287,13 @@ async fn upload_two_files_then_list_and_info() {
     assert_eq!(h.files().len(), 1);
     assert_eq!(h.uploads_started(), 1);
     assert_eq!(h.request_count("upload"), 1);
+    let log = h.upload_log();
+    assert_eq!(
+        log[0].parts,
+        ["key", "file_title", "fld_id", "file_public", "file", "file"]
+    );
+    assert_eq!(log[0].filenames, ["1.avi", "2.txt"]);
+    assert_eq!(log[0].codes, [code.clone()]);
 
     let other = upload_one(&h, "Other Show.mkv", &[]).await;
     assert_eq!(h.file(&other).unwrap().title, "Other Show");

@@ -25,7 +25,7 @@ use super::api::{delay_fault, http_fault_response, json_response, status_value};
 use super::faults::{Fault, Point};
 use super::lock;
 use super::server::ConnKill;
-use super::state::{FileRec, Shared};
+use super::state::{FileRec, Shared, UploadRecord};
 
 /// Extensions the host takes as video; anything else is refused per file.
 pub const VIDEO_EXTENSIONS: &[&str] = &[
@@ -191,6 +191,7 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
 
     let mut fields: HashMap<String, String> = HashMap::new();
     let mut parts: Vec<Part> = Vec::new();
+    let mut order: Vec<String> = Vec::new();
     loop {
         let mut field = match multipart.next_field().await {
             Ok(Some(f)) => f,
@@ -198,6 +199,7 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
             Err(e) => return upload_error(&host, 400, &format!("Bad multipart body: {e}")),
         };
         let name = field.name().unwrap_or("").to_owned();
+        order.push(name.clone());
         if name != "file" {
             let mut text = Vec::new();
             loop {
@@ -282,7 +284,7 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
         // The body was shorter than the cut point: still cut before storing anything.
         return drop_connection(&host, kill).await;
     }
-    let files = commit(&host, &fields, parts);
+    let files = commit(&host, &fields, parts, order);
     if lose_reply {
         return drop_connection(&host, kill).await;
     }
@@ -299,7 +301,12 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
 }
 
 /// Records the accepted parts as files, using the form fields (whatever their order).
-fn commit(host: &Shared, fields: &HashMap<String, String>, parts: Vec<Part>) -> Vec<FileOutcome> {
+fn commit(
+    host: &Shared,
+    fields: &HashMap<String, String>,
+    parts: Vec<Part>,
+    order: Vec<String>,
+) -> Vec<FileOutcome> {
     let field = |name: &str| fields.get(name).map(|s| s.trim()).filter(|s| !s.is_empty());
     let flag = |name: &str| field(name) == Some("1");
     let storage_left = host.opts().storage_left;
@@ -388,6 +395,15 @@ fn commit(host: &Shared, fields: &HashMap<String, String>, parts: Vec<Part>) -> 
             status: "OK".to_owned(),
         });
     }
+    st.uploads.push(UploadRecord {
+        parts: order,
+        filenames: out.iter().map(|f| f.filename.clone()).collect(),
+        codes: out
+            .iter()
+            .filter(|f| !f.filecode.is_empty())
+            .map(|f| f.filecode.clone())
+            .collect(),
+    });
     out
 }
 
