@@ -293,7 +293,7 @@ async fn upload_two_files_then_list_and_info() {
         ["key", "file_title", "fld_id", "file_public", "file", "file"]
     );
     assert_eq!(log[0].filenames, ["1.avi", "2.txt"]);
-    assert_eq!(log[0].codes, [code.clone()]);
+    assert_eq!(log[0].codes, vec![code.clone()]);
 
     let other = upload_one(&h, "Other Show.mkv", &[]).await;
     assert_eq!(h.file(&other).unwrap().title, "Other Show");
