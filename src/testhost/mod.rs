@@ -1,1 +1,419 @@
 //! The faithful test host (also behind `demo`): a loopback XVS server with fault switches.
+//!
+//! Codemap: `mod.rs` is the `TestHost` handle (start, inspect, mutate, stop) and its
+//! options; `state.rs` the data; `api.rs` the `/api/...` calls; `upload.rs` the upload
+//! listener; `faults.rs` the fault rules; `server.rs` the accept loop that lets a fault
+//! close a connection; `clock.rs` host time. Two listeners on 127.0.0.1: the API, and
+//! the upload server that `upload/server` points at (a different port, as real hosts
+//! upload to other machines).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use vidsync::testhost::{Fault, HostOptions, Scope, TestHost};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let host = TestHost::start_with(HostOptions {
+//!     encode_time: Duration::from_millis(50),
+//!     ..HostOptions::default()
+//! })
+//! .await?;
+//! let (base, key) = (host.url(), host.key()); // client calls `{base}/api/...?key={key}`
+//! host.faults().times(Fault::LoseReply, Scope::Upload, 1); // next upload: stored, no reply
+//! host.advance(Duration::from_secs(3600)); // an hour passes on the host clock
+//! let stored = host.files(); // what the host really holds
+//! # let _ = (base, key, stored);
+//! host.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod api;
+mod clock;
+mod faults;
+mod server;
+mod state;
+mod upload;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use api::escape_html;
+pub use clock::{format_datetime, parse_datetime};
+pub use faults::{Fault, FaultRule, Faults, Scope, Trigger};
+pub use state::{DeletedBy, HostFile, HostFolder, RequestRecord, UploadRecord};
+pub use upload::VIDEO_EXTENSIONS;
+
+use state::{Account, Shared, State};
+
+/// Locks a mutex, recovering the data if a panicking holder poisoned it: the host's
+/// state stays usable for the rest of a test even after one handler panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How a host behaves; `Default` is a plain, fault-free host.
+#[derive(Clone, Debug)]
+pub struct HostOptions {
+    /// How long a new file stays in the encoding queue (PENDING, then ENCODING) before `canplay`.
+    pub encode_time: Duration,
+    /// Larger files are refused per file with "file is too big".
+    pub max_file_size: Option<u64>,
+    /// Account storage; `None` reports `"unlimited"`.
+    pub storage_left: Option<u64>,
+    /// A real per-account limit on API calls per (host-clock) minute.
+    pub rate_limit_per_min: Option<u32>,
+    /// Serve the deleted and DMCA lists only at `files/deleted` and `files/dmca`.
+    pub alt_list_paths: bool,
+    /// Where uploaded bytes go; `None` = a temporary directory removed with the host.
+    pub data_dir: Option<PathBuf>,
+    /// Seeds codes, keys and probabilistic faults, so runs repeat.
+    pub seed: u64,
+    /// Login of the default account.
+    pub login: String,
+    /// Key of the default account; `None` = 16 random `[a-z0-9]` characters from the seed.
+    pub key: Option<String>,
+    /// Loopback port of the API listener; 0 = any free port.
+    pub api_port: u16,
+    /// Loopback port of the upload listener; 0 = any free port.
+    pub upload_port: u16,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            encode_time: Duration::from_secs(2),
+            max_file_size: None,
+            storage_left: None,
+            rate_limit_per_min: None,
+            alt_list_paths: false,
+            data_dir: None,
+            seed: 0x5eed,
+            login: "demo".to_owned(),
+            key: None,
+            api_port: 0,
+            upload_port: 0,
+        }
+    }
+}
+
+/// A running test host. Dropping it stops the listeners (tasks are aborted).
+#[derive(Debug)]
+pub struct TestHost {
+    shared: Arc<Shared>,
+    api_addr: SocketAddr,
+    upload_addr: SocketAddr,
+    key: String,
+    tasks: Vec<JoinHandle<()>>,
+    /// Kept so the directory lives as long as the host.
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+impl TestHost {
+    /// Starts a host with default options on two loopback ports.
+    pub async fn start() -> std::io::Result<TestHost> {
+        TestHost::start_with(HostOptions::default()).await
+    }
+
+    /// Starts a host; must be called inside a tokio runtime (the listeners are spawned tasks).
+    pub async fn start_with(opts: HostOptions) -> std::io::Result<TestHost> {
+        let (data_dir, tempdir) = match &opts.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                (dir.clone(), None)
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("vidsync-testhost-")
+                    .tempdir()?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let api_listener = TcpListener::bind(("127.0.0.1", opts.api_port)).await?;
+        let upload_listener = TcpListener::bind(("127.0.0.1", opts.upload_port)).await?;
+        let api_addr = api_listener.local_addr()?;
+        let upload_addr = upload_listener.local_addr()?;
+
+        let mut st = State {
+            accounts: Vec::new(),
+            folders: BTreeMap::new(),
+            next_fld_id: 1,
+            files: HashMap::new(),
+            next_seq: 0,
+            rng: StdRng::seed_from_u64(opts.seed),
+            rate: HashMap::new(),
+            log: Vec::new(),
+            upload_rr: 0,
+            next_dmca: None,
+            uploads: Vec::new(),
+        };
+        let key = match &opts.key {
+            Some(k) => k.clone(),
+            None => st.random_string(16),
+        };
+        st.accounts.push(Account {
+            login: opts.login.clone(),
+            key: key.clone(),
+        });
+        let shared = Arc::new(Shared {
+            faults: Faults::new(opts.seed),
+            login: opts.login.clone(),
+            opts: Mutex::new(opts),
+            clock: clock::Clock::default(),
+            state: Mutex::new(st),
+            data_dir,
+            api_base: format!("http://{api_addr}"),
+            upload_base: format!("http://{upload_addr}"),
+            uploads_started: AtomicU64::new(0),
+            tmp_counter: AtomicU64::new(0),
+        });
+
+        let api_router = Router::new()
+            .route("/d/{code}/{q}", get(upload::download))
+            .fallback(api::api_entry)
+            .with_state(shared.clone());
+        let upload_router = Router::new()
+            .route("/upload/{n}", post(upload::upload))
+            .with_state(shared.clone());
+        let tasks = vec![
+            tokio::spawn(server::serve(api_listener, api_router)),
+            tokio::spawn(server::serve(upload_listener, upload_router)),
+        ];
+        Ok(TestHost {
+            shared,
+            api_addr,
+            upload_addr,
+            key,
+            tasks,
+            _tempdir: tempdir,
+        })
+    }
+
+    /// The API base, "http://127.0.0.1:PORT"; clients append `/api/...`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// The upload listener's base, "http://127.0.0.1:PORT" (what `upload/server` points at).
+    pub fn upload_url(&self) -> String {
+        format!("http://{}", self.upload_addr)
+    }
+
+    /// The default account's key.
+    pub fn key(&self) -> String {
+        self.key.clone()
+    }
+
+    /// The default account's login.
+    pub fn login(&self) -> String {
+        self.shared.login.clone()
+    }
+
+    /// The live fault rules; change them at any time.
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// The directory holding uploaded bytes.
+    pub fn data_dir(&self) -> PathBuf {
+        self.shared.data_dir.clone()
+    }
+
+    /// Adds an account (or changes the key of an existing login).
+    pub fn add_account(&self, login: &str, key: &str) {
+        let mut st = lock(&self.shared.state);
+        st.accounts.retain(|a| a.login != login);
+        st.accounts.push(Account {
+            login: login.to_owned(),
+            key: key.to_owned(),
+        });
+    }
+
+    /// Serves the deleted/DMCA lists only at the `files/...` paths (or back at `file/...`).
+    pub fn set_alt_list_paths(&self, alt: bool) {
+        self.configure(|o| o.alt_list_paths = alt);
+    }
+
+    /// Changes options while the host runs (e.g. storage running out, a rate limit
+    /// appearing). `encode_time`, `max_file_size`, `storage_left`, `rate_limit_per_min`
+    /// and `alt_list_paths` take effect at the next request; `data_dir`, `seed`,
+    /// `login` and `key` only matter at start.
+    pub fn configure(&self, change: impl FnOnce(&mut HostOptions)) {
+        change(&mut lock(&self.shared.opts));
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> HostOptions {
+        self.shared.opts()
+    }
+
+    /// Moves the host clock forward.
+    pub fn advance(&self, by: Duration) {
+        self.shared.clock.advance(by);
+    }
+
+    /// Host-clock Unix seconds.
+    pub fn now(&self) -> u64 {
+        self.shared.clock.now_secs()
+    }
+
+    /// Every file, deleted ones and ownerless ones included, oldest first.
+    pub fn files(&self) -> Vec<HostFile> {
+        let encode_ms = self.shared.opts().encode_ms();
+        let now_ms = self.shared.clock.now_ms();
+        let mut st = lock(&self.shared.state);
+        st.settle(now_ms / 1000);
+        let mut files: Vec<_> = st.files.values().collect();
+        files.sort_by_key(|f| f.seq);
+        files
+            .into_iter()
+            .map(|f| f.to_public(now_ms, encode_ms))
+            .collect()
+    }
+
+    /// One file by code.
+    pub fn file(&self, code: &str) -> Option<HostFile> {
+        self.files().into_iter().find(|f| f.code == code)
+    }
+
+    /// Where the stored bytes of a file are (clones share their source's).
+    pub fn file_path(&self, code: &str) -> Option<PathBuf> {
+        lock(&self.shared.state)
+            .files
+            .get(code)
+            .map(|f| f.blob.clone())
+    }
+
+    /// The stored bytes of a file (for small files).
+    pub fn file_bytes(&self, code: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.file_path(code)?).ok()
+    }
+
+    /// Every folder of every account, by id.
+    pub fn folders(&self) -> Vec<HostFolder> {
+        lock(&self.shared.state).folders.values().cloned().collect()
+    }
+
+    /// Creates a folder for the default account (to pre-create remote folders); returns its id.
+    pub fn create_folder(&self, parent: u64, name: &str) -> u64 {
+        self.create_folder_for(&self.shared.login, parent, name)
+    }
+
+    /// Creates a folder for any login.
+    pub fn create_folder_for(&self, login: &str, parent: u64, name: &str) -> u64 {
+        lock(&self.shared.state).create_folder(login, parent, name, "")
+    }
+
+    /// Every request handled so far, in order, without keys.
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.state).log.clone()
+    }
+
+    /// How many requests hit `endpoint` (`"file/list"`, ..., `"upload"`).
+    pub fn request_count(&self, endpoint: &str) -> usize {
+        lock(&self.shared.state)
+            .log
+            .iter()
+            .filter(|r| r.endpoint == endpoint)
+            .count()
+    }
+
+    /// Uploads that completed (reply sent or lost after storing), in order: part
+    /// names as sent, file names, codes stored.
+    pub fn upload_log(&self) -> Vec<UploadRecord> {
+        lock(&self.shared.state).uploads.clone()
+    }
+
+    /// How many upload POSTs reached the upload listener (whatever happened to them).
+    pub fn uploads_started(&self) -> u64 {
+        self.shared.uploads_started.load(Ordering::Relaxed)
+    }
+
+    /// Deletes a file as `by` would, now (host clock). False if unknown or already deleted.
+    pub fn delete_file(&self, code: &str, by: DeletedBy) -> bool {
+        let now = self.now();
+        let mut st = lock(&self.shared.state);
+        match st.files.get_mut(code) {
+            Some(f) if f.deleted.is_none() => {
+                f.deleted = Some((now, by));
+                f.dmca = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Schedules a DMCA deletion `delay` from now; when the time comes the file is
+    /// deleted by admin. False if unknown or deleted.
+    pub fn schedule_dmca(&self, code: &str, delay: Duration) -> bool {
+        let now = self.now();
+        let mut st = lock(&self.shared.state);
+        match st.files.get_mut(code) {
+            Some(f) if f.deleted.is_none() => {
+                let at = now.saturating_add(delay.as_secs());
+                f.dmca = Some((now, at));
+                st.next_dmca = Some(st.next_dmca.map_or(at, |t| t.min(at)));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks a file's encoding STUCK (until `finish_encoding`).
+    pub fn set_stuck(&self, code: &str) -> bool {
+        let mut st = lock(&self.shared.state);
+        match st.files.get_mut(code) {
+            Some(f) => {
+                f.stuck = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends a file's encoding now: it leaves the queue and can play.
+    pub fn finish_encoding(&self, code: &str) -> bool {
+        let mut st = lock(&self.shared.state);
+        match st.files.get_mut(code) {
+            Some(f) => {
+                f.stuck = false;
+                f.encoded = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops both listeners and every connection, and waits for them to end.
+    pub async fn shutdown(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The host's data: accounts, folders, files, the request log, and derived file states.
+//!
+//! Everything lives behind one `std::sync::Mutex`; handlers hold it only for
+//! synchronous work, never across an `.await`. Times are host-clock Unix seconds
+//! (milliseconds where encoding progress needs sub-second precision).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use super::HostOptions;
+use super::clock::Clock;
+use super::faults::Faults;
+
+/// Who deleted a file, as `file/deleted` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeletedBy {
+    Me,
+    Admin,
+    Expired,
+}
+
+impl DeletedBy {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DeletedBy::Me => "me",
+            DeletedBy::Admin => "admin",
+            DeletedBy::Expired => "expired",
+        }
+    }
+}
+
+/// A file as the host holds it (inspection copy; the title is raw, not escaped).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostFile {
+    pub code: String,
+    pub title: String,
+    pub descr: String,
+    pub fld_id: u64,
+    pub size: u64,
+    /// `None` for a file uploaded with a wrong key (the XVS quirk).
+    pub owner: Option<String>,
+    /// Host-clock Unix seconds.
+    pub created: u64,
+    pub public: bool,
+    pub adult: bool,
+    pub cat_id: u64,
+    pub tags: String,
+    pub canplay: bool,
+    /// Length in seconds (0 until encoded).
+    pub length: u64,
+    /// When (host-clock Unix seconds) and by whom it was deleted.
+    pub deleted: Option<(u64, DeletedBy)>,
+    /// Scheduled DMCA deletion time (host-clock Unix seconds).
+    pub dmca: Option<u64>,
+}
+
+/// A folder as the host holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostFolder {
+    pub fld_id: u64,
+    /// 0 is the account root.
+    pub parent: u64,
+    pub name: String,
+    pub code: String,
+    pub descr: String,
+    pub owner: String,
+}
+
+/// One handled request, for tests to count. Never holds the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// `"file/list"` etc. for API calls, `"upload"` for uploads.
+    pub endpoint: String,
+    /// The JSON status answered; the HTTP status for a proxy-style fault; 0 when the
+    /// connection was dropped without a reply.
+    pub status: u16,
+}
+
+/// What one upload request carried (never the key's value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// Multipart part names in the order they arrived (`"key"`, `"file_title"`, ..., `"file"`).
+    pub parts: Vec<String>,
+    /// File names of the `file` parts, in order.
+    pub filenames: Vec<String>,
+    /// Codes stored (one per accepted file).
+    pub codes: Vec<String>,
+}
+
+/// Where a file is in the encoding queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EncodeState {
+    Pending,
+    Encoding(u8),
+    Stuck,
+    Done,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct FileRec {
+    pub code: String,
+    pub title: String,
+    pub descr: String,
+    pub fld_id: u64,
+    pub size: u64,
+    pub owner: Option<String>,
+    pub created_ms: u64,
+    /// Insertion order, to break ties between files created in the same millisecond.
+    pub seq: u64,
+    pub public: bool,
+    pub adult: bool,
+    pub cat_id: u64,
+    pub tags: String,
+    /// Stored bytes; clones share their source's blob.
+    pub blob: PathBuf,
+    pub stuck: bool,
+    /// Encoding finished early (by a test, or a clone of a playable file).
+    pub encoded: bool,
+    pub deleted: Option<(u64, DeletedBy)>,
+    /// (scheduled at, deletion time), host-clock seconds.
+    pub dmca: Option<(u64, u64)>,
+}
+
+impl FileRec {
+    /// Encoding state, computed lazily from elapsed host time: PENDING for the first
+    /// tenth of `encode_ms`, then ENCODING with progress by elapsed time, then done.
+    pub(crate) fn encoding(&self, now_ms: u64, encode_ms: u64) -> EncodeState {
+        if self.encoded {
+            return EncodeState::Done;
+        }
+        if self.stuck {
+            return EncodeState::Stuck;
+        }
+        let elapsed = now_ms.saturating_sub(self.created_ms);
+        if elapsed >= encode_ms {
+            EncodeState::Done
+        } else if elapsed < encode_ms / 10 {
+            EncodeState::Pending
+        } else {
+            EncodeState::Encoding((elapsed * 100 / encode_ms.max(1)).min(99) as u8)
+        }
+    }
+
+    pub(crate) fn canplay(&self, now_ms: u64, encode_ms: u64) -> bool {
+        self.encoding(now_ms, encode_ms) == EncodeState::Done
+    }
+
+    /// Video length in seconds: unknown (0) until encoded; otherwise derived from the
+    /// size as if the video were 1 Mbit/s, which is enough for a fake.
+    pub(crate) fn length(&self, now_ms: u64, encode_ms: u64) -> u64 {
+        if self.canplay(now_ms, encode_ms) {
+            (self.size / 125_000).max(1)
+        } else {
+            0
+        }
+    }
+
+    pub(crate) fn visible_to(&self, login: &str) -> bool {
+        self.deleted.is_none() && self.owner.as_deref() == Some(login)
+    }
+
+    pub(crate) fn to_public(&self, now_ms: u64, encode_ms: u64) -> HostFile {
+        HostFile {
+            code: self.code.clone(),
+            title: self.title.clone(),
+            descr: self.descr.clone(),
+            fld_id: self.fld_id,
+            size: self.size,
+            owner: self.owner.clone(),
+            created: self.created_ms / 1000,
+            public: self.public,
+            adult: self.adult,
+            cat_id: self.cat_id,
+            tags: self.tags.clone(),
+            canplay: self.canplay(now_ms, encode_ms),
+            length: self.length(now_ms, encode_ms),
+            deleted: self.deleted,
+            dmca: self.dmca.map(|(_, at)| at),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Account {
+    pub login: String,
+    pub key: String,
+}
+
+/// Mutable host data, behind `Shared::state`.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub accounts: Vec<Account>,
+    pub folders: BTreeMap<u64, HostFolder>,
+    pub next_fld_id: u64,
+    pub files: HashMap<String, FileRec>,
+    pub next_seq: u64,
+    pub rng: StdRng,
+    /// Per login: (host-clock minute, requests in it), for `rate_limit_per_min`.
+    pub rate: HashMap<String, (u64, u32)>,
+    pub log: Vec<RequestRecord>,
+    /// Round robin over the two upload server names.
+    pub upload_rr: u64,
+    /// Earliest scheduled DMCA deletion (may be stale-early, never late).
+    pub next_dmca: Option<u64>,
+    /// Completed uploads, for tests that check what a client sent.
+    pub uploads: Vec<UploadRecord>,
+}
+
+const CODE_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+impl State {
+    pub(crate) fn random_string(&mut self, len: usize) -> String {
+        (0..len)
+            .map(|_| CODE_CHARS[self.rng.random_range(0..CODE_CHARS.len())] as char)
+            .collect()
+    }
+
+    /// A fresh 12-char file code, unique on this host.
+    pub(crate) fn new_file_code(&mut self) -> String {
+        loop {
+            let code = self.random_string(12);
+            if !self.files.contains_key(&code) {
+                return code;
+            }
+        }
+    }
+
+    pub(crate) fn login_for_key(&self, key: &str) -> Option<String> {
+        self.accounts
+            .iter()
+            .find(|a| a.key == key)
+            .map(|a| a.login.clone())
+    }
+
+    /// Turns DMCA schedules whose time has come into deletions by admin.
+    pub(crate) fn settle(&mut self, now_secs: u64) {
+        // Every call settles first; skip the scan over all files unless a schedule is due,
+        // so that hosts holding many files stay fast.
+        if self.next_dmca.is_none_or(|t| now_secs < t) {
+            return;
+        }
+        self.next_dmca = None;
+        for f in self.files.values_mut() {
+            if let Some((_, at)) = f.dmca
+                && at <= now_secs
+                && f.deleted.is_none()
+            {
+                f.deleted = Some((at, DeletedBy::Admin));
+                f.dmca = None;
+            } else if let Some((_, at)) = f.dmca {
+                self.next_dmca = Some(self.next_dmca.map_or(at, |t| t.min(at)));
+            }
+        }
+    }
+
+    pub(crate) fn create_folder(
+        &mut self,
+        owner: &str,
+        parent: u64,
+        name: &str,
+        descr: &str,
+    ) -> u64 {
+        let fld_id = self.next_fld_id;
+        self.next_fld_id += 1;
+        let code = self.random_string(10);
+        self.folders.insert(
+            fld_id,
+            HostFolder {
+                fld_id,
+                parent,
+                name: name.to_owned(),
+                code,
+                descr: descr.to_owned(),
+                owner: owner.to_owned(),
+            },
+        );
+        fld_id
+    }
+
+    /// Whether `fld_id` is `ancestor` or lies under it.
+    pub(crate) fn is_within(&self, mut fld_id: u64, ancestor: u64) -> bool {
+        // Bounded walk: parents form a tree, but never loop forever on a bad edit.
+        for _ in 0..=self.folders.len() {
+            if fld_id == ancestor {
+                return true;
+            }
+            match self.folders.get(&fld_id) {
+                Some(f) if fld_id != 0 => fld_id = f.parent,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// Bytes and count of an account's live files.
+    pub(crate) fn usage(&self, login: &str) -> (u64, u64) {
+        self.files
+            .values()
+            .filter(|f| f.visible_to(login))
+            .fold((0, 0), |(b, n), f| (b + f.size, n + 1))
+    }
+
+    pub(crate) fn log(&mut self, endpoint: &str, status: u16) {
+        self.log.push(RequestRecord {
+            endpoint: endpoint.to_owned(),
+            status,
+        });
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The options in force; tests may change them while the host runs.
+    pub opts: Mutex<HostOptions>,
+    /// The default account's login.
+    pub login: String,
+    pub clock: Clock,
+    pub state: Mutex<State>,
+    pub faults: Faults,
+    pub data_dir: PathBuf,
+    /// "http://127.0.0.1:PORT" of the API listener.
+    pub api_base: String,
+    /// "http://127.0.0.1:PORT" of the upload listener.
+    pub upload_base: String,
+    pub uploads_started: AtomicU64,
+    /// Names temporary upload files uniquely.
+    pub tmp_counter: AtomicU64,
+}
+
+impl HostOptions {
+    pub(crate) fn encode_ms(&self) -> u64 {
+        u64::try_from(self.encode_time.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Shared {
+    /// A snapshot of the options. Take it before locking `state` (lock order: opts, then state).
+    pub(crate) fn opts(&self) -> HostOptions {
+        super::lock(&self.opts).clone()
+    }
+
+    pub(crate) fn log(&self, endpoint: &str, status: u16) {
+        super::lock(&self.state).log(endpoint, status);
+    }
+}

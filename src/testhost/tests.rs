@@ -1,0 +1,990 @@
+//! Drives a real `TestHost` over HTTP with raw reqwest calls, as a client would.
+
+use std::time::{Duration, Instant};
+
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+use super::*;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// GET an API call with the default key plus `params`; returns the JSON reply.
+async fn api(h: &TestHost, ep: &str, params: &[(&str, &str)]) -> Value {
+    api_key(h, &h.key(), ep, params).await
+}
+
+async fn api_key(h: &TestHost, key: &str, ep: &str, params: &[(&str, &str)]) -> Value {
+    let mut q: Vec<(&str, &str)> = vec![("key", key)];
+    q.extend_from_slice(params);
+    client()
+        .get(format!("{}/api/{ep}", h.url()))
+        .query(&q)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn upload_server(h: &TestHost) -> String {
+    let v = api(h, "upload/server", &[]).await;
+    v["result"].as_str().expect("upload url").to_owned()
+}
+
+fn form(fields: &[(&str, &str)], files: &[(&str, &[u8])]) -> Form {
+    let mut f = Form::new();
+    for (k, v) in fields {
+        f = f.text(k.to_string(), v.to_string());
+    }
+    for (name, data) in files {
+        f = f.part(
+            "file",
+            Part::bytes(data.to_vec()).file_name(name.to_string()),
+        );
+    }
+    f
+}
+
+async fn upload(h: &TestHost, form: Form) -> reqwest::Result<Value> {
+    let url = upload_server(h).await;
+    client()
+        .post(url)
+        .multipart(form)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await
+}
+
+/// Uploads one small video to the root with the default key; returns its code.
+async fn upload_one(h: &TestHost, name: &str, fields: &[(&str, &str)]) -> String {
+    let key = h.key();
+    let mut all = vec![("key", key.as_str())];
+    all.extend_from_slice(fields);
+    let v = upload(h, form(&all, &[(name, b"video bytes")]))
+        .await
+        .expect("upload");
+    v["files"][0]["filecode"].as_str().expect("code").to_owned()
+}
+
+#[tokio::test]
+async fn account_info_and_keys() {
+    let h = TestHost::start().await.unwrap();
+    assert_eq!(h.key().len(), 16);
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["msg"], "OK");
+    assert_eq!(v["result"]["login"], "demo");
+    assert_eq!(v["result"]["storage_left"], "unlimited");
+    assert_eq!(v["result"]["files_total"], "0");
+    let t = v["server_time"].as_str().unwrap();
+    assert_eq!(
+        parse_datetime(t).map(|s| s.abs_diff(h.now()) < 5),
+        Some(true)
+    );
+
+    let v = api_key(&h, "wrongkey12345678", "account/info", &[]).await;
+    assert_eq!(v["status"], 403);
+    assert_eq!(v["msg"], "Wrong auth");
+    assert!(v.get("result").is_none());
+
+    let v: Value = client()
+        .get(format!("{}/api/account/info", h.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], 400);
+
+    let v = api(&h, "account/nope", &[]).await;
+    assert_eq!(
+        (v["status"].clone(), v["msg"].clone()),
+        (400.into(), "Invalid operation".into())
+    );
+
+    // Form-encoded POST is accepted too, and other accounts work.
+    h.add_account("other", "otherkey");
+    let v: Value = client()
+        .post(format!("{}/api/account/info", h.url()))
+        .form(&[("key", "otherkey")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["result"]["login"], "other");
+
+    let v = api(&h, "account/stats", &[]).await;
+    assert_eq!(v["msg"], "Not enough reports data");
+    assert_eq!(v["result"], serde_json::json!({}));
+
+    // Keys never reach the log.
+    assert!(
+        h.request_log()
+            .iter()
+            .all(|r| !r.endpoint.contains(&h.key()))
+    );
+    assert_eq!(h.request_count("account/info"), 4);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn storage_left_is_a_number_when_limited() {
+    let h = TestHost::start_with(HostOptions {
+        storage_left: Some(1000),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    upload_one(&h, "a.mp4", &[]).await;
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["result"]["storage_left"], 1000 - 11);
+    assert_eq!(v["result"]["storage_used"], "11");
+    let big = vec![0u8; 2000];
+    let v = upload(&h, form(&[("key", &h.key())], &[("b.mp4", &big)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        v["files"][0]["status"],
+        "not enough disk space on your account"
+    );
+}
+
+#[tokio::test]
+async fn folders_create_list_edit() {
+    let h = TestHost::start().await.unwrap();
+    let v = api(
+        &h,
+        "folder/create",
+        &[("name", "Movies"), ("parent_id", "0")],
+    )
+    .await;
+    assert_eq!(v["status"], 200);
+    let movies = v["result"]["fld_id"].as_str().unwrap().to_owned();
+    let v = api(
+        &h,
+        "folder/create",
+        &[("name", "Kids (old)"), ("parent_id", &movies)],
+    )
+    .await;
+    let kids = v["result"]["fld_id"].as_str().unwrap().to_owned();
+
+    assert_eq!(
+        api(&h, "folder/create", &[("name", "a")]).await["status"],
+        400
+    );
+    assert_eq!(
+        api(&h, "folder/create", &[("name", "xx"), ("parent_id", "999")]).await["status"],
+        404
+    );
+    let theirs = h.create_folder_for("other", 0, "Theirs");
+    assert_eq!(
+        api(
+            &h,
+            "folder/create",
+            &[("name", "xx"), ("parent_id", &theirs.to_string())]
+        )
+        .await["status"],
+        403
+    );
+
+    let v = api(&h, "folder/list", &[]).await;
+    let folders = v["result"]["folders"].as_array().unwrap();
+    assert_eq!(folders.len(), 1);
+    assert_eq!(folders[0]["name"], "Movies");
+    assert_eq!(folders[0]["code"].as_str().unwrap().len(), 10);
+    assert!(v["result"].get("files").is_none());
+    let v = api(&h, "folder/list", &[("fld_id", &movies), ("files", "1")]).await;
+    assert_eq!(v["result"]["folders"][0]["name"], "Kids &#40;old&#41;");
+    assert_eq!(v["result"]["files"], serde_json::json!([]));
+
+    // Rename and move; a folder cannot move under itself.
+    let v = api(
+        &h,
+        "folder/edit",
+        &[("fld_id", &kids), ("name", "Kids"), ("parent_id", "0")],
+    )
+    .await;
+    assert_eq!(v["result"], "true");
+    let v = api(
+        &h,
+        "folder/edit",
+        &[("fld_id", &movies), ("parent_id", &kids)],
+    )
+    .await;
+    assert_eq!(v["result"], "true");
+    let v = api(
+        &h,
+        "folder/edit",
+        &[("fld_id", &kids), ("parent_id", &movies)],
+    )
+    .await;
+    assert_eq!(v["status"], 400);
+    let f = h.folders();
+    let kids_f = f.iter().find(|f| f.fld_id.to_string() == kids).unwrap();
+    assert_eq!((kids_f.name.as_str(), kids_f.parent), ("Kids", 0));
+    assert_eq!(kids_f.owner, "demo");
+}
+
+#[tokio::test]
+async fn upload_two_files_then_list_and_info() {
+    let h = TestHost::start().await.unwrap();
+    let fld = h.create_folder(0, "Shows");
+    let u1 = upload_server(&h).await;
+    let u2 = upload_server(&h).await;
+    assert_eq!(u1, format!("{}/upload/01", h.upload_url()));
+    assert_eq!(u2, format!("{}/upload/02", h.upload_url()));
+    assert_ne!(h.upload_url(), h.url());
+
+    let key = h.key();
+    let fld_s = fld.to_string();
+    let v = upload(
+        &h,
+        form(
+            &[
+                ("key", &key),
+                ("file_title", "Hola (1)"),
+                ("fld_id", &fld_s),
+                ("file_public", "1"),
+            ],
+            &[("1.avi", b"first"), ("2.txt", b"second")],
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v["msg"], "OK");
+    assert_eq!(v["status"], 200);
+    assert!(v.get("result").is_none() && v.get("server_time").is_none());
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    let code = files[0]["filecode"].as_str().unwrap().to_owned();
+    assert_eq!(code.len(), 12);
+    assert!(
+        code.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    );
+    assert_eq!(files[0]["filename"], "1.avi");
+    assert_eq!(files[0]["status"], "OK");
+    assert_eq!(files[1]["filecode"], "");
+    assert_eq!(files[1]["status"], "unallowed video extension");
+
+    assert_eq!(h.file_bytes(&code).unwrap(), b"first");
+    let f = h.file(&code).unwrap();
+    assert_eq!(f.title, "Hola (1)");
+    assert_eq!((f.fld_id, f.size, f.public), (fld, 5, true));
+    assert_eq!(f.owner.as_deref(), Some("demo"));
+    assert_eq!(h.files().len(), 1);
+    assert_eq!(h.uploads_started(), 1);
+    assert_eq!(h.request_count("upload"), 1);
+    let log = h.upload_log();
+    assert_eq!(
+        log[0].parts,
+        ["key", "file_title", "fld_id", "file_public", "file", "file"]
+    );
+    assert_eq!(log[0].filenames, ["1.avi", "2.txt"]);
+    assert_eq!(log[0].codes, vec![code.clone()]);
+
+    let other = upload_one(&h, "Other Show.mkv", &[]).await;
+    assert_eq!(h.file(&other).unwrap().title, "Other Show");
+
+    let v = api(&h, "file/list", &[("fld_id", &fld_s)]).await;
+    let r = &v["result"];
+    assert_eq!(r["results_total"], "1");
+    assert_eq!(r["files"][0]["file_code"], code.as_str());
+    assert_eq!(r["files"][0]["title"], "Hola &#40;1&#41;");
+    assert_eq!(r["files"][0]["fld_id"], fld_s.as_str());
+    assert_eq!(r["files"][0]["public"], "1");
+    let v = api(&h, "file/list", &[("title", "hola (")]).await;
+    assert_eq!(v["result"]["results_total"], "1");
+    let v = api(&h, "file/list", &[("public", "0")]).await;
+    assert_eq!(v["result"]["files"][0]["file_code"], other.as_str());
+
+    let codes = format!("{code},zzzzzzzzzzzz");
+    let v = api(&h, "file/info", &[("file_code", &codes)]).await;
+    let r = v["result"].as_array().unwrap();
+    assert_eq!(r[0]["status"], 200);
+    assert_eq!(r[0]["file_title"], "Hola &#40;1&#41;");
+    assert_eq!(r[0]["file_fld_id"], fld_s.as_str());
+    assert_eq!(
+        r[1],
+        serde_json::json!({"status": 404, "file_code": "zzzzzzzzzzzz"})
+    );
+    let many = vec!["aaaaaaaaaaaa"; 51].join(",");
+    assert_eq!(
+        api(&h, "file/info", &[("file_code", &many)]).await["status"],
+        400
+    );
+}
+
+#[tokio::test]
+async fn wrong_key_upload_is_stored_without_owner_and_chunked_bodies_work() {
+    let h = TestHost::start().await.unwrap();
+    let url = upload_server(&h).await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(vec![1u8; 10_000]),
+        Ok(vec![2u8; 10_000]),
+        Ok(vec![3u8; 5]),
+    ];
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let form = Form::new()
+        .text("key", "not-a-key")
+        .part("file", Part::stream(body).file_name("clip.webm"));
+    let v: Value = client()
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["files"][0]["status"], "OK");
+    let code = v["files"][0]["filecode"].as_str().unwrap();
+    let f = h.file(code).unwrap();
+    assert_eq!((f.owner, f.size), (None, 20_005));
+    assert_eq!(h.file_bytes(code).unwrap().len(), 20_005);
+    // Invisible to the account.
+    let v = api(&h, "file/list", &[]).await;
+    assert_eq!(v["result"]["results_total"], "0");
+}
+
+#[tokio::test]
+async fn list_paging_and_created_filter() {
+    let h = TestHost::start().await.unwrap();
+    let mut codes = Vec::new();
+    for i in 0..5 {
+        codes.push(upload_one(&h, &format!("v{i}.mp4"), &[]).await);
+    }
+    let v = api(&h, "file/list", &[("per_page", "2"), ("page", "1")]).await;
+    let r = &v["result"];
+    assert_eq!(
+        (
+            r["results_total"].clone(),
+            r["pages"].clone(),
+            r["results"].clone()
+        ),
+        ("5".into(), 3.into(), 2.into())
+    );
+    // Newest first.
+    assert_eq!(r["files"][0]["file_code"], codes[4].as_str());
+    let v = api(&h, "file/list", &[("per_page", "2"), ("page", "3")]).await;
+    assert_eq!(v["result"]["files"][0]["file_code"], codes[0].as_str());
+    assert_eq!(v["result"]["results"], 1);
+
+    h.advance(Duration::from_secs(3600));
+    let late = upload_one(&h, "late.mp4", &[]).await;
+    let v = api(&h, "file/list", &[("created", "10")]).await;
+    assert_eq!(v["result"]["results_total"], "1");
+    assert_eq!(v["result"]["files"][0]["file_code"], late.as_str());
+    let since = format_datetime(h.now() - 1800);
+    let v = api(&h, "file/list", &[("created", &since)]).await;
+    assert_eq!(v["result"]["results_total"], "1");
+    let v = api(&h, "file/list", &[("created", "last week")]).await;
+    assert_eq!(v["status"], 400);
+}
+
+#[tokio::test]
+async fn file_edit_quirks_and_moves() {
+    let h = TestHost::start().await.unwrap();
+    let code = upload_one(&h, "a.mp4", &[("tags", "x")]).await;
+    let fld = h.create_folder(0, "Dest").to_string();
+    let v = api(
+        &h,
+        "file/edit",
+        &[("file_code", "nonexistent1"), ("file_title", "T")],
+    )
+    .await;
+    assert_eq!(v["result"], "true");
+    let v = api(
+        &h,
+        "file/edit",
+        &[
+            ("file_code", &code),
+            ("file_title", "New <b>"),
+            ("file_fld_id", &fld),
+        ],
+    )
+    .await;
+    assert_eq!(v["result"], "true");
+    let f = h.file(&code).unwrap();
+    assert_eq!(
+        (f.title.as_str(), f.fld_id.to_string(), f.tags.as_str()),
+        ("New <b>", fld, "x")
+    );
+    let v = api(&h, "file/info", &[("file_code", &code)]).await;
+    assert_eq!(v["result"][0]["file_title"], "New &lt;b&gt;");
+}
+
+#[tokio::test]
+async fn encoding_progresses_with_the_clock() {
+    let h = TestHost::start_with(HostOptions {
+        encode_time: Duration::from_secs(100),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let code = upload_one(&h, "a.mp4", &[("file_title", "T")]).await;
+    let enc = |v: &Value| v["result"][0].clone();
+    let v = api(&h, "file/encodings", &[]).await;
+    assert_eq!(enc(&v)["status"], "PENDING");
+    assert_eq!(enc(&v)["progress"], 0);
+    assert_eq!(
+        api(&h, "file/info", &[("file_code", &code)]).await["result"][0]["canplay"],
+        0
+    );
+    h.advance(Duration::from_secs(50));
+    let v = api(&h, "file/encodings", &[("file_code", &code)]).await;
+    assert_eq!(enc(&v)["status"], "ENCODING");
+    let p = enc(&v)["progress"].as_u64().unwrap();
+    assert!((49..=51).contains(&p), "{p}");
+    h.advance(Duration::from_secs(51));
+    let v = api(&h, "file/encodings", &[]).await;
+    assert_eq!(v["result"], serde_json::json!([]));
+    assert_eq!(
+        api(&h, "file/info", &[("file_code", &code)]).await["result"][0]["canplay"],
+        1
+    );
+
+    let stuck = upload_one(&h, "b.mp4", &[]).await;
+    h.set_stuck(&stuck);
+    h.advance(Duration::from_secs(500));
+    let v = api(&h, "file/encodings", &[]).await;
+    assert_eq!(enc(&v)["status"], "STUCK");
+    h.finish_encoding(&stuck);
+    assert!(h.file(&stuck).unwrap().canplay);
+}
+
+#[tokio::test]
+async fn deleted_and_dmca_windows() {
+    let h = TestHost::start().await.unwrap();
+    let a = upload_one(&h, "a.mp4", &[("file_title", "Gone (a)")]).await;
+    let b = upload_one(&h, "b.mp4", &[]).await;
+    assert!(h.delete_file(&a, DeletedBy::Me));
+    h.advance(Duration::from_secs(40));
+    let v = api(&h, "file/deleted", &[("last", "1")]).await;
+    let r = &v["result"][0];
+    assert_eq!(r["file_code"], a.as_str());
+    assert_eq!(r["deleted_by"], "me");
+    assert_eq!(r["deleted_ago_sec"], "40");
+    assert_eq!(r["title"], "Gone &#40;a&#41;");
+    assert_eq!(
+        api(&h, "file/info", &[("file_code", &a)]).await["result"][0]["status"],
+        404
+    );
+
+    assert!(h.schedule_dmca(&b, Duration::from_secs(3600)));
+    let v = api(&h, "file/dmca", &[("last", "24")]).await;
+    assert_eq!(v["result"][0]["file_code"], b.as_str());
+    assert_eq!(v["result"][0]["del_in_sec"], "3600");
+    assert_eq!(
+        api(&h, "file/info", &[("file_code", &b)]).await["result"][0]["status"],
+        451
+    );
+
+    h.advance(Duration::from_secs(2 * 3600));
+    let v = api(&h, "file/deleted", &[("last", "1")]).await;
+    let r = v["result"].as_array().unwrap();
+    // `a` is out of the 1-hour window; `b` was deleted by admin an hour ago.
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["file_code"], b.as_str());
+    assert_eq!(r[0]["deleted_by"], "admin");
+    let v = api(&h, "file/deleted", &[("last", "24")]).await;
+    assert_eq!(v["result"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        api(&h, "file/dmca", &[]).await["result"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        h.file(&b).unwrap().deleted.map(|d| d.1),
+        Some(DeletedBy::Admin)
+    );
+}
+
+#[tokio::test]
+async fn alt_list_paths() {
+    let h = TestHost::start_with(HostOptions {
+        alt_list_paths: true,
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    for ep in ["file/deleted", "file/dmca"] {
+        let v = api(&h, ep, &[]).await;
+        assert_eq!(
+            (v["status"].clone(), v["msg"].clone()),
+            (400.into(), "Invalid operation".into())
+        );
+    }
+    for ep in ["files/deleted", "files/dmca"] {
+        assert_eq!(api(&h, ep, &[]).await["result"], serde_json::json!([]));
+    }
+    h.set_alt_list_paths(false);
+    assert_eq!(api(&h, "file/deleted", &[]).await["status"], 200);
+    assert_eq!(api(&h, "files/deleted", &[]).await["status"], 400);
+}
+
+#[tokio::test]
+async fn clone_direct_link_and_upload_url() {
+    let h = TestHost::start_with(HostOptions {
+        encode_time: Duration::ZERO,
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let code = upload_one(&h, "a.mp4", &[]).await;
+    let v = api(
+        &h,
+        "file/clone",
+        &[("file_code", &code), ("file_title", "Copy")],
+    )
+    .await;
+    let copy = v["result"]["filecode"].as_str().unwrap().to_owned();
+    assert_ne!(copy, code);
+    assert_eq!(h.file_bytes(&copy).unwrap(), b"video bytes");
+    assert_eq!(h.file(&copy).unwrap().title, "Copy");
+
+    let v = api(&h, "file/direct_link", &[("file_code", &code)]).await;
+    let url = v["result"]["versions"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(v["result"]["versions"][0]["size"], "11");
+    let body = client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"video bytes");
+    let v = api(&h, "file/direct_link", &[("file_code", &code), ("q", "n")]).await;
+    assert!(
+        v["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+
+    let v = api(
+        &h,
+        "upload/url",
+        &[("url", "https://example.com/media/My%20Clip.mp4")],
+    )
+    .await;
+    let c = v["result"]["filecode"].as_str().unwrap();
+    assert_eq!(h.file(c).unwrap().title, "My Clip.mp4");
+    assert_eq!(
+        api(&h, "upload/url", &[("url", "ftp://x/y")]).await["status"],
+        400
+    );
+
+    let v = api(&h, "account/stats", &[("last", "3")]).await;
+    assert_eq!(v["result"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn upload_size_limit() {
+    let h = TestHost::start_with(HostOptions {
+        max_file_size: Some(100),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let big = vec![7u8; 101];
+    let small = vec![7u8; 100];
+    let v = upload(
+        &h,
+        form(
+            &[("key", &h.key())],
+            &[("big.mp4", &big), ("ok.mp4", &small)],
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v["files"][0]["status"], "file is too big");
+    assert_eq!(v["files"][1]["status"], "OK");
+    assert_eq!(h.files().len(), 1);
+    // No temporary files left behind.
+    let leftovers = std::fs::read_dir(h.data_dir())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .map(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+                .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+#[tokio::test]
+async fn proxy_faults_and_non_json() {
+    let h = TestHost::start().await.unwrap();
+    let get = |ep: &'static str| {
+        let url = format!("{}/api/{ep}?key={}", h.url(), h.key());
+        async move { client().get(url).send().await.unwrap() }
+    };
+    for (fault, code) in [
+        (Fault::Http502, 502),
+        (Fault::Http503, 503),
+        (Fault::Http429, 429),
+    ] {
+        h.faults().times(fault, Scope::Api, 1);
+        let r = get("account/info").await;
+        assert_eq!(r.status().as_u16(), code);
+        assert!(r.text().await.unwrap().contains("<html>"));
+    }
+    assert_eq!(get("account/info").await.status(), 200);
+
+    h.faults()
+        .times(Fault::NotJson, Scope::endpoint("file/list"), 1);
+    let r = get("account/info").await;
+    assert!(r.json::<Value>().await.is_ok());
+    let r = get("file/list").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<Value>().await.is_err());
+
+    h.faults().always(Fault::StatusAsString, Scope::Api);
+    assert_eq!(api(&h, "account/info", &[]).await["status"], "200");
+    assert_eq!(
+        api_key(&h, "bad", "account/info", &[]).await["status"],
+        "403"
+    );
+    h.faults().clear();
+    assert_eq!(api(&h, "account/info", &[]).await["status"], 200);
+
+    h.faults().times(Fault::RateLimited, Scope::Api, 1);
+    let v = api(&h, "file/list", &[]).await;
+    assert_eq!(v["status"], 403);
+    assert!(
+        v["msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("Requests limit reached")
+    );
+
+    h.faults().times(Fault::NoServers, Scope::Api, 1);
+    let v = api(&h, "upload/server", &[]).await;
+    assert_eq!(
+        (v["status"].clone(), v["msg"].clone()),
+        (200.into(), "No servers available for uploads".into())
+    );
+    assert_eq!(v["result"], serde_json::json!({}));
+    assert!(api(&h, "upload/server", &[]).await["result"].is_string());
+
+    // 502 before an upload body is read.
+    h.faults().times(Fault::Http502, Scope::Upload, 1);
+    let err = upload(&h, form(&[("key", &h.key())], &[("a.mp4", b"x")])).await;
+    assert!(err.is_err());
+    assert!(h.files().is_empty());
+    let statuses: Vec<u16> = h.request_log().iter().map(|r| r.status).collect();
+    assert!(statuses.contains(&502) && statuses.contains(&429));
+}
+
+#[tokio::test]
+async fn real_rate_limit_per_minute() {
+    let h = TestHost::start_with(HostOptions {
+        rate_limit_per_min: Some(3),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(api(&h, "account/info", &[]).await["status"], 200);
+    }
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(
+        (v["status"].clone(), v["msg"].clone()),
+        (403.into(), "Requests limit reached: 3 per min".into())
+    );
+    h.advance(Duration::from_secs(60));
+    assert_eq!(api(&h, "account/info", &[]).await["status"], 200);
+}
+
+#[tokio::test]
+async fn per_file_rejections() {
+    let h = TestHost::start().await.unwrap();
+    h.faults()
+        .times(Fault::too_many_last_24h(), Scope::Upload, 1);
+    h.faults()
+        .times(Fault::RejectFile("custom".into()), Scope::Upload, 1);
+    let v = upload(
+        &h,
+        form(
+            &[("key", &h.key())],
+            &[("a.mp4", b"1"), ("b.mp4", b"2"), ("c.mp4", b"3")],
+        ),
+    )
+    .await
+    .unwrap();
+    let st: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(st, ["too many files uploaded last 24h", "custom", "OK"]);
+    h.faults()
+        .times(Fault::unallowed_extension(), Scope::Upload, 1);
+    let v = upload(&h, form(&[("key", &h.key())], &[("a.mp4", b"1")]))
+        .await
+        .unwrap();
+    assert_eq!(v["files"][0]["status"], "unallowed video extension");
+    assert_eq!(h.files().len(), 1);
+}
+
+#[tokio::test]
+async fn dropped_connection_mid_upload_stores_nothing() {
+    let h = TestHost::start().await.unwrap();
+    h.faults().times(Fault::DropMidUpload, Scope::Upload, 1);
+    let big = vec![5u8; 512 * 1024];
+    let err = upload(&h, form(&[("key", &h.key())], &[("a.mp4", &big)])).await;
+    assert!(err.is_err(), "{err:?}");
+    // A small body is cut too (after it was read), still without storing.
+    h.faults().times(Fault::DropMidUpload, Scope::Upload, 1);
+    let err = upload(&h, form(&[("key", &h.key())], &[("a.mp4", b"tiny")])).await;
+    assert!(err.is_err(), "{err:?}");
+    assert!(h.files().is_empty());
+    assert_eq!(h.uploads_started(), 2);
+    // The cut handler's temporary file is removed once its connection is gone.
+    let mut tmp_left = usize::MAX;
+    for _ in 0..20 {
+        tmp_left = std::fs::read_dir(h.data_dir()).unwrap().count();
+        if tmp_left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(tmp_left, 0);
+    assert_eq!(
+        h.request_log()
+            .iter()
+            .filter(|r| r.endpoint == "upload" && r.status == 0)
+            .count(),
+        2
+    );
+    // The next upload goes through.
+    upload_one(&h, "a.mp4", &[]).await;
+    assert_eq!(h.files().len(), 1);
+}
+
+#[tokio::test]
+async fn lost_reply_stores_the_file() {
+    let h = TestHost::start().await.unwrap();
+    h.faults().times(Fault::LoseReply, Scope::Upload, 1);
+    let data = vec![9u8; 100 * 1024];
+    let err = upload(
+        &h,
+        form(
+            &[("key", &h.key()), ("file_title", "Lost")],
+            &[("a.mp4", &data)],
+        ),
+    )
+    .await;
+    assert!(err.is_err(), "{err:?}");
+    let files = h.files();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].title, "Lost");
+    assert_eq!(files[0].size, 100 * 1024);
+    // The client can find it by title.
+    let v = api(&h, "file/list", &[("title", "lost"), ("created", "5")]).await;
+    assert_eq!(v["result"]["files"][0]["file_code"], files[0].code.as_str());
+}
+
+#[tokio::test]
+async fn slow_reads_and_status_string_on_upload() {
+    let h = TestHost::start().await.unwrap();
+    h.faults().times(
+        Fault::SlowRead {
+            bytes_per_sec: 200_000,
+        },
+        Scope::Upload,
+        1,
+    );
+    h.faults().times(Fault::StatusAsString, Scope::Upload, 1);
+    let data = vec![1u8; 20_000];
+    let t = Instant::now();
+    let v = upload(&h, form(&[("key", &h.key())], &[("a.mp4", &data)]))
+        .await
+        .unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(90),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(v["status"], "200");
+    assert_eq!(v["files"][0]["status"], "OK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uploads_on_multi_thread_runtime() {
+    let h = std::sync::Arc::new(TestHost::start().await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            upload_one(&h, &format!("f{i}.mp4"), &[]).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(h.files().len(), 8);
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["result"]["files_total"], "8");
+}
+
+#[tokio::test]
+async fn scope_all_reaches_uploads_and_probability_is_seeded() {
+    let h = TestHost::start().await.unwrap();
+    h.faults().times(Fault::Http503, Scope::All, 1);
+    // The first request (upload/server) takes the fault.
+    let r = client()
+        .get(format!("{}/api/upload/server?key={}", h.url(), h.key()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    h.faults().always(Fault::Http503, Scope::Upload);
+    assert!(
+        upload(&h, form(&[("key", &h.key())], &[("a.mp4", b"x")]))
+            .await
+            .is_err()
+    );
+    h.faults().clear();
+    h.faults()
+        .probability(Fault::Http502, Scope::endpoint("account/info"), 0.5);
+    let mut bad = 0;
+    for _ in 0..20 {
+        let r = client()
+            .get(format!("{}/api/account/info?key={}", h.url(), h.key()))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 502 {
+            bad += 1;
+        }
+    }
+    assert!((1..20).contains(&bad), "{bad}");
+    assert_eq!(h.faults().rules().len(), 1);
+}
+
+#[tokio::test]
+async fn reply_shapes_are_exact() {
+    let h = TestHost::start().await.unwrap();
+    let text = client()
+        .get(format!("{}/api/account/info?key=nope", h.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.starts_with(r#"{"msg":"Wrong auth","server_time":""#),
+        "{text}"
+    );
+    assert!(text.ends_with(r#"","status":403}"#), "{text}");
+    let url = upload_server(&h).await;
+    let text = client()
+        .post(url)
+        .multipart(form(
+            &[("key", &h.key())],
+            &[("a.mp4", b"x"), ("b.exe", b"y")],
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let code = &h.files()[0].code;
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"msg":"OK","status":200,"files":[{{"filecode":"{code}","filename":"a.mp4","status":"OK"}},{{"filecode":"","filename":"b.exe","status":"unallowed video extension"}}]}}"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn large_chunked_upload_is_streamed_to_disk() {
+    let h = TestHost::start().await.unwrap();
+    let url = upload_server(&h).await;
+    const CHUNK: usize = 256 * 1024;
+    const CHUNKS: usize = 32; // 8 MiB
+    let stream = futures_util::stream::iter(
+        (0..CHUNKS).map(|i| Ok::<_, std::io::Error>(vec![i as u8; CHUNK])),
+    );
+    let form = Form::new()
+        .text("key", h.key())
+        .text("file_title", "Big")
+        .part(
+            "file",
+            Part::stream(reqwest::Body::wrap_stream(stream)).file_name("big.mkv"),
+        );
+    let v: Value = client()
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = v["files"][0]["filecode"].as_str().unwrap();
+    assert_eq!(h.file(code).unwrap().size, (CHUNK * CHUNKS) as u64);
+    let path = h.file_path(code).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        (CHUNK * CHUNKS) as u64
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        bytes
+            .chunks(CHUNK)
+            .enumerate()
+            .all(|(i, c)| c.iter().all(|b| *b == i as u8))
+    );
+}
+
+#[tokio::test]
+async fn delay_and_json_error_faults() {
+    let h = TestHost::start().await.unwrap();
+    h.faults().times(
+        Fault::JsonError {
+            status: 403,
+            msg: "API not enabled for your account".into(),
+        },
+        Scope::endpoint("account/info"),
+        1,
+    );
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["status"], 403);
+    assert_eq!(v["msg"], "API not enabled for your account");
+    assert_eq!(api(&h, "account/info", &[]).await["status"], 200);
+
+    h.faults()
+        .times(Fault::Delay(Duration::from_millis(300)), Scope::Api, 1);
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let r = quick
+        .get(format!("{}/api/account/info?key={}", h.url(), h.key()))
+        .send()
+        .await;
+    assert!(r.is_err_and(|e| e.is_timeout()));
+    assert_eq!(api(&h, "account/info", &[]).await["status"], 200);
+}

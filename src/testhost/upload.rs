@@ -1,0 +1,447 @@
+//! The upload listener: `POST /upload/<n>` multipart, streamed to disk part by part.
+//!
+//! Each file part is written chunk by chunk to a temporary file in the data dir and
+//! only committed (renamed to its code, recorded in the state) once the whole body
+//! has been read, so a connection cut mid-body stores nothing. Faults that need the
+//! connection itself (drop mid-body, lose the reply) fire the connection's kill switch.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use super::api::{delay_fault, http_fault_response, json_response, status_value};
+use super::faults::{Fault, Point};
+use super::lock;
+use super::server::ConnKill;
+use super::state::{FileRec, Shared, UploadRecord};
+
+/// Extensions the host takes as video; anything else is refused per file.
+pub const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "mkv", "avi", "mov", "webm", "m4v", "wmv", "flv", "mpg", "mpeg", "ts", "3gp", "ogv",
+];
+
+/// Largest non-file field kept (titles, tags, ...); the rest of a longer one is dropped.
+const MAX_TEXT_FIELD: usize = 64 * 1024;
+
+/// Where a drop-mid-upload fault cuts a body of unknown length.
+const DROP_AFTER_UNSIZED: u64 = 32 * 1024;
+
+#[derive(Serialize)]
+struct UploadReply<'a> {
+    msg: &'a str,
+    status: Value,
+    files: Vec<FileOutcome>,
+}
+
+#[derive(Serialize)]
+struct FileOutcome {
+    filecode: String,
+    filename: String,
+    status: String,
+}
+
+/// A temporary upload file, removed on drop unless committed. Dropping also covers
+/// the case of the handler future being dropped with its connection.
+struct TempBlob {
+    path: PathBuf,
+    size: u64,
+    keep: bool,
+}
+
+impl Drop for TempBlob {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// One `file` part: its name, and the bytes on disk or the refusal message.
+struct Part {
+    filename: String,
+    outcome: Result<TempBlob, String>,
+}
+
+pub(crate) fn is_video_name(name: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Closes the connection with no reply; the handler future is dropped with it.
+async fn drop_connection(host: &Shared, kill: Option<ConnKill>) -> Response {
+    host.log("upload", 0);
+    match kill {
+        Some(k) => {
+            k.fire();
+            std::future::pending::<()>().await;
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        // Not served by our accept loop (cannot happen in practice): say so loudly.
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "cannot drop connection").into_response(),
+    }
+}
+
+/// The body as a stream, read at most `bytes_per_sec`, and cut (connection killed)
+/// once `drop_after` bytes have been read.
+fn guarded_body(
+    host: Arc<Shared>,
+    body: Body,
+    bytes_per_sec: Option<u64>,
+    drop_after: Option<u64>,
+    kill: Option<ConnKill>,
+) -> impl Stream<Item = Result<Bytes, axum::Error>> + Send {
+    let mut seen = 0u64;
+    body.into_data_stream().then(move |chunk| {
+        let len = chunk.as_ref().map_or(0, |b| b.len() as u64);
+        seen += len;
+        let wait = bytes_per_sec.map(|bps| Duration::from_secs_f64(len as f64 / bps.max(1) as f64));
+        let cut = drop_after.is_some_and(|n| seen >= n);
+        let kill = kill.clone();
+        let host = host.clone();
+        async move {
+            if let Some(w) = wait {
+                tokio::time::sleep(w).await;
+            }
+            if cut && let Some(k) = kill {
+                host.log("upload", 0);
+                k.fire();
+                std::future::pending::<()>().await;
+            }
+            chunk
+        }
+    })
+}
+
+fn upload_error(host: &Shared, status: u16, msg: &str) -> Response {
+    host.log("upload", status);
+    json_response(&UploadReply {
+        msg,
+        status: status_value(status, false),
+        files: Vec::new(),
+    })
+}
+
+/// Handler of `POST /upload/<n>`.
+pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Response {
+    host.uploads_started.fetch_add(1, Ordering::Relaxed);
+    let kill = req.extensions().get::<ConnKill>().cloned();
+    let point = Point::Upload;
+    delay_fault(&host, point).await;
+    if let Some(fault) = host.faults.fire(point, Fault::is_http) {
+        let (code, resp) = http_fault_response(&fault);
+        host.log("upload", code);
+        return resp;
+    }
+    let slow = match host
+        .faults
+        .fire(point, |f| matches!(f, Fault::SlowRead { .. }))
+    {
+        Some(Fault::SlowRead { bytes_per_sec }) => Some(bytes_per_sec),
+        _ => None,
+    };
+    let drop_mid = host
+        .faults
+        .fire(point, |f| matches!(f, Fault::DropMidUpload))
+        .is_some();
+    let lose_reply = host
+        .faults
+        .fire(point, |f| matches!(f, Fault::LoseReply))
+        .is_some();
+
+    let max_file_size = host.opts().max_file_size;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Ok(boundary) = multer::parse_boundary(content_type) else {
+        return upload_error(&host, 400, "Expected multipart/form-data");
+    };
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let drop_after = drop_mid.then_some(match length {
+        Some(n) if n > 1 => n / 2,
+        _ => DROP_AFTER_UNSIZED,
+    });
+    let stream = guarded_body(
+        host.clone(),
+        req.into_body(),
+        slow,
+        drop_after,
+        kill.clone(),
+    );
+    let mut multipart = multer::Multipart::new(stream, boundary);
+
+    let mut fields: HashMap<String, String> = HashMap::new();
+    let mut parts: Vec<Part> = Vec::new();
+    let mut order: Vec<String> = Vec::new();
+    loop {
+        let mut field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return upload_error(&host, 400, &format!("Bad multipart body: {e}")),
+        };
+        let name = field.name().unwrap_or("").to_owned();
+        order.push(name.clone());
+        if name != "file" {
+            let mut text = Vec::new();
+            loop {
+                match field.chunk().await {
+                    Ok(Some(c)) => {
+                        let room = MAX_TEXT_FIELD.saturating_sub(text.len());
+                        text.extend_from_slice(&c[..c.len().min(room)]);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        return upload_error(&host, 400, &format!("Bad multipart body: {e}"));
+                    }
+                }
+            }
+            // `snapshot` is an image: read and ignored.
+            if name != "snapshot" {
+                fields.insert(name, String::from_utf8_lossy(&text).into_owned());
+            }
+            continue;
+        }
+        let filename = field.file_name().unwrap_or("").to_owned();
+        let refusal = if filename.is_empty() {
+            Some("null filesize or wrong file path".to_owned())
+        } else if !is_video_name(&filename) {
+            Some("unallowed video extension".to_owned())
+        } else {
+            match host
+                .faults
+                .fire(point, |f| matches!(f, Fault::RejectFile(_)))
+            {
+                Some(Fault::RejectFile(msg)) => Some(msg),
+                _ => None,
+            }
+        };
+        let n = host.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let mut blob = TempBlob {
+            path: host.data_dir.join(format!("upload-{n}.tmp")),
+            size: 0,
+            keep: false,
+        };
+        // A refused part is still read to its end (the next part follows it).
+        let mut out = match refusal {
+            Some(_) => None,
+            None => match tokio::fs::File::create(&blob.path).await {
+                Ok(f) => Some(f),
+                Err(e) => return upload_error(&host, 500, &format!("Storage error: {e}")),
+            },
+        };
+        let mut too_big = false;
+        loop {
+            let chunk = match field.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => return upload_error(&host, 400, &format!("Bad multipart body: {e}")),
+            };
+            blob.size += chunk.len() as u64;
+            if max_file_size.is_some_and(|max| blob.size > max) {
+                too_big = true;
+                out = None;
+            }
+            if let Some(f) = out.as_mut()
+                && let Err(e) = f.write_all(&chunk).await
+            {
+                return upload_error(&host, 500, &format!("Storage error: {e}"));
+            }
+        }
+        if let Some(mut f) = out
+            && let Err(e) = f.flush().await
+        {
+            return upload_error(&host, 500, &format!("Storage error: {e}"));
+        }
+        let outcome = match refusal {
+            Some(msg) => Err(msg),
+            None if too_big => Err("file is too big".to_owned()),
+            None if blob.size == 0 => Err("null filesize or wrong file path".to_owned()),
+            None => Ok(blob),
+        };
+        parts.push(Part { filename, outcome });
+    }
+
+    if drop_mid {
+        // The body was shorter than the cut point: still cut before storing anything.
+        return drop_connection(&host, kill).await;
+    }
+    let files = commit(&host, &fields, parts, order);
+    if lose_reply {
+        return drop_connection(&host, kill).await;
+    }
+    host.log("upload", 200);
+    let as_string = host
+        .faults
+        .fire(point, |f| matches!(f, Fault::StatusAsString))
+        .is_some();
+    json_response(&UploadReply {
+        msg: "OK",
+        status: status_value(200, as_string),
+        files,
+    })
+}
+
+/// Records the accepted parts as files, using the form fields (whatever their order).
+fn commit(
+    host: &Shared,
+    fields: &HashMap<String, String>,
+    parts: Vec<Part>,
+    order: Vec<String>,
+) -> Vec<FileOutcome> {
+    let field = |name: &str| fields.get(name).map(|s| s.trim()).filter(|s| !s.is_empty());
+    let flag = |name: &str| field(name) == Some("1");
+    let storage_left = host.opts().storage_left;
+    let now_ms = host.clock.now_ms();
+    let mut st = lock(&host.state);
+    // Quirk: a wrong or missing key is not refused; the file is stored with no owner.
+    let owner = field("key").and_then(|k| st.login_for_key(k));
+    let requested_fld = field("fld_id")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    // A folder that is missing or not the uploader's puts the file in the root.
+    let fld_id = match (&owner, st.folders.get(&requested_fld)) {
+        (Some(o), Some(f)) if &f.owner == o => requested_fld,
+        _ => 0,
+    };
+    let cat_id = field("cat_id").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let tags = field("tags").unwrap_or("").to_owned();
+    let descr = field("file_descr").unwrap_or("").to_owned();
+    let mut used = owner.as_deref().map_or(0, |o| st.usage(o).0);
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        let mut blob = match part.outcome {
+            Ok(b) => b,
+            Err(msg) => {
+                out.push(FileOutcome {
+                    filecode: String::new(),
+                    filename: part.filename,
+                    status: msg,
+                });
+                continue;
+            }
+        };
+        if owner.is_some() && storage_left.is_some_and(|left| used + blob.size > left) {
+            out.push(FileOutcome {
+                filecode: String::new(),
+                filename: part.filename,
+                status: "not enough disk space on your account".to_owned(),
+            });
+            continue;
+        }
+        let code = st.new_file_code();
+        let path = host.data_dir.join(&code);
+        if let Err(e) = std::fs::rename(&blob.path, &path) {
+            out.push(FileOutcome {
+                filecode: String::new(),
+                filename: part.filename,
+                status: format!("Storage error: {e}"),
+            });
+            continue;
+        }
+        blob.keep = true;
+        used += blob.size;
+        let title = field("file_title").map(str::to_owned).unwrap_or_else(|| {
+            Path::new(&part.filename)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| part.filename.clone())
+        });
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.files.insert(
+            code.clone(),
+            FileRec {
+                code: code.clone(),
+                title,
+                descr: descr.clone(),
+                fld_id,
+                size: blob.size,
+                owner: owner.clone(),
+                created_ms: now_ms,
+                seq,
+                public: flag("file_public"),
+                adult: flag("file_adult"),
+                cat_id,
+                tags: tags.clone(),
+                blob: path,
+                stuck: false,
+                encoded: false,
+                deleted: None,
+                dmca: None,
+            },
+        );
+        out.push(FileOutcome {
+            filecode: code,
+            filename: part.filename,
+            status: "OK".to_owned(),
+        });
+    }
+    st.uploads.push(UploadRecord {
+        parts: order,
+        filenames: out.iter().map(|f| f.filename.clone()).collect(),
+        codes: out
+            .iter()
+            .filter(|f| !f.filecode.is_empty())
+            .map(|f| f.filecode.clone())
+            .collect(),
+    });
+    out
+}
+
+/// `GET /d/<code>/<q>`: the bytes of a file, streamed (what `file/direct_link` points at).
+pub(crate) async fn download(
+    State(host): State<Arc<Shared>>,
+    axum::extract::Path((code, _q)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let blob = {
+        let st = lock(&host.state);
+        st.files
+            .get(&code)
+            .filter(|f| f.deleted.is_none())
+            .map(|f| f.blob.clone())
+    };
+    let Some(blob) = blob else {
+        return (StatusCode::NOT_FOUND, "Not Found").into_response();
+    };
+    match tokio::fs::File::open(&blob).await {
+        Ok(f) => (
+            [(header::CONTENT_TYPE, "video/mp4")],
+            Body::from_stream(tokio_util::io::ReaderStream::new(f)),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "Not Found").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn video_extensions() {
+        assert!(is_video_name("a.mp4"));
+        assert!(is_video_name("A.MKV"));
+        assert!(is_video_name("x.y.3gp"));
+        assert!(!is_video_name("a.txt"));
+        assert!(!is_video_name("mp4"));
+    }
+}
