@@ -1,0 +1,1 @@
+//! Tests of the API client against the test host (every call, quirk and fault).

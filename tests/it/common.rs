@@ -1,0 +1,116 @@
+//! Helpers shared by the integration tests: a host, a config for it, files.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vidsync::config::{ApiConfig, ApiKey, ApiPaths, Config};
+use vidsync::testhost::{HostOptions, TestHost};
+
+/// A host whose encodings finish quickly.
+pub async fn host() -> TestHost {
+    TestHost::start_with(HostOptions {
+        encode_time: Duration::from_millis(200),
+        ..HostOptions::default()
+    })
+    .await
+    .expect("start test host")
+}
+
+/// An `ApiConfig` for a client of `host` (fast timeouts, generous pacing).
+pub fn api_config(host: &TestHost) -> ApiConfig {
+    ApiConfig {
+        url: url::Url::parse(&host.url()).expect("host url"),
+        key: ApiKey::new(host.key()),
+        requests_per_minute: 60_000,
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(5),
+        bandwidth_limit: None,
+        paths: ApiPaths::default(),
+    }
+}
+
+/// TOML text for a daemon syncing `syncs` (local dir, remote path) to
+/// `host`, its database in `state_dir`; `extra` is appended verbatim
+/// (more tables or keys at the end of the file).
+pub fn config_toml(host: &TestHost, state_dir: &Path, syncs: &[(&Path, &str)], extra: &str) -> String {
+    let mut s = format!(
+        r#"[api]
+url = "{url}"
+key = "{key}"
+requests_per_minute = 60000
+read_timeout = "5s"
+
+[state]
+database = "{db}"
+
+[watch]
+settle = "300ms"
+rescan = "1h"
+poll_interval = "500ms"
+
+[upload]
+concurrency = 2
+retry_min = "50ms"
+retry_max = "400ms"
+max_attempts = 8
+
+"#,
+        url = host.url(),
+        key = host.key(),
+        db = state_dir.join("state.db").display(),
+    );
+    for (local, remote) in syncs {
+        s.push_str(&format!("[[sync]]\nlocal = \"{}\"\nremote = \"{}\"\n\n", local.display(), remote));
+    }
+    s.push_str(extra);
+    s
+}
+
+/// Parse a config written by `config_toml` (it is also written to
+/// `state_dir/config.toml`, for the binary).
+pub fn config(host: &TestHost, state_dir: &Path, syncs: &[(&Path, &str)], extra: &str) -> (Config, PathBuf) {
+    let text = config_toml(host, state_dir, syncs, extra);
+    let path = state_dir.join("config.toml");
+    std::fs::write(&path, &text).expect("write config");
+    let env = |_: &str| None;
+    let cfg = Config::parse_str(&text, &path, &env).expect("valid test config");
+    (cfg, path)
+}
+
+/// Write `bytes` to `root/rel`, creating directories.
+pub fn write(root: &Path, rel: &str, bytes: &[u8]) -> PathBuf {
+    let p = root.join(rel);
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    std::fs::write(&p, bytes).expect("write file");
+    p
+}
+
+/// Distinct content for a test video.
+pub fn content(seed: &str, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    let mut x: u64 = seed.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Poll `cond` every 20 ms until it holds or `timeout` passes.
+pub async fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cond()
+}

@@ -1,0 +1,7 @@
+//! The one integration-test binary: the client, the daemon in-process and
+//! the real binary as a child, all against the loopback test host.
+
+mod cli;
+mod client;
+mod common;
+mod sync;
