@@ -71,7 +71,12 @@ max_attempts = 8
 /// Parse a config written by `config_toml` (it is also written to
 /// `state_dir/config.toml`, for the binary).
 pub fn config(host: &TestHost, state_dir: &Path, syncs: &[(&Path, &str)], extra: &str) -> (Config, PathBuf) {
-    let text = config_toml(host, state_dir, syncs, extra);
+    config_from_text(&config_toml(host, state_dir, syncs, extra), state_dir)
+}
+
+/// Parse config text (also written to `state_dir/config.toml`).
+pub fn config_from_text(text: &str, state_dir: &Path) -> (Config, PathBuf) {
+    let text = text.to_string();
     let path = state_dir.join("config.toml");
     std::fs::write(&path, &text).expect("write config");
     let env = |_: &str| None;

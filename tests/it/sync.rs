@@ -1,7 +1,6 @@
 //! The sync engine in-process against the test host: real files, real SQLite.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -116,4 +115,197 @@ async fn scan_mirrors_two_trees_once_and_a_second_scan_uploads_nothing() {
     assert_eq!(host.files().len(), videos.len());
 }
 
-fn _unused(_: &Path, _: Fault, _: Scope) {}
+
+/// Start the daemon in-process; returns its stop token and join handle.
+fn start(cfg: &vidsync::config::Config) -> (CancellationToken, tokio::task::JoinHandle<Result<(), daemon::RunError>>) {
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(daemon::run(cfg.clone(), stop.clone()));
+    (stop, h)
+}
+
+async fn stop(token: CancellationToken, h: tokio::task::JoinHandle<Result<(), daemon::RunError>>) {
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(10), h)
+        .await
+        .expect("daemon stops")
+        .expect("daemon task")
+        .expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_uploads_slow_writes_renamed_temps_new_dirs_and_follows_moves() {
+    use std::io::Write;
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    let (token, h) = start(&cfg);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // A file written slowly in pieces, for longer than `settle` (300 ms).
+    let slow_content = common::content("slow", 64 * 1024);
+    let slow_path = root.path().join("slow.mp4");
+    let mut f = std::fs::File::create(&slow_path).unwrap();
+    for chunk in slow_content.chunks(8 * 1024) {
+        f.write_all(chunk).unwrap();
+        f.flush().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(f);
+
+    // Written under a temporary name, then renamed (rsync, download clients).
+    common::write(root.path(), ".final.mkv.a1B2c3", &common::content("final", 9000));
+    common::write(root.path(), "dl.mp4.part", &common::content("dl", 7000));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::rename(root.path().join(".final.mkv.a1B2c3"), root.path().join("final.mkv")).unwrap();
+    std::fs::rename(root.path().join("dl.mp4.part"), root.path().join("dl.mp4")).unwrap();
+
+    // A new nested directory with files in it.
+    common::write(root.path(), "new/inner/n1.mp4", &common::content("n1", 3000));
+    common::write(root.path(), "new/inner/n2.mp4", &common::content("n2", 3000));
+
+    let want = ["Lib/slow", "Lib/final", "Lib/dl", "Lib/new/inner/n1", "Lib/new/inner/n2"];
+    let ok = common::wait_for(Duration::from_secs(20), || {
+        let p = by_place(&host);
+        want.iter().all(|w| p.contains_key(*w))
+    })
+    .await;
+    assert!(ok, "all uploaded: {:?}", by_place(&host).keys().collect::<Vec<_>>());
+    let places = by_place(&host);
+    assert_eq!(places.len(), want.len(), "{:?}", places.keys().collect::<Vec<_>>());
+    assert_eq!(host.file_bytes(&places["Lib/slow"].code).unwrap(), slow_content, "final content of the slow file");
+    let uploads = host.uploads_started();
+
+    // Move a file to another directory and rename another: edited on the host, not uploaded again.
+    let slow_code = places["Lib/slow"].code.clone();
+    let n1_code = places["Lib/new/inner/n1"].code.clone();
+    std::fs::create_dir_all(root.path().join("moved")).unwrap();
+    std::fs::rename(root.path().join("slow.mp4"), root.path().join("moved/slow.mp4")).unwrap();
+    std::fs::rename(root.path().join("new/inner/n1.mp4"), root.path().join("new/inner/renamed.mp4")).unwrap();
+    let ok = common::wait_for(Duration::from_secs(20), || {
+        let p = by_place(&host);
+        p.get("Lib/moved/slow").map(|f| &f.code) == Some(&slow_code)
+            && p.get("Lib/new/inner/renamed").map(|f| &f.code) == Some(&n1_code)
+    })
+    .await;
+    assert!(ok, "moved and retitled: {:?}", by_place(&host).keys().collect::<Vec<_>>());
+    assert_eq!(host.uploads_started(), uploads, "nothing uploaded again");
+    assert_eq!(by_place(&host).len(), want.len());
+
+    // A renamed directory renames its remote folder.
+    let folders_before = host.folders().len();
+    std::fs::rename(root.path().join("new"), root.path().join("renamed-dir")).unwrap();
+    let ok = common::wait_for(Duration::from_secs(20), || {
+        let p = by_place(&host);
+        p.get("Lib/renamed-dir/inner/renamed").map(|f| &f.code) == Some(&n1_code)
+    })
+    .await;
+    assert!(ok, "folder renamed: {:?}", by_place(&host).keys().collect::<Vec<_>>());
+    assert_eq!(host.folders().len(), folders_before, "renamed, not recreated");
+    assert_eq!(host.uploads_started(), uploads, "nothing uploaded again");
+    stop(token, h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_file_lands_exactly_once_through_heavy_faults() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let n = 12;
+    for i in 0..n {
+        common::write(root.path(), &format!("d{}/v{i}.mp4", i % 3), &common::content(&format!("v{i}"), 20_000 + i));
+    }
+    let faults = host.faults();
+    faults.probability(Fault::Http502, Scope::Api, 0.15);
+    faults.probability(Fault::NotJson, Scope::Api, 0.05);
+    faults.probability(Fault::NoServers, Scope::endpoint("upload/server"), 0.2);
+    faults.probability(Fault::RateLimited, Scope::Api, 0.05);
+    faults.probability(Fault::DropMidUpload, Scope::Upload, 0.15);
+    faults.probability(Fault::LoseReply, Scope::Upload, 0.25);
+    faults.probability(Fault::Http503, Scope::Upload, 0.1);
+    // The key check at start must pass; faults on it are covered elsewhere.
+    // Each attempt makes several calls that may fail here; the per-file
+    // attempt cap (a guard for files that never pass) must not be what ends it.
+    let text = common::config_toml(&host, state.path(), &[(root.path(), "F/x")], "")
+        .replace("max_attempts = 8", "max_attempts = 100");
+    let (cfg, _) = common::config_from_text(&text, state.path());
+    let summary = scan(&cfg).await;
+    faults.clear();
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    let places = by_place(&host);
+    assert_eq!(places.len(), n, "{:?}", places.keys().collect::<Vec<_>>());
+    for i in 0..n {
+        // One-letter folder names are refused by hosts: they get a "_".
+        let f = &places[&format!("F_/x_/d{}/v{i}", i % 3)];
+        assert_eq!(f.size, (20_000 + i) as u64);
+    }
+    let lost = host.request_log().iter().filter(|r| r.endpoint == "upload" && r.status == 0).count();
+    assert!(lost > 0, "the faults really hit uploads");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_the_host_refuses_fails_once_and_the_others_go_on() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "bad.mp4", &common::content("bad", 1000));
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "")], "");
+    host.faults().times(Fault::unallowed_extension(), Scope::Upload, 1);
+    let summary = scan(&cfg).await;
+    assert_eq!(summary.failed.len(), 1);
+    assert!(summary.failed[0].1.contains("unallowed video extension"), "{:?}", summary.failed);
+    common::write(root.path(), "good1.mp4", &common::content("g1", 1000));
+    common::write(root.path(), "good2.mp4", &common::content("g2", 1000));
+    let summary = scan(&cfg).await;
+    assert_eq!(summary.failed.len(), 1, "still only the refused one");
+    let store = Store::open(&cfg.state.database).unwrap();
+    let bad = store.list(Some(State::Failed)).unwrap();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].attempts, 0, "a permanent refusal is not retried");
+    assert_eq!(bad[0].last_error.as_deref().map(|e| e.contains("unallowed video extension")), Some(true));
+    assert_eq!(store.list(Some(State::Uploaded)).unwrap().len(), 2);
+    assert_eq!(host.files().len(), 2);
+    // `retry` puts it back; the host now accepts it.
+    assert_eq!(store.retry_failed(&[], daemon::now_ms()).unwrap(), 1);
+    drop(store);
+    let summary = scan(&cfg).await;
+    assert!(summary.failed.is_empty());
+    assert_eq!(host.files().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awkward_file_names_are_uploaded_and_titled_exactly() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let long = format!("{}.mp4", "long name ".repeat(22).trim());
+    assert!(long.len() > 200);
+    let names = [
+        "with spaces.mp4".to_string(),
+        "quote\"double'single.mp4".to_string(),
+        "hash#percent%amp&.mp4".to_string(),
+        "Paren (2020) [x].mkv".to_string(),
+        "Cafe\u{301} NFD.mp4".to_string(),
+        "Caf\u{e9} NFC.mp4".to_string(),
+        "emoji 🎬🍿.mp4".to_string(),
+        "<tag> & more.mp4".to_string(),
+        long,
+    ];
+    for n in &names {
+        common::write(root.path(), n, &common::content(n, 2000));
+    }
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "")], "");
+    let summary = scan(&cfg).await;
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    let files = host.files();
+    assert_eq!(files.len(), names.len());
+    for n in &names {
+        let stem = n.rsplit_once('.').unwrap().0;
+        let f = files.iter().find(|f| f.title == stem).unwrap_or_else(|| panic!("title {stem:?} on the host"));
+        assert_eq!(host.file_bytes(&f.code).unwrap(), std::fs::read(root.path().join(n)).unwrap());
+    }
+    // Uploading again finds nothing to do (titles matched exactly, including escapes).
+    let before = host.uploads_started();
+    scan(&cfg).await;
+    assert_eq!(host.uploads_started(), before);
+}
