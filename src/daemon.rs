@@ -86,7 +86,9 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("roots", &self.roots).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("roots", &self.roots)
+            .finish_non_exhaustive()
     }
 }
 
@@ -138,12 +140,23 @@ impl Shared {
         let local = root.entry.local.clone();
         let ino = move |d: &str| {
             use std::os::unix::fs::MetadataExt;
-            std::fs::metadata(if d.is_empty() { local.clone() } else { local.join(d) })
-                .ok()
-                .map(|m| m.ino())
+            std::fs::metadata(if d.is_empty() {
+                local.clone()
+            } else {
+                local.join(d)
+            })
+            .ok()
+            .map(|m| m.ino())
         };
         self.folders
-            .resolve(&self.store, &self.client, root.id, &root.entry.remote, rel_dir, ino)
+            .resolve(
+                &self.store,
+                &self.client,
+                root.id,
+                &root.entry.remote,
+                rel_dir,
+                ino,
+            )
             .await
     }
 
@@ -293,14 +306,20 @@ pub async fn scan_all(shared: &Shared) {
                 tracing::debug!(root = %root.entry.local.display(), report = ?r, "scanned");
             }
             Ok(_) => {}
-            Err(e) => tracing::error!(root = %root.entry.local.display(), error = %e, "scan failed"),
+            Err(e) => {
+                tracing::error!(root = %root.entry.local.display(), error = %e, "scan failed")
+            }
         }
     }
 }
 
 /// The scanner task: scan dirty roots, roots with files settling, every
 /// root on the rescan interval, and poll-mode roots on the poll interval.
-async fn scanner(shared: Arc<Shared>, poll_roots: Arc<Mutex<HashSet<i64>>>, stop: CancellationToken) {
+async fn scanner(
+    shared: Arc<Shared>,
+    poll_roots: Arc<Mutex<HashSet<i64>>>,
+    stop: CancellationToken,
+) {
     let tick = shared.scan_tick();
     let mut rescan = tokio::time::interval(shared.config.watch.rescan);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -375,7 +394,9 @@ fn recover(shared: &Shared) -> Result<(), StoreError> {
     let now = now_ms();
     for row in shared.store.in_states(&[State::Uploading])? {
         tracing::info!(path = %row.path().display(), "resuming an upload interrupted by a stop or crash");
-        shared.store.retry_later(row.id, "interrupted", now, false, false, now)?;
+        shared
+            .store
+            .retry_later(row.id, "interrupted", now, false, false, now)?;
     }
     shared.store.clear_all_progress()?;
     Ok(())
@@ -455,7 +476,9 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
         }
         if !shared.key_ok() {
             tasks.cancel();
-            return Err(RunError::KeyRejected("the host rejected the API key during the scan".into()));
+            return Err(RunError::KeyRejected(
+                "the host rejected the API key during the scan".into(),
+            ));
         }
         tokio::select! {
             _ = stop.cancelled() => break,

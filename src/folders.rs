@@ -78,7 +78,8 @@ impl Folders {
                     // The sync root itself: resolve its remote path.
                     let mut id = 0;
                     for name in remote {
-                        id = find_or_create(client, id, &remote_name(name), &remote.join("/")).await?;
+                        id = find_or_create(client, id, &remote_name(name), &remote.join("/"))
+                            .await?;
                     }
                     store.set_folder(root_id, "", id, dir_ino(""))?;
                     break id;

@@ -9,7 +9,11 @@ use vidsync::config::{Config, ConfigError};
 use vidsync::store::State;
 
 #[derive(Parser, Debug)]
-#[command(name = "vidsync", version, about = "Mirror local video folders to an XVideoSharing host, each file exactly once")]
+#[command(
+    name = "vidsync",
+    version,
+    about = "Mirror local video folders to an XVideoSharing host, each file exactly once"
+)]
 struct Cli {
     /// Config file [default: $VIDSYNC_CONFIG, then /etc/vidsync/config.toml]
     #[arg(long, global = true)]
@@ -110,7 +114,10 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
                 Some((_, Some(s))) => Some(s),
                 Some((s, None)) => {
                     let names: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
-                    eprintln!("vidsync: unknown state {s:?}, expected one of {}", names.join(", "));
+                    eprintln!(
+                        "vidsync: unknown state {s:?}, expected one of {}",
+                        names.join(", ")
+                    );
                     return Err(ExitCode::from(2));
                 }
             };
@@ -121,7 +128,13 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             Ok(vidsync::report::retry(&config, paths))
         }
         Command::Demo { folder } => {
-            vidsync::service::init_logging(&vidsync::config::LogConfig { level: "info".into(), format: vidsync::config::LogFormat::Text }, false);
+            vidsync::service::init_logging(
+                &vidsync::config::LogConfig {
+                    level: "info".into(),
+                    format: vidsync::config::LogFormat::Text,
+                },
+                false,
+            );
             let rt = runtime()?;
             Ok(rt.block_on(vidsync::demo::run(folder.clone())))
         }

@@ -58,7 +58,10 @@ pub fn list(config: &Config, as_json: bool, state: Option<State>) -> ExitCode {
                 f.state.as_str(),
                 f.file_code.as_deref().unwrap_or("-"),
                 f.path().display(),
-                f.last_error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default()
+                f.last_error
+                    .as_deref()
+                    .map(|e| format!("  ({e})"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -86,16 +89,17 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
     for (s, n) in &counts {
         count_map.insert(s.as_str().to_string(), json!(n));
     }
-    let queued = counts.iter().find(|(s, _)| *s == State::Queued).map_or(0, |(_, n)| *n);
-    let last_error = store
-        .meta("last_error")?
-        .or_else(|| {
-            store
-                .list(Some(State::Failed))
-                .ok()
-                .and_then(|r| r.into_iter().max_by_key(|f| f.updated_at))
-                .and_then(|f| f.last_error)
-        });
+    let queued = counts
+        .iter()
+        .find(|(s, _)| *s == State::Queued)
+        .map_or(0, |(_, n)| *n);
+    let last_error = store.meta("last_error")?.or_else(|| {
+        store
+            .list(Some(State::Failed))
+            .ok()
+            .and_then(|r| r.into_iter().max_by_key(|f| f.updated_at))
+            .and_then(|f| f.last_error)
+    });
     Ok(json!({
         "counts": count_map,
         "uploading": inflight,
@@ -149,8 +153,16 @@ pub fn status(config: &Config, as_json: bool) -> ExitCode {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    println!("queue: {}  next retry in: {} ms", show("queue"), show("next_retry_in_ms"));
-    println!("key works: {}  storage left: {}", show("key_ok"), show("storage_left"));
+    println!(
+        "queue: {}  next retry in: {} ms",
+        show("queue"),
+        show("next_retry_in_ms")
+    );
+    println!(
+        "key works: {}  storage left: {}",
+        show("key_ok"),
+        show("storage_left")
+    );
     println!("last reconcile: {}", show("last_reconcile"));
     println!("last error: {}", show("last_error"));
     ExitCode::SUCCESS
@@ -164,12 +176,20 @@ pub fn retry(config: &Config, paths: &[PathBuf]) -> ExitCode {
     };
     let abs: Vec<PathBuf> = paths
         .iter()
-        .map(|p| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).unwrap_or_else(|_| p.clone()))
+        .map(|p| {
+            std::fs::canonicalize(p)
+                .or_else(|_| std::path::absolute(p))
+                .unwrap_or_else(|_| p.clone())
+        })
         .collect();
     match store.retry_failed(&abs, now_ms()) {
         Ok(n) => {
             println!("{n} file{} queued again", if n == 1 { "" } else { "s" });
-            if n == 0 && !paths.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+            if n == 0 && !paths.is_empty() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("vidsync: {e}");

@@ -161,7 +161,8 @@ pub fn apply(shared: &Shared, root: &Root, files: &[Observed]) -> Result<ScanRep
             fresh.push(obs);
             continue;
         };
-        let changed = row.stat.size != obs.stat.size || row.stat.mtime_ns != obs.stat.mtime_ns
+        let changed = row.stat.size != obs.stat.size
+            || row.stat.mtime_ns != obs.stat.mtime_ns
             || row.stat.ino != obs.stat.ino;
         match row.state {
             // The uploader owns an uploading row; it re-checks the file itself.
@@ -169,7 +170,11 @@ pub fn apply(shared: &Shared, root: &Root, files: &[Observed]) -> Result<ScanRep
             // A DMCA'd file is never uploaded again automatically.
             State::Dmca => {}
             State::LocalDeleted if !changed => {
-                let back = if row.file_code.is_some() { State::Uploaded } else { State::Waiting };
+                let back = if row.file_code.is_some() {
+                    State::Uploaded
+                } else {
+                    State::Waiting
+                };
                 store.set_state(row.id, back, now, Some("reappeared"))?;
             }
             _ if changed => {
@@ -214,7 +219,9 @@ pub fn apply(shared: &Shared, root: &Root, files: &[Observed]) -> Result<ScanRep
         match row.state {
             // Still being sent from an open descriptor; the uploader decides.
             State::Uploading => {}
-            State::Waiting | State::Queued if row.file_code.is_none() && row.attempts == 0 && row.fld_id.is_none() => {
+            State::Waiting | State::Queued
+                if row.file_code.is_none() && row.attempts == 0 && row.fld_id.is_none() =>
+            {
                 // Never left this machine: nothing to remember.
                 store.forget(row.id)?;
                 report.deleted += 1;
@@ -230,7 +237,11 @@ pub fn apply(shared: &Shared, root: &Root, files: &[Observed]) -> Result<ScanRep
 
 /// A remembered directory whose path is gone while a new directory has its
 /// inode was renamed or moved: rename its remote folder and move the rows.
-async fn rename_dirs(shared: &Shared, root: &Root, walked: &crate::scan::Walk) -> Result<(), StoreError> {
+async fn rename_dirs(
+    shared: &Shared,
+    root: &Root,
+    walked: &crate::scan::Walk,
+) -> Result<(), StoreError> {
     let known = shared.store.folders(root.id)?;
     let present: HashMap<&str, u64> = walked.dirs.iter().map(|(d, i)| (d.as_str(), *i)).collect();
     for (rel_dir, fld_id, ino) in known {
@@ -264,7 +275,9 @@ async fn rename_dirs(shared: &Shared, root: &Root, walked: &crate::scan::Walk) -
         match shared.client.folder_edit(fld_id, &edit).await {
             Ok(()) => {
                 tracing::info!(from = %rel_dir, to = %new_dir, fld_id, "directory renamed; remote folder renamed");
-                shared.store.rename_dir(root.id, &rel_dir, new_dir, now_ms())?;
+                shared
+                    .store
+                    .rename_dir(root.id, &rel_dir, new_dir, now_ms())?;
             }
             Err(e) => {
                 tracing::warn!(from = %rel_dir, to = %new_dir, error = %e, "cannot rename the remote folder; will retry");
@@ -304,12 +317,20 @@ async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), StoreErro
             fld_id: (want_fld != fld).then_some(want_fld),
             ..Default::default()
         };
-        match shared.client.file_edit(std::slice::from_ref(code), &edit).await {
+        match shared
+            .client
+            .file_edit(std::slice::from_ref(code), &edit)
+            .await
+        {
             Ok(()) => {
                 tracing::info!(path = %row.rel_path, code = %code, fld_id = want_fld, title = %title, "moved/retitled on the host");
-                shared.store.set_remote_place(row.id, want_fld, &title, now_ms())?;
+                shared
+                    .store
+                    .set_remote_place(row.id, want_fld, &title, now_ms())?;
             }
-            Err(e) => tracing::warn!(path = %row.rel_path, error = %e, "cannot move/retitle on the host; will retry"),
+            Err(e) => {
+                tracing::warn!(path = %row.rel_path, error = %e, "cannot move/retitle on the host; will retry")
+            }
         }
     }
     Ok(())

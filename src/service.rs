@@ -89,11 +89,22 @@ pub async fn run_scan(config: Config) -> ExitCode {
                 .filter(|(_, n)| *n > 0)
                 .map(|(s, n)| format!("{s}: {n}"))
                 .collect();
-            println!("scan done; {}", if counts.is_empty() { "no files".into() } else { counts.join(", ") });
+            println!(
+                "scan done; {}",
+                if counts.is_empty() {
+                    "no files".into()
+                } else {
+                    counts.join(", ")
+                }
+            );
             for (path, err) in &summary.failed {
                 println!("failed: {}: {err}", path.display());
             }
-            if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(e) => exit_for(&e),
     }
@@ -107,12 +118,21 @@ fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// `vidsync check`: the config is valid (we got here), then the key.
 pub async fn check(config: &Config) -> ExitCode {
-    println!("config: ok ({} sync entr{}, key from {})", config.syncs.len(), if config.syncs.len() == 1 { "y" } else { "ies" }, config.key_source);
+    println!(
+        "config: ok ({} sync entr{}, key from {})",
+        config.syncs.len(),
+        if config.syncs.len() == 1 { "y" } else { "ies" },
+        config.key_source
+    );
     let client = match Client::new(&config.api) {
         Ok(c) => c,
         Err(e) => {
@@ -127,14 +147,21 @@ pub async fn check(config: &Config) -> ExitCode {
                 StorageLeft::Unlimited => "unlimited".into(),
             };
             println!("host: {}", config.api.url);
-            println!("account: {} ({})", info.login, if info.premium { "premium" } else { "free" });
+            println!(
+                "account: {} ({})",
+                info.login,
+                if info.premium { "premium" } else { "free" }
+            );
             println!("files: {}", info.files_total);
             println!("storage used: {}", human_bytes(info.storage_used));
             println!("storage left: {left}");
             ExitCode::SUCCESS
         }
         Err(e) if e.class() == ErrorClass::KeyRejected => {
-            eprintln!("vidsync: the host rejected the API key (from {}): {e}", config.key_source);
+            eprintln!(
+                "vidsync: the host rejected the API key (from {}): {e}",
+                config.key_source
+            );
             ExitCode::from(3)
         }
         Err(e) => {

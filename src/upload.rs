@@ -91,7 +91,12 @@ fn policy(shared: &Shared) -> RetryPolicy {
 }
 
 /// Look on the host for a copy of this file uploaded since `since_ms`.
-async fn search_host(shared: &Shared, fld_id: u64, title: &str, since_ms: i64) -> Result<Option<String>, ApiError> {
+async fn search_host(
+    shared: &Shared,
+    fld_id: u64,
+    title: &str,
+    since_ms: i64,
+) -> Result<Option<String>, ApiError> {
     // "created = last N minutes" avoids any time zone arithmetic: the host's
     // clock is local time without a zone. Two minutes of margin for skew.
     let minutes = ((now_ms() - since_ms).max(0) as u64).div_ceil(60_000) + 2;
@@ -112,7 +117,14 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
     let path = row.path();
     let Some(root) = shared.root(row.root_id) else {
         // A root removed from the config: leave its rows alone.
-        store.retry_later(row.id, "sync entry no longer configured", now_ms() + 3_600_000, false, false, now_ms())?;
+        store.retry_later(
+            row.id,
+            "sync entry no longer configured",
+            now_ms() + 3_600_000,
+            false,
+            false,
+            now_ms(),
+        )?;
         return Ok(());
     };
     // The file must still be what we saw settle.
@@ -126,7 +138,14 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         }
         Err(e) => {
             // Gone or unreadable: let the scanner decide (moved, deleted).
-            store.retry_later(row.id, &format!("cannot stat {}: {e}", path.display()), now_ms() + 1000, false, row.unknown_since.is_none(), now_ms())?;
+            store.retry_later(
+                row.id,
+                &format!("cannot stat {}: {e}", path.display()),
+                now_ms() + 1000,
+                false,
+                row.unknown_since.is_none(),
+                now_ms(),
+            )?;
             shared.request_rescan(row.root_id);
             return Ok(());
         }
@@ -148,12 +167,26 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         match search_host(shared, search_fld, &search_title, since).await {
             Ok(Some(code)) => {
                 tracing::info!(path = %path.display(), code = %code, "found the file on the host after an interrupted upload; adopted it");
-                store.finish_uploaded(row.id, &code, search_fld, now_ms(), "adopted after an interrupted upload")?;
+                store.finish_uploaded(
+                    row.id,
+                    &code,
+                    search_fld,
+                    now_ms(),
+                    "adopted after an interrupted upload",
+                )?;
                 shared.after_success();
                 return Ok(());
             }
             Ok(None) => {}
-            Err(e) => return after_error(shared, &row, e.class(), &format!("searching the host: {e}"), false),
+            Err(e) => {
+                return after_error(
+                    shared,
+                    &row,
+                    e.class(),
+                    &format!("searching the host: {e}"),
+                    false,
+                );
+            }
         }
     }
 
@@ -176,7 +209,10 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
     };
     let started = std::time::Instant::now();
     tracing::info!(path = %path.display(), size = row.stat.size, fld_id, "upload started");
-    let result = shared.client.upload_file(&path, &params, Some(progress)).await;
+    let result = shared
+        .client
+        .upload_file(&path, &params, Some(progress))
+        .await;
     match result {
         Ok(code) => {
             let secs = started.elapsed().as_secs_f64().max(0.001);
@@ -192,11 +228,19 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         Err(err) if err.outcome_unknown() => {
             tracing::warn!(path = %path.display(), error = %err, "upload outcome unknown; searching the host");
             // The host may have stored it even though the reply was lost.
-            let since = row.unknown_since.unwrap_or(now_ms() - started.elapsed().as_millis() as i64);
+            let since = row
+                .unknown_since
+                .unwrap_or(now_ms() - started.elapsed().as_millis() as i64);
             match search_host(shared, fld_id, &title, since).await {
                 Ok(Some(code)) => {
                     tracing::info!(path = %path.display(), code = %code, "the host had stored it; adopted");
-                    store.finish_uploaded(row.id, &code, fld_id, now_ms(), "adopted after a lost reply")?;
+                    store.finish_uploaded(
+                        row.id,
+                        &code,
+                        fld_id,
+                        now_ms(),
+                        "adopted after a lost reply",
+                    )?;
                     shared.after_success();
                 }
                 _ => after_error(shared, &row, err.class(), &err.to_string(), false)?,
@@ -213,10 +257,26 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
 
 /// Record an error per the retry policy. `definite` = the host surely has
 /// no copy from this attempt.
-fn after_error(shared: &Shared, row: &FileRow, class: ErrorClass, msg: &str, definite: bool) -> Result<(), StoreError> {
+fn after_error(
+    shared: &Shared,
+    row: &FileRow,
+    class: ErrorClass,
+    msg: &str,
+    definite: bool,
+) -> Result<(), StoreError> {
     let now = now_ms();
-    let streak = if class == ErrorClass::AccountWide { shared.account_refused() } else { 0 };
-    let decision = engine::after_error(class, row.attempts, streak, policy(shared), rand::random::<f64>());
+    let streak = if class == ErrorClass::AccountWide {
+        shared.account_refused()
+    } else {
+        0
+    };
+    let decision = engine::after_error(
+        class,
+        row.attempts,
+        streak,
+        policy(shared),
+        rand::random::<f64>(),
+    );
     match decision {
         AfterError::Retry { delay, counted } => {
             let next = now + delay.as_millis() as i64;
@@ -224,15 +284,21 @@ fn after_error(shared: &Shared, row: &FileRow, class: ErrorClass, msg: &str, def
                 // Quota and rate limits concern every file: hold all workers.
                 shared.pause_account_until(next);
             }
-            shared.store.retry_later(row.id, msg, next, counted, definite, now)
+            shared
+                .store
+                .retry_later(row.id, msg, next, counted, definite, now)
         }
         AfterError::Fail => {
             tracing::error!(path = %row.path().display(), error = %msg, "upload failed for good");
-            shared.store.fail(row.id, msg, class != ErrorClass::Permanent, definite, now)
+            shared
+                .store
+                .fail(row.id, msg, class != ErrorClass::Permanent, definite, now)
         }
         AfterError::PauseForKey => {
             shared.key_rejected(msg);
-            shared.store.retry_later(row.id, msg, now, false, definite, now)
+            shared
+                .store
+                .retry_later(row.id, msg, now, false, definite, now)
         }
     }
 }

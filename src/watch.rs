@@ -36,7 +36,10 @@ fn is_watch_limit(e: &notify::Error) -> bool {
 /// Start watching every root. Roots that cannot be watched are added to
 /// `poll_roots` (the scanner polls them). The returned watcher must be kept
 /// alive for as long as events are wanted.
-pub fn start(shared: &Arc<Shared>, poll_roots: &Arc<Mutex<HashSet<i64>>>) -> Option<notify::RecommendedWatcher> {
+pub fn start(
+    shared: &Arc<Shared>,
+    poll_roots: &Arc<Mutex<HashSet<i64>>>,
+) -> Option<notify::RecommendedWatcher> {
     let mode = shared.config.watch.mode;
     let poll_all = |why: &str| {
         let mut p = poll_roots.lock().unwrap_or_else(|e| e.into_inner());
@@ -82,7 +85,10 @@ pub fn start(shared: &Arc<Shared>, poll_roots: &Arc<Mutex<HashSet<i64>>>) -> Opt
             } else {
                 tracing::warn!(root = %root.entry.local.display(), error = %e, "cannot watch; polling this folder instead");
             }
-            poll_roots.lock().unwrap_or_else(|e| e.into_inner()).insert(root.id);
+            poll_roots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(root.id);
         }
     }
     Some(watcher)

@@ -258,7 +258,12 @@ impl Client {
             Ok(resp) => self.read_envelope(endpoint, resp).await,
             Err(e) => Err(e),
         };
-        tracing::trace!(endpoint, ok = result.is_ok(), elapsed_ms = started.elapsed().as_millis() as u64, "api call");
+        tracing::trace!(
+            endpoint,
+            ok = result.is_ok(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "api call"
+        );
         result
     }
 
@@ -342,14 +347,18 @@ impl Client {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(io_err("opening"))?;
-        let len = file.metadata().await.map_err(io_err("reading size of"))?.len();
+        let len = file
+            .metadata()
+            .await
+            .map_err(io_err("reading size of"))?
+            .len();
         let filename = upload_filename(path);
 
         let limit = self.inner.bandwidth_limit;
         let started = tokio::time::Instant::now();
         let mut sent: u64 = 0;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK).then(
-            move |chunk| {
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK).then(move |chunk| {
                 let progress = progress.clone();
                 if let Ok(c) = &chunk {
                     sent += c.len() as u64;
@@ -369,8 +378,7 @@ impl Client {
                     }
                     chunk
                 }
-            },
-        );
+            });
         let body = reqwest::Body::wrap_stream(stream);
         let part = reqwest::multipart::Part::stream_with_length(body, len)
             .file_name(filename.clone())
@@ -589,7 +597,9 @@ impl Client {
         learned: &Mutex<Option<String>>,
         params: &[(&str, String)],
     ) -> Result<Value, ApiError> {
-        let current = lock(learned).clone().unwrap_or_else(|| configured.to_string());
+        let current = lock(learned)
+            .clone()
+            .unwrap_or_else(|| configured.to_string());
         match self.get(&current, params).await {
             Ok(env) => Ok(env.result),
             Err(e) if e.host_status() == Some(400) => {
@@ -663,7 +673,10 @@ impl Client {
         descr: Option<&str>,
     ) -> Result<u64, ApiError> {
         let p = &self.inner.paths.folder_create;
-        let mut q = vec![("name", name.to_string()), ("parent_id", parent_id.to_string())];
+        let mut q = vec![
+            ("name", name.to_string()),
+            ("parent_id", parent_id.to_string()),
+        ];
         if let Some(d) = descr {
             q.push(("descr", d.to_string()));
         }

@@ -81,7 +81,11 @@ mod tests {
             assert!(in_window <= 60, "{in_window} requests within 60s of {t:?}");
         }
         // And it is not needlessly slow: 200 requests in under 4 minutes.
-        assert!(start.elapsed() < Duration::from_secs(240), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,7 +4,14 @@
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 /// Suffixes of files still being written by download tools.
-const PARTIAL_SUFFIXES: &[&str] = &[".part", ".!qb", ".crdownload", ".tmp", ".partial", ".download"];
+const PARTIAL_SUFFIXES: &[&str] = &[
+    ".part",
+    ".!qb",
+    ".crdownload",
+    ".tmp",
+    ".partial",
+    ".download",
+];
 
 #[derive(Debug, thiserror::Error)]
 #[error("bad exclude pattern {pattern:?}: {source}")]
@@ -37,7 +44,10 @@ impl Filter {
             source,
         })?;
         Ok(Filter {
-            extensions: extensions.iter().map(|e| e.trim_start_matches('.').to_ascii_lowercase()).collect(),
+            extensions: extensions
+                .iter()
+                .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+                .collect(),
             exclude,
         })
     }

@@ -13,7 +13,12 @@ use crate::api::{ErrorClass, ListedFile};
 /// Is a waiting file complete? Its size and mtime must have been unchanged
 /// for `settle` (observed by us, not inferred from the mtime, which copy
 /// tools set to the past), and no writer may still hold it open.
-pub fn is_complete(stable_since_ms: i64, now_ms: i64, settle: Duration, open_for_write: bool) -> bool {
+pub fn is_complete(
+    stable_since_ms: i64,
+    now_ms: i64,
+    settle: Duration,
+    open_for_write: bool,
+) -> bool {
     !open_for_write && now_ms.saturating_sub(stable_since_ms) >= settle.as_millis() as i64
 }
 
@@ -23,7 +28,10 @@ pub fn is_complete(stable_since_ms: i64, now_ms: i64, settle: Duration, open_for
 /// random number in [0, 1).
 pub fn backoff(attempt: u32, min: Duration, max: Duration, rand01: f64) -> Duration {
     let exp = attempt.saturating_sub(1).min(30);
-    let base = min.saturating_mul(1u32 << exp.min(31)).min(max).max(min.min(max));
+    let base = min
+        .saturating_mul(1u32 << exp.min(31))
+        .min(max)
+        .max(min.min(max));
     let half = base / 2;
     half + half.mul_f64(rand01.clamp(0.0, 1.0))
 }
@@ -91,21 +99,38 @@ pub fn render_title(template: &str, rel_path: &str) -> String {
         Some((s, e)) if !s.is_empty() => (s, e),
         _ => (name, ""),
     };
-    let vars = crate::config::TitleVars { stem, name, ext, dir };
+    let vars = crate::config::TitleVars {
+        stem,
+        name,
+        ext,
+        dir,
+    };
     let title = crate::config::render_title(template, &vars);
     let title = title.trim();
-    if title.is_empty() { stem.to_string() } else { title.to_string() }
+    if title.is_empty() {
+        stem.to_string()
+    } else {
+        title.to_string()
+    }
 }
 
 /// After an upload whose outcome is unknown, pick the remote file that is
 /// ours among those listed in the folder since the attempt began: same
 /// folder and same title (hosts may cut long titles, so a long prefix of
 /// ours counts too). The oldest match wins: it is the first attempt's.
-pub fn find_adoptable<'a>(listed: &'a [ListedFile], title: &str, fld_id: u64) -> Option<&'a ListedFile> {
+pub fn find_adoptable<'a>(
+    listed: &'a [ListedFile],
+    title: &str,
+    fld_id: u64,
+) -> Option<&'a ListedFile> {
     listed
         .iter()
         .filter(|f| f.fld_id == fld_id && title_matches(&f.title, title))
-        .min_by(|a, b| a.uploaded.cmp(&b.uploaded).then(a.file_code.cmp(&b.file_code)))
+        .min_by(|a, b| {
+            a.uploaded
+                .cmp(&b.uploaded)
+                .then(a.file_code.cmp(&b.file_code))
+        })
 }
 
 fn title_matches(remote: &str, ours: &str) -> bool {
@@ -131,7 +156,11 @@ mod tests {
             (5_000, 10_000, false, false),
         ];
         for (since, now, open, want) in cases {
-            assert_eq!(is_complete(since, now, settle, open), want, "{since} {now} {open}");
+            assert_eq!(
+                is_complete(since, now, settle, open),
+                want,
+                "{since} {now} {open}"
+            );
         }
     }
 
@@ -151,7 +180,10 @@ mod tests {
         for (attempt, r, want) in cases {
             let got = backoff(attempt, min, max, r);
             let diff = got.as_secs_f64() - want.as_secs_f64();
-            assert!(diff.abs() < 0.01, "attempt {attempt} r {r}: {got:?} != {want:?}");
+            assert!(
+                diff.abs() < 0.01,
+                "attempt {attempt} r {r}: {got:?} != {want:?}"
+            );
         }
     }
 
@@ -163,21 +195,33 @@ mod tests {
             max_attempts: 3,
         };
         use ErrorClass::*;
-        assert_eq!(after_error(KeyRejected, 0, 0, p, 0.0), AfterError::PauseForKey);
+        assert_eq!(
+            after_error(KeyRejected, 0, 0, p, 0.0),
+            AfterError::PauseForKey
+        );
         assert_eq!(after_error(Permanent, 0, 0, p, 0.0), AfterError::Fail);
         assert_eq!(
             after_error(Transient, 0, 0, p, 0.0),
-            AfterError::Retry { delay: 15 * S, counted: true }
+            AfterError::Retry {
+                delay: 15 * S,
+                counted: true
+            }
         );
         assert_eq!(
             after_error(Protocol, 1, 0, p, 0.0),
-            AfterError::Retry { delay: 30 * S, counted: true }
+            AfterError::Retry {
+                delay: 30 * S,
+                counted: true
+            }
         );
         assert_eq!(after_error(Transient, 2, 0, p, 0.0), AfterError::Fail);
         // Account-wide conditions never fail a file, however many attempts.
         assert_eq!(
             after_error(AccountWide, 100, 3, p, 0.0),
-            AfterError::Retry { delay: 60 * S, counted: false }
+            AfterError::Retry {
+                delay: 60 * S,
+                counted: false
+            }
         );
     }
 
@@ -213,7 +257,10 @@ mod tests {
             listed("otherfolder1", "Movie", 6, "2026-01-01 10:00:00"),
             listed("othertitle01", "Movie 2", 5, "2026-01-01 10:00:00"),
         ];
-        assert_eq!(find_adoptable(&l, "Movie", 5).unwrap().file_code, "older0000001");
+        assert_eq!(
+            find_adoptable(&l, "Movie", 5).unwrap().file_code,
+            "older0000001"
+        );
         assert!(find_adoptable(&l, "Movie", 7).is_none());
         assert!(find_adoptable(&l, "Movi", 5).is_none());
         let long: String = "x".repeat(80);

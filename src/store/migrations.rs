@@ -1,5 +1,5 @@
 //! Schema migrations, keyed on `PRAGMA user_version`: append-only, never edit
-//! or remove one. Each runs in one transaction with the version bump, so a
+//! or remove one. All pending ones run in one transaction with the version bump, so a
 //! crash mid-migration leaves the previous schema intact.
 
 use std::path::Path;
@@ -74,7 +74,13 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         let path = path.to_path_buf();
         move |source| StoreError::Sql { path, what, source }
     };
-    let version: i64 = conn
+    // IMMEDIATE takes the write lock before reading the version, so two
+    // processes opening a new database at once (the daemon and `status`)
+    // cannot both run the same migration.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql("starting a migration"))?;
+    let version: i64 = tx
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sql("reading the schema version"))?;
     let known = MIGRATIONS.len() as i64;
@@ -86,11 +92,10 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         });
     }
     for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction().map_err(sql("starting a migration"))?;
         tx.execute_batch(m).map_err(sql("migrating the schema"))?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(sql("recording the schema version"))?;
-        tx.commit().map_err(sql("committing a migration"))?;
     }
+    tx.commit().map_err(sql("committing a migration"))?;
     Ok(())
 }

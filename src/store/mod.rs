@@ -480,7 +480,14 @@ impl Store {
                 ],
             )?;
             let id = tx.last_insert_rowid();
-            history(tx, id, now, "seen", None, Some(&format!("{} bytes", stat.size)))?;
+            history(
+                tx,
+                id,
+                now,
+                "seen",
+                None,
+                Some(&format!("{} bytes", stat.size)),
+            )?;
             Ok(id)
         })
     }
@@ -654,7 +661,14 @@ impl Store {
     }
 
     /// The file failed for good (permanent rejection, or too many attempts).
-    pub fn fail(&self, id: i64, error: &str, counted: bool, definite: bool, now: i64) -> Result<()> {
+    pub fn fail(
+        &self,
+        id: i64,
+        error: &str,
+        counted: bool,
+        definite: bool,
+        now: i64,
+    ) -> Result<()> {
         self.tx("recording a failure", |tx| {
             tx.execute(
                 "UPDATE files SET state = 'failed', last_error = ?2, next_attempt_at = NULL,
@@ -702,7 +716,14 @@ impl Store {
                 "UPDATE files SET root_id = ?2, rel_path = ?3, updated_at = ?4 WHERE id = ?1",
                 params![id, root_id, rel_path, now],
             )?;
-            history(tx, id, now, "moved", None, Some(&format!("{old} -> {rel_path}")))
+            history(
+                tx,
+                id,
+                now,
+                "moved",
+                None,
+                Some(&format!("{old} -> {rel_path}")),
+            )
         })
     }
 
@@ -730,7 +751,9 @@ impl Store {
     pub fn history(&self, id: i64) -> Result<Vec<HistoryRow>> {
         let conn = self.conn();
         let mut st = conn
-            .prepare("SELECT at, event, file_code, detail FROM history WHERE file_id = ?1 ORDER BY id")
+            .prepare(
+                "SELECT at, event, file_code, detail FROM history WHERE file_id = ?1 ORDER BY id",
+            )
             .map_err(self.err("reading history"))?;
         let rows = st
             .query_map(params![id], |r| {
@@ -838,7 +861,9 @@ impl Store {
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn()
-            .query_row("SELECT v FROM meta WHERE k = ?1", params![key], |r| r.get(0))
+            .query_row("SELECT v FROM meta WHERE k = ?1", params![key], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(self.err("reading meta"))
     }

@@ -31,9 +31,13 @@ fn lifecycle_of_one_file() {
     assert!(s.claim_next(300, &[]).unwrap().is_none(), "claimed once");
     s.begin_attempt(id, 7, "y", 310).unwrap();
     assert_eq!(s.file(id).unwrap().unwrap().unknown_since, Some(310));
-    s.retry_later(id, "lost reply", 1000, true, false, 320).unwrap();
+    s.retry_later(id, "lost reply", 1000, true, false, 320)
+        .unwrap();
     let f = s.file(id).unwrap().unwrap();
-    assert_eq!((f.state, f.attempts, f.unknown_since), (State::Queued, 1, Some(310)));
+    assert_eq!(
+        (f.state, f.attempts, f.unknown_since),
+        (State::Queued, 1, Some(310))
+    );
     assert!(s.claim_next(999, &[]).unwrap().is_none(), "not due yet");
     s.claim_next(1000, &[]).unwrap().unwrap();
     s.begin_attempt(id, 7, "y", 1010).unwrap();
@@ -42,15 +46,28 @@ fn lifecycle_of_one_file() {
         Some(310),
         "the earliest unknown attempt is kept"
     );
-    s.finish_uploaded(id, "abcdefghijkl", 7, 1020, "upload").unwrap();
+    s.finish_uploaded(id, "abcdefghijkl", 7, 1020, "upload")
+        .unwrap();
     let f = s.file(id).unwrap().unwrap();
     assert_eq!(f.state, State::Uploaded);
     assert_eq!(f.file_code.as_deref(), Some("abcdefghijkl"));
     assert_eq!(f.unknown_since, None);
-    let events: Vec<String> = s.history(id).unwrap().into_iter().map(|h| h.event).collect();
+    let events: Vec<String> = s
+        .history(id)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.event)
+        .collect();
     assert_eq!(
         events,
-        ["seen", "queued", "upload_started", "retry", "upload_started", "uploaded"]
+        [
+            "seen",
+            "queued",
+            "upload_started",
+            "retry",
+            "upload_started",
+            "uploaded"
+        ]
     );
 }
 
@@ -61,7 +78,8 @@ fn changed_content_after_upload_keeps_old_code_in_history() {
     let id = s.insert_file(root, "v.mp4", stat(10, 5), 1).unwrap();
     s.queue(id, 2).unwrap();
     s.claim_next(3, &[]).unwrap();
-    s.finish_uploaded(id, "oldcode00001", 0, 4, "upload").unwrap();
+    s.finish_uploaded(id, "oldcode00001", 0, 4, "upload")
+        .unwrap();
     s.file_changed(id, stat(20, 5), 5).unwrap();
     let f = s.file(id).unwrap().unwrap();
     assert_eq!(f.state, State::Waiting);
@@ -103,9 +121,13 @@ fn retry_failed_by_path_and_counts() {
     for id in [a, b] {
         s.queue(id, 1).unwrap();
         s.claim_next(1, &[]).unwrap();
-        s.fail(id, "unallowed video extension", true, true, 2).unwrap();
+        s.fail(id, "unallowed video extension", true, true, 2)
+            .unwrap();
     }
-    assert_eq!(s.retry_failed(&[PathBuf::from("/srv/a/b.mp4")], 3).unwrap(), 1);
+    assert_eq!(
+        s.retry_failed(&[PathBuf::from("/srv/a/b.mp4")], 3).unwrap(),
+        1
+    );
     assert_eq!(s.file(b).unwrap().unwrap().state, State::Queued);
     assert_eq!(s.file(a).unwrap().unwrap().state, State::Failed);
     let counts = s.counts().unwrap();

@@ -17,31 +17,62 @@ async fn check_prints_the_account_and_a_rejected_key_exits_3() {
     let root = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let (_, path) = common::config(&host, state.path(), &[(root.path(), "")], "");
-    let out = tokio::task::spawn_blocking(move || bin().arg("--config").arg(&path).arg("check").output().unwrap())
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        bin()
+            .arg("--config")
+            .arg(&path)
+            .arg("check")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("account: demo"), "{stdout}");
     assert!(stdout.contains("storage left: unlimited"), "{stdout}");
 
-    let text = common::config_toml(&host, state.path(), &[(root.path(), "")], "").replace(&host.key(), "wrongkey12345678");
+    let text = common::config_toml(&host, state.path(), &[(root.path(), "")], "")
+        .replace(&host.key(), "wrongkey12345678");
     let (_, path) = common::config_from_text(&text, state.path());
-    let out = tokio::task::spawn_blocking(move || bin().arg("--config").arg(&path).arg("check").output().unwrap())
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        bin()
+            .arg("--config")
+            .arg(&path)
+            .arg("check")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("rejected the API key"), "{stderr}");
-    assert!(!stderr.contains("wrongkey12345678"), "the key is never shown: {stderr}");
+    assert!(
+        !stderr.contains("wrongkey12345678"),
+        "the key is never shown: {stderr}"
+    );
 }
 
 #[test]
 fn a_bad_config_exits_2_naming_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[api]\nurl = \"https://h.example\"\nkey = \"k\"\n[watch]\nsetle = \"10s\"\n").unwrap();
-    let out = bin().arg("--config").arg(&path).arg("run").output().unwrap();
+    std::fs::write(
+        &path,
+        "[api]\nurl = \"https://h.example\"\nkey = \"k\"\n[watch]\nsetle = \"10s\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("bad.toml:5:1"), "{stderr}");
@@ -57,7 +88,12 @@ async fn sigkill_in_the_middle_of_an_upload_then_restart_gives_exactly_one_copy(
     common::write(root.path(), "big.mp4", &content);
     let (_, path) = common::config(&host, state.path(), &[(root.path(), "Crash")], "");
     // Slow the upload down so that the kill lands in the middle of it.
-    host.faults().always(Fault::SlowRead { bytes_per_sec: 1024 * 1024 }, Scope::Upload);
+    host.faults().always(
+        Fault::SlowRead {
+            bytes_per_sec: 1024 * 1024,
+        },
+        Scope::Upload,
+    );
     let spawn = |path: std::path::PathBuf| {
         bin()
             .arg("--config")
@@ -78,7 +114,10 @@ async fn sigkill_in_the_middle_of_an_upload_then_restart_gives_exactly_one_copy(
 
     host.faults().clear();
     let mut child = spawn(path);
-    let done = common::wait_for(Duration::from_secs(30), || host.files().len() == 1 && host.files()[0].size == content.len() as u64).await;
+    let done = common::wait_for(Duration::from_secs(30), || {
+        host.files().len() == 1 && host.files()[0].size == content.len() as u64
+    })
+    .await;
     // Give a duplicate, if any, the chance to appear before judging.
     tokio::time::sleep(Duration::from_millis(800)).await;
     child.kill().unwrap();
@@ -99,21 +138,52 @@ async fn crash_after_the_host_stored_the_file_adopts_it_instead_of_uploading_aga
     // The host stores the file, then the reply never comes (connection
     // dropped): the process is killed while it is deciding what happened.
     host.faults().always(Fault::LoseReply, Scope::Upload);
-    host.faults().always(Fault::Delay(Duration::from_secs(30)), Scope::endpoint("file/list"));
-    let mut child = bin().arg("--config").arg(&path).arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    host.faults().always(
+        Fault::Delay(Duration::from_secs(30)),
+        Scope::endpoint("file/list"),
+    );
+    let mut child = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let stored = common::wait_for(Duration::from_secs(20), || host.files().len() == 1).await;
     assert!(stored, "the host stored it");
     tokio::time::sleep(Duration::from_millis(300)).await;
     child.kill().unwrap();
     child.wait().unwrap();
     host.faults().clear();
-    let mut child = bin().arg("--config").arg(&path).arg("scan").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let ok = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let mut child = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("scan")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ok = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
     assert!(ok.success());
-    assert_eq!(host.files().len(), 1, "adopted, not uploaded twice: {:?}", host.files());
+    assert_eq!(
+        host.files().len(),
+        1,
+        "adopted, not uploaded twice: {:?}",
+        host.files()
+    );
     let store = vidsync::store::Store::open(&state.path().join("state.db")).unwrap();
     let rows = store.list(None).unwrap();
-    assert_eq!(rows[0].file_code.as_deref(), Some(host.files()[0].code.as_str()));
+    assert_eq!(
+        rows[0].file_code.as_deref(),
+        Some(host.files()[0].code.as_str())
+    );
     let hist = store.history(rows[0].id).unwrap();
-    assert!(hist.iter().any(|h| h.detail.as_deref().is_some_and(|d| d.contains("adopted"))), "{hist:?}");
+    assert!(
+        hist.iter()
+            .any(|h| h.detail.as_deref().is_some_and(|d| d.contains("adopted"))),
+        "{hist:?}"
+    );
 }

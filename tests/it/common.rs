@@ -34,7 +34,12 @@ pub fn api_config(host: &TestHost) -> ApiConfig {
 /// TOML text for a daemon syncing `syncs` (local dir, remote path) to
 /// `host`, its database in `state_dir`; `extra` is appended verbatim
 /// (more tables or keys at the end of the file).
-pub fn config_toml(host: &TestHost, state_dir: &Path, syncs: &[(&Path, &str)], extra: &str) -> String {
+pub fn config_toml(
+    host: &TestHost,
+    state_dir: &Path,
+    syncs: &[(&Path, &str)],
+    extra: &str,
+) -> String {
     let mut s = format!(
         r#"[api]
 url = "{url}"
@@ -62,7 +67,11 @@ max_attempts = 8
         db = state_dir.join("state.db").display(),
     );
     for (local, remote) in syncs {
-        s.push_str(&format!("[[sync]]\nlocal = \"{}\"\nremote = \"{}\"\n\n", local.display(), remote));
+        s.push_str(&format!(
+            "[[sync]]\nlocal = \"{}\"\nremote = \"{}\"\n\n",
+            local.display(),
+            remote
+        ));
     }
     s.push_str(extra);
     s
@@ -70,7 +79,12 @@ max_attempts = 8
 
 /// Parse a config written by `config_toml` (it is also written to
 /// `state_dir/config.toml`, for the binary).
-pub fn config(host: &TestHost, state_dir: &Path, syncs: &[(&Path, &str)], extra: &str) -> (Config, PathBuf) {
+pub fn config(
+    host: &TestHost,
+    state_dir: &Path,
+    syncs: &[(&Path, &str)],
+    extra: &str,
+) -> (Config, PathBuf) {
     config_from_text(&config_toml(host, state_dir, syncs, extra), state_dir)
 }
 
@@ -97,7 +111,9 @@ pub fn write(root: &Path, rel: &str, bytes: &[u8]) -> PathBuf {
 /// Distinct content for a test video.
 pub fn content(seed: &str, len: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(len);
-    let mut x: u64 = seed.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    let mut x: u64 = seed.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
     while v.len() < len {
         x ^= x << 13;
         x ^= x >> 7;

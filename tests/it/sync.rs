@@ -16,7 +16,10 @@ pub fn by_place(host: &TestHost) -> HashMap<String, HostFile> {
     let mut m = HashMap::new();
     for f in host.files().into_iter().filter(|f| f.deleted.is_none()) {
         let key = format!("{}/{}", folder_path(host, f.fld_id), f.title);
-        assert!(m.insert(key.clone(), f).is_none(), "two files at {key:?} on the host");
+        assert!(
+            m.insert(key.clone(), f).is_none(),
+            "two files at {key:?} on the host"
+        );
     }
     m
 }
@@ -26,7 +29,10 @@ fn folder_path(host: &TestHost, mut id: u64) -> String {
     let folders = host.folders();
     let mut parts = Vec::new();
     while id != 0 {
-        let f = folders.iter().find(|f| f.fld_id == id).expect("folder exists");
+        let f = folders
+            .iter()
+            .find(|f| f.fld_id == id)
+            .expect("folder exists");
         parts.push(f.name.clone());
         id = f.parent;
     }
@@ -63,37 +69,70 @@ async fn scan_mirrors_two_trees_once_and_a_second_scan_uploads_nothing() {
     for (root, rel) in videos {
         common::write(root, rel, &common::content(rel, 5000 + rel.len()));
     }
-    for rel in [".hidden.mp4", "x.mp4.part", "y.mkv.!qB", "z.crdownload", ".a.mp4.Xy12Zw", "notes.txt", "cover.jpg", ".cache/q.mp4"] {
+    for rel in [
+        ".hidden.mp4",
+        "x.mp4.part",
+        "y.mkv.!qB",
+        "z.crdownload",
+        ".a.mp4.Xy12Zw",
+        "notes.txt",
+        "cover.jpg",
+        ".cache/q.mp4",
+    ] {
         common::write(movies.path(), rel, b"not for upload");
     }
-    let (cfg, _) = common::config(&host, state.path(), &[(movies.path(), "Movies/Main"), (shows.path(), "Shows")], "");
+    let (cfg, _) = common::config(
+        &host,
+        state.path(),
+        &[(movies.path(), "Movies/Main"), (shows.path(), "Shows")],
+        "",
+    );
     let summary = scan(&cfg).await;
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
 
     let files = host.files();
-    assert_eq!(files.len(), videos.len(), "exactly the videos are uploaded: {files:?}");
+    assert_eq!(
+        files.len(),
+        videos.len(),
+        "exactly the videos are uploaded: {files:?}"
+    );
     let places = by_place(&host);
     let expect = [
         ("Movies/Main/a", movies.path(), "a.mp4"),
         ("Movies/Main/2024/b", movies.path(), "2024/b.mkv"),
-        ("Movies/Main/2024/deep/er/c", movies.path(), "2024/deep/er/c.avi"),
+        (
+            "Movies/Main/2024/deep/er/c",
+            movies.path(),
+            "2024/deep/er/c.avi",
+        ),
         ("Shows/S01/e1", shows.path(), "S01/e1.mp4"),
         ("Shows/S01/e2", shows.path(), "S01/e2.mp4"),
         ("Shows/S02/e1", shows.path(), "S02/e1.webm"),
     ];
     for (place, root, rel) in expect {
-        let f = places.get(place).unwrap_or_else(|| panic!("{place} uploaded: {places:?}"));
-        assert_eq!(host.file_bytes(&f.code).unwrap(), std::fs::read(root.join(rel)).unwrap(), "{place} byte-identical");
+        let f = places
+            .get(place)
+            .unwrap_or_else(|| panic!("{place} uploaded: {places:?}"));
+        assert_eq!(
+            host.file_bytes(&f.code).unwrap(),
+            std::fs::read(root.join(rel)).unwrap(),
+            "{place} byte-identical"
+        );
     }
     // Each remote folder exists once; "Shows" is the pre-existing one.
     let folders = host.folders();
-    let mut names: Vec<(u64, String)> = folders.iter().map(|f| (f.parent, f.name.clone())).collect();
+    let mut names: Vec<(u64, String)> =
+        folders.iter().map(|f| (f.parent, f.name.clone())).collect();
     names.sort();
     let before = names.len();
     names.dedup();
     assert_eq!(names.len(), before, "no duplicate folder: {folders:?}");
     assert_eq!(folders.iter().filter(|f| f.name == "Shows").count(), 1);
-    assert!(folders.iter().any(|f| f.parent == existing && f.name == "S01"));
+    assert!(
+        folders
+            .iter()
+            .any(|f| f.parent == existing && f.name == "S01")
+    );
 
     // list agrees with the host.
     let store = Store::open(&cfg.state.database).unwrap();
@@ -111,13 +150,21 @@ async fn scan_mirrors_two_trees_once_and_a_second_scan_uploads_nothing() {
     let uploads = host.uploads_started();
     let summary = scan(&cfg).await;
     assert!(summary.failed.is_empty());
-    assert_eq!(host.uploads_started(), uploads, "a second scan uploads nothing");
+    assert_eq!(
+        host.uploads_started(),
+        uploads,
+        "a second scan uploads nothing"
+    );
     assert_eq!(host.files().len(), videos.len());
 }
 
-
 /// Start the daemon in-process; returns its stop token and join handle.
-fn start(cfg: &vidsync::config::Config) -> (CancellationToken, tokio::task::JoinHandle<Result<(), daemon::RunError>>) {
+fn start(
+    cfg: &vidsync::config::Config,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), daemon::RunError>>,
+) {
     let stop = CancellationToken::new();
     let h = tokio::spawn(daemon::run(cfg.clone(), stop.clone()));
     (stop, h)
@@ -154,41 +201,88 @@ async fn run_uploads_slow_writes_renamed_temps_new_dirs_and_follows_moves() {
     drop(f);
 
     // Written under a temporary name, then renamed (rsync, download clients).
-    common::write(root.path(), ".final.mkv.a1B2c3", &common::content("final", 9000));
+    common::write(
+        root.path(),
+        ".final.mkv.a1B2c3",
+        &common::content("final", 9000),
+    );
     common::write(root.path(), "dl.mp4.part", &common::content("dl", 7000));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    std::fs::rename(root.path().join(".final.mkv.a1B2c3"), root.path().join("final.mkv")).unwrap();
+    std::fs::rename(
+        root.path().join(".final.mkv.a1B2c3"),
+        root.path().join("final.mkv"),
+    )
+    .unwrap();
     std::fs::rename(root.path().join("dl.mp4.part"), root.path().join("dl.mp4")).unwrap();
 
     // A new nested directory with files in it.
-    common::write(root.path(), "new/inner/n1.mp4", &common::content("n1", 3000));
-    common::write(root.path(), "new/inner/n2.mp4", &common::content("n2", 3000));
+    common::write(
+        root.path(),
+        "new/inner/n1.mp4",
+        &common::content("n1", 3000),
+    );
+    common::write(
+        root.path(),
+        "new/inner/n2.mp4",
+        &common::content("n2", 3000),
+    );
 
-    let want = ["Lib/slow", "Lib/final", "Lib/dl", "Lib/new/inner/n1", "Lib/new/inner/n2"];
+    let want = [
+        "Lib/slow",
+        "Lib/final",
+        "Lib/dl",
+        "Lib/new/inner/n1",
+        "Lib/new/inner/n2",
+    ];
     let ok = common::wait_for(Duration::from_secs(20), || {
         let p = by_place(&host);
         want.iter().all(|w| p.contains_key(*w))
     })
     .await;
-    assert!(ok, "all uploaded: {:?}", by_place(&host).keys().collect::<Vec<_>>());
+    assert!(
+        ok,
+        "all uploaded: {:?}",
+        by_place(&host).keys().collect::<Vec<_>>()
+    );
     let places = by_place(&host);
-    assert_eq!(places.len(), want.len(), "{:?}", places.keys().collect::<Vec<_>>());
-    assert_eq!(host.file_bytes(&places["Lib/slow"].code).unwrap(), slow_content, "final content of the slow file");
+    assert_eq!(
+        places.len(),
+        want.len(),
+        "{:?}",
+        places.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        host.file_bytes(&places["Lib/slow"].code).unwrap(),
+        slow_content,
+        "final content of the slow file"
+    );
     let uploads = host.uploads_started();
 
     // Move a file to another directory and rename another: edited on the host, not uploaded again.
     let slow_code = places["Lib/slow"].code.clone();
     let n1_code = places["Lib/new/inner/n1"].code.clone();
     std::fs::create_dir_all(root.path().join("moved")).unwrap();
-    std::fs::rename(root.path().join("slow.mp4"), root.path().join("moved/slow.mp4")).unwrap();
-    std::fs::rename(root.path().join("new/inner/n1.mp4"), root.path().join("new/inner/renamed.mp4")).unwrap();
+    std::fs::rename(
+        root.path().join("slow.mp4"),
+        root.path().join("moved/slow.mp4"),
+    )
+    .unwrap();
+    std::fs::rename(
+        root.path().join("new/inner/n1.mp4"),
+        root.path().join("new/inner/renamed.mp4"),
+    )
+    .unwrap();
     let ok = common::wait_for(Duration::from_secs(20), || {
         let p = by_place(&host);
         p.get("Lib/moved/slow").map(|f| &f.code) == Some(&slow_code)
             && p.get("Lib/new/inner/renamed").map(|f| &f.code) == Some(&n1_code)
     })
     .await;
-    assert!(ok, "moved and retitled: {:?}", by_place(&host).keys().collect::<Vec<_>>());
+    assert!(
+        ok,
+        "moved and retitled: {:?}",
+        by_place(&host).keys().collect::<Vec<_>>()
+    );
     assert_eq!(host.uploads_started(), uploads, "nothing uploaded again");
     assert_eq!(by_place(&host).len(), want.len());
 
@@ -200,8 +294,16 @@ async fn run_uploads_slow_writes_renamed_temps_new_dirs_and_follows_moves() {
         p.get("Lib/renamed-dir/inner/renamed").map(|f| &f.code) == Some(&n1_code)
     })
     .await;
-    assert!(ok, "folder renamed: {:?}", by_place(&host).keys().collect::<Vec<_>>());
-    assert_eq!(host.folders().len(), folders_before, "renamed, not recreated");
+    assert!(
+        ok,
+        "folder renamed: {:?}",
+        by_place(&host).keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        host.folders().len(),
+        folders_before,
+        "renamed, not recreated"
+    );
     assert_eq!(host.uploads_started(), uploads, "nothing uploaded again");
     stop(token, h).await;
 }
@@ -213,7 +315,11 @@ async fn every_file_lands_exactly_once_through_heavy_faults() {
     let state = tempfile::tempdir().unwrap();
     let n = 12;
     for i in 0..n {
-        common::write(root.path(), &format!("d{}/v{i}.mp4", i % 3), &common::content(&format!("v{i}"), 20_000 + i));
+        common::write(
+            root.path(),
+            &format!("d{}/v{i}.mp4", i % 3),
+            &common::content(&format!("v{i}"), 20_000 + i),
+        );
     }
     let faults = host.faults();
     faults.probability(Fault::Http502, Scope::Api, 0.15);
@@ -239,7 +345,11 @@ async fn every_file_lands_exactly_once_through_heavy_faults() {
         let f = &places[&format!("F_/x_/d{}/v{i}", i % 3)];
         assert_eq!(f.size, (20_000 + i) as u64);
     }
-    let lost = host.request_log().iter().filter(|r| r.endpoint == "upload" && r.status == 0).count();
+    let lost = host
+        .request_log()
+        .iter()
+        .filter(|r| r.endpoint == "upload" && r.status == 0)
+        .count();
     assert!(lost > 0, "the faults really hit uploads");
 }
 
@@ -250,10 +360,15 @@ async fn a_file_the_host_refuses_fails_once_and_the_others_go_on() {
     let state = tempfile::tempdir().unwrap();
     common::write(root.path(), "bad.mp4", &common::content("bad", 1000));
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "")], "");
-    host.faults().times(Fault::unallowed_extension(), Scope::Upload, 1);
+    host.faults()
+        .times(Fault::unallowed_extension(), Scope::Upload, 1);
     let summary = scan(&cfg).await;
     assert_eq!(summary.failed.len(), 1);
-    assert!(summary.failed[0].1.contains("unallowed video extension"), "{:?}", summary.failed);
+    assert!(
+        summary.failed[0].1.contains("unallowed video extension"),
+        "{:?}",
+        summary.failed
+    );
     common::write(root.path(), "good1.mp4", &common::content("g1", 1000));
     common::write(root.path(), "good2.mp4", &common::content("g2", 1000));
     let summary = scan(&cfg).await;
@@ -262,7 +377,13 @@ async fn a_file_the_host_refuses_fails_once_and_the_others_go_on() {
     let bad = store.list(Some(State::Failed)).unwrap();
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0].attempts, 0, "a permanent refusal is not retried");
-    assert_eq!(bad[0].last_error.as_deref().map(|e| e.contains("unallowed video extension")), Some(true));
+    assert_eq!(
+        bad[0]
+            .last_error
+            .as_deref()
+            .map(|e| e.contains("unallowed video extension")),
+        Some(true)
+    );
     assert_eq!(store.list(Some(State::Uploaded)).unwrap().len(), 2);
     assert_eq!(host.files().len(), 2);
     // `retry` puts it back; the host now accepts it.
@@ -301,8 +422,14 @@ async fn awkward_file_names_are_uploaded_and_titled_exactly() {
     assert_eq!(files.len(), names.len());
     for n in &names {
         let stem = n.rsplit_once('.').unwrap().0;
-        let f = files.iter().find(|f| f.title == stem).unwrap_or_else(|| panic!("title {stem:?} on the host"));
-        assert_eq!(host.file_bytes(&f.code).unwrap(), std::fs::read(root.path().join(n)).unwrap());
+        let f = files
+            .iter()
+            .find(|f| f.title == stem)
+            .unwrap_or_else(|| panic!("title {stem:?} on the host"));
+        assert_eq!(
+            host.file_bytes(&f.code).unwrap(),
+            std::fs::read(root.path().join(n)).unwrap()
+        );
     }
     // Uploading again finds nothing to do (titles matched exactly, including escapes).
     let before = host.uploads_started();
