@@ -75,8 +75,9 @@ pub struct Shared {
     key_ok: AtomicBool,
     account_pause_until: AtomicI64,
     account_streak: AtomicU32,
-    /// Files inotify saw opened for writing and not yet closed.
-    writers: Mutex<HashSet<PathBuf>>,
+    /// Files inotify saw being written and not yet closed, with the time of
+    /// the last write event.
+    writers: Mutex<HashMap<PathBuf, std::time::Instant>>,
     /// Roots that need a scan soon (events, errors).
     dirty: Mutex<HashSet<i64>>,
     pub dirty_notify: Notify,
@@ -120,7 +121,7 @@ impl Shared {
             key_ok: AtomicBool::new(true),
             account_pause_until: AtomicI64::new(0),
             account_streak: AtomicU32::new(0),
-            writers: Mutex::new(HashSet::new()),
+            writers: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
             dirty_notify: Notify::new(),
             inflight: Mutex::new(HashMap::new()),
@@ -202,14 +203,20 @@ impl Shared {
 
     // ---- watcher hints ----
 
+    /// Is a writer still at work on this file? A mark expires when no write
+    /// was seen for a while: a hard link (`ln`) creates a file with no
+    /// close-write event ever, and must not wait forever.
     pub fn is_open_for_write(&self, path: &Path) -> bool {
-        lock(&self.writers).contains(path)
+        let stale = (self.config.watch.settle * 4).max(Duration::from_secs(30));
+        lock(&self.writers)
+            .get(path)
+            .is_some_and(|t| t.elapsed() < stale)
     }
 
     pub fn set_open_for_write(&self, path: &Path, open: bool) {
         let mut w = lock(&self.writers);
         if open {
-            w.insert(path.to_path_buf());
+            w.insert(path.to_path_buf(), std::time::Instant::now());
         } else {
             w.remove(path);
         }
@@ -301,6 +308,9 @@ impl Shared {
 /// Scan every root once and log what changed.
 pub async fn scan_all(shared: &Shared) {
     for root in &shared.roots {
+        // The first scan of `run` comes before the scanner task: keep the
+        // systemd watchdog fed through a long one too.
+        crate::sdnotify::watchdog();
         match crate::scan::scan_root(shared, root).await {
             Ok(r) if r != crate::scan::ScanReport::default() => {
                 tracing::debug!(root = %root.entry.local.display(), report = ?r, "scanned");
@@ -342,6 +352,9 @@ async fn scanner(
             }
             _ = tokio::time::sleep(tick) => {}
         }
+        // The main loop, ticking every <= 2 s: if it hangs, the pings stop
+        // and systemd (WatchdogSec=) restarts the daemon.
+        crate::sdnotify::watchdog();
         let mut todo = shared.take_dirty();
         for r in &shared.roots {
             if shared.has_waiting(r.id) {
@@ -364,11 +377,24 @@ async fn scanner(
 async fn progress_writer(shared: Arc<Shared>, stop: CancellationToken) {
     let mut t = tokio::time::interval(Duration::from_secs(1));
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The systemd STATUS= line: every 3 s, sent only when it changed.
+    let mut n: u32 = 0;
+    let mut last_status = String::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = t.tick() => shared.flush_progress(),
         }
+        if n.is_multiple_of(3)
+            && let Ok(counts) = shared.store.counts()
+        {
+            let line = crate::sdnotify::status_line(&counts, shared.key_ok());
+            if line != last_status {
+                crate::sdnotify::status(&line);
+                last_status = line;
+            }
+        }
+        n = n.wrapping_add(1);
     }
 }
 
@@ -424,6 +450,9 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
     let mut set = JoinSet::new();
     let poll_roots = Arc::new(Mutex::new(HashSet::new()));
     let _watcher = crate::watch::start(&shared, &poll_roots);
+    // Ready: the store is open and the first scan starts now. Not later:
+    // uploads may take hours, and systemd would time the start out.
+    crate::sdnotify::ready();
     scan_all(&shared).await;
     for n in 0..shared.config.upload.concurrency {
         set.spawn(crate::upload::worker(shared.clone(), n, tasks.clone()));
@@ -434,6 +463,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
     tracing::info!(roots = shared.roots.len(), "vidsync running");
     stop.cancelled().await;
     tracing::info!("stopping");
+    crate::sdnotify::stopping();
     tasks.cancel();
     // Tasks stop at their next await; uploads in flight are dropped and
     // resume (after a search) at the next start.

@@ -28,9 +28,9 @@ pub fn init_logging(log: &LogConfig, quiet: bool) {
 }
 
 /// SIGTERM/SIGINT cancel `stop` (a graceful stop); a second SIGINT exits at
-/// once. Signals are read on a plain thread by signal-hook's iterator, which
-/// is async-signal-safe, and forwarded to the runtime.
-fn install_signals(stop: CancellationToken) {
+/// once; SIGHUP is forwarded on `hup`. Signals are read on a plain thread by
+/// signal-hook's iterator (async-signal-safe) and forwarded to the runtime.
+fn install_signals(stop: CancellationToken, hup: Option<tokio::sync::mpsc::UnboundedSender<()>>) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
@@ -44,7 +44,12 @@ fn install_signals(stop: CancellationToken) {
         .spawn(move || {
             for sig in signals.forever() {
                 match sig {
-                    SIGHUP => tracing::warn!("SIGHUP: configuration reload is not supported yet; restart to apply changes"),
+                    SIGHUP => match &hup {
+                        Some(tx) => {
+                            let _ = tx.send(());
+                        }
+                        None => tracing::info!("SIGHUP ignored: this command does not reload"),
+                    },
                     SIGINT if stop.is_cancelled() => {
                         eprintln!("vidsync: second interrupt, exiting now");
                         std::process::exit(130);
@@ -61,26 +66,74 @@ fn install_signals(stop: CancellationToken) {
     }
 }
 
+/// Read the config file again for a reload; the caller keeps the old one
+/// when this fails.
+fn reload(current: &Config) -> Result<Config, String> {
+    let Some(path) = &current.source else {
+        return Err("the configuration was not read from a file".into());
+    };
+    Config::load(path).map_err(|e| e.to_string())
+}
+
 fn exit_for(e: &RunError) -> ExitCode {
     tracing::error!(error = %e, "vidsync stopped");
     eprintln!("vidsync: {e}");
     ExitCode::from(e.exit_code() as u8)
 }
 
-/// `vidsync run`.
+/// `vidsync run`: the daemon, restarted in-process with the new config on
+/// SIGHUP. A restart stops every task and starts them again: added sync
+/// entries start, removed ones stop (their records stay), changed settings
+/// apply. An upload in flight is cancelled and resumes (after a search of
+/// the host) under the new config. A config that does not validate is
+/// refused with a log line and the old one keeps running.
 pub async fn run_service(config: Config) -> ExitCode {
     let stop = CancellationToken::new();
-    install_signals(stop.clone());
-    match daemon::run(config, stop).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => exit_for(&e),
+    let (hup_tx, mut hup_rx) = tokio::sync::mpsc::unbounded_channel();
+    install_signals(stop.clone(), Some(hup_tx));
+    let mut config = config;
+    loop {
+        let inner = stop.child_token();
+        let mut task = tokio::spawn(daemon::run(config.clone(), inner.clone()));
+        loop {
+            tokio::select! {
+                res = &mut task => {
+                    return match res {
+                        Ok(Ok(())) => ExitCode::SUCCESS,
+                        Ok(Err(e)) => exit_for(&e),
+                        Err(e) => {
+                            tracing::error!(error = %e, "the daemon task failed");
+                            ExitCode::from(1)
+                        }
+                    };
+                }
+                Some(()) = hup_rx.recv() => match reload(&config) {
+                    Ok(new) if new == config => tracing::info!("SIGHUP: configuration unchanged"),
+                    Ok(new) => {
+                        tracing::info!(syncs = new.syncs.len(), "SIGHUP: configuration reloaded; restarting the workers");
+                        inner.cancel();
+                        match task.await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return exit_for(&e),
+                            Err(e) => {
+                                tracing::error!(error = %e, "the daemon task failed");
+                                return ExitCode::from(1);
+                            }
+                        }
+                        config = new;
+                        break;
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: the new configuration is invalid; keeping the old one"),
+                },
+            }
+        }
     }
 }
 
 /// `vidsync scan`.
 pub async fn run_scan(config: Config) -> ExitCode {
     let stop = CancellationToken::new();
-    install_signals(stop.clone());
+    install_signals(stop.clone(), None);
     match daemon::scan_once(config, stop).await {
         Ok(summary) => {
             let counts: Vec<String> = summary

@@ -187,3 +187,77 @@ async fn crash_after_the_host_stored_the_file_adopts_it_instead_of_uploading_aga
         "{hist:?}"
     );
 }
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill -{sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_adds_a_sync_entry_and_a_broken_config_keeps_the_old_one() {
+    let host = common::host().await;
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (_, path) = common::config(&host, state.path(), &[(a.path(), "AA")], "");
+    common::write(a.path(), "a1.mp4", &common::content("a1", 1000));
+    let mut child = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(
+        common::wait_for(Duration::from_secs(20), || host.files().len() == 1).await,
+        "first entry synced"
+    );
+
+    // A new sync entry, picked up on SIGHUP.
+    common::write(b.path(), "b1.mp4", &common::content("b1", 1000));
+    common::config(
+        &host,
+        state.path(),
+        &[(a.path(), "AA"), (b.path(), "BB")],
+        "",
+    );
+    signal(pid, "HUP");
+    assert!(
+        common::wait_for(Duration::from_secs(20), || host
+            .files()
+            .iter()
+            .any(|f| f.title == "b1"))
+        .await,
+        "the added entry is synced: {:?}",
+        host.files()
+    );
+
+    // A broken config is refused; the old one keeps running.
+    std::fs::write(&path, "[api]\nthis is not toml").unwrap();
+    signal(pid, "HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::write(a.path(), "a2.mp4", &common::content("a2", 1000));
+    common::write(b.path(), "b2.mp4", &common::content("b2", 1000));
+    assert!(
+        common::wait_for(Duration::from_secs(20), || host.files().len() == 4).await,
+        "still syncing both entries: {:?}",
+        host.files()
+    );
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    signal(pid, "TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        host.files().len(),
+        4,
+        "nothing uploaded twice across reloads"
+    );
+}
