@@ -463,7 +463,6 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
     tracing::info!(roots = shared.roots.len(), "vidsync running");
     stop.cancelled().await;
     tracing::info!("stopping");
-    crate::sdnotify::stopping();
     tasks.cancel();
     // Tasks stop at their next await; uploads in flight are dropped and
     // resume (after a search) at the next start.

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod folders;
 pub mod report;
 pub mod scan;
+pub mod sdnotify;
 pub mod service;
 pub mod store;
 pub mod testhost;

@@ -56,6 +56,10 @@ fn install_signals(stop: CancellationToken, hup: Option<tokio::sync::mpsc::Unbou
                     }
                     _ => {
                         tracing::info!(signal = sig, "stop requested");
+                        // Here, not in `daemon::run`: a SIGHUP reload also
+                        // stops `run` (to start it again), and STOPPING=1
+                        // would make systemd wait for the process to exit.
+                        crate::sdnotify::stopping();
                         stop.cancel();
                     }
                 }
