@@ -1856,3 +1856,281 @@ async fn pacing_spreads_calls_beyond_the_burst() {
         "13th call waits: {total:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// 7. Replies the test host never gives, from a raw loopback server
+// ---------------------------------------------------------------------------
+
+type RawHandler = Arc<dyn Fn(u16, &str) -> RawReply + Send + Sync>;
+
+/// What the raw server sends: a head and body, optionally trickled.
+struct RawReply {
+    status: &'static str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Send the body one byte at a time with this pause.
+    trickle: Option<Duration>,
+}
+
+fn raw(status: &'static str, body: impl Into<Vec<u8>>) -> RawReply {
+    RawReply {
+        status,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: body.into(),
+        trickle: None,
+    }
+}
+
+/// A one-request-per-connection HTTP/1.1 server on loopback; records each
+/// request line. Returns its port and the log.
+async fn raw_server(handler: RawHandler) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind raw server");
+    let port = listener.local_addr().expect("addr").port();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            let log = log2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 8192];
+                // Head.
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match sock.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let line = head.lines().next().unwrap_or("").to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                // Body (whole, so the client is never cut off mid-send).
+                while buf.len() < head_end + len {
+                    match sock.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                log.lock().expect("log").push(line.clone());
+                let reply = handler(port, &line);
+                let mut out = format!(
+                    "HTTP/1.1 {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    reply.status,
+                    reply.body.len()
+                );
+                for (k, v) in &reply.headers {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                if sock.write_all(out.as_bytes()).await.is_err() {
+                    return;
+                }
+                match reply.trickle {
+                    None => {
+                        let _ = sock.write_all(&reply.body).await;
+                    }
+                    Some(pause) => {
+                        for b in &reply.body {
+                            if sock.write_all(std::slice::from_ref(b)).await.is_err() {
+                                return;
+                            }
+                            let _ = sock.flush().await;
+                            tokio::time::sleep(pause).await;
+                        }
+                    }
+                }
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (port, log)
+}
+
+fn raw_client(port: u16, read_timeout: Duration) -> Client {
+    Client::new(&ApiConfig {
+        url: url::Url::parse(&format!("http://127.0.0.1:{port}")).expect("url"),
+        key: ApiKey::new(SECRET),
+        requests_per_minute: 60_000,
+        connect_timeout: Duration::from_secs(2),
+        read_timeout,
+        bandwidth_limit: None,
+        paths: Default::default(),
+    })
+    .expect("client")
+}
+
+#[tokio::test]
+async fn redirect_is_not_followed_and_is_a_protocol_error() {
+    let (target, target_log) = raw_server(Arc::new(|_, _| {
+        raw("200 OK", r#"{"status":200,"result":{}}"#)
+    }))
+    .await;
+    let (port, log) = raw_server(Arc::new(move |_, line| {
+        let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+        let mut r = raw("302 Found", "");
+        r.headers.push((
+            "Location".into(),
+            format!("http://127.0.0.1:{target}{path}"),
+        ));
+        r
+    }))
+    .await;
+    let c = raw_client(port, Duration::from_secs(2));
+    let err = c.account_info().await.expect_err("redirect");
+    assert!(matches!(err, ApiError::Protocol { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Protocol);
+    assert!(err.to_string().contains("302"), "{err}");
+    assert_error_hides_key(&err);
+    assert_eq!(log.lock().expect("log").len(), 1);
+    assert!(
+        target_log.lock().expect("log").is_empty(),
+        "the key was not carried to the redirect target"
+    );
+}
+
+#[tokio::test]
+async fn proxy_4xx_is_protocol_and_html_echoing_the_key_is_redacted() {
+    let (port, _) = raw_server(Arc::new(|_, line| {
+        if line.contains("account/info") {
+            let mut r = raw("404 Not Found", "<html>not here</html>");
+            r.headers = vec![("Content-Type".into(), "text/html".into())];
+            r
+        } else {
+            // A front end that echoes the request, key and all.
+            let mut r = raw(
+                "200 OK",
+                format!("<html><body>Blocked: {line}</body></html>"),
+            );
+            r.headers = vec![("Content-Type".into(), "text/html".into())];
+            r
+        }
+    }))
+    .await;
+    let c = raw_client(port, Duration::from_secs(2));
+    let err = c.account_info().await.expect_err("404 from a proxy");
+    assert!(matches!(err, ApiError::Http { status: 404, .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Protocol);
+
+    let err = c
+        .file_list(&FileListQuery::default())
+        .await
+        .expect_err("html");
+    assert!(matches!(err, ApiError::NotJson { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Transient);
+    assert!(err.to_string().contains("Blocked"), "{err}");
+    assert_error_hides_key(&err);
+}
+
+#[tokio::test]
+async fn trickled_reply_hits_the_total_call_timeout() {
+    // Each byte arrives within the read timeout, but the whole reply takes far
+    // longer than 3 read timeouts: the call must still give up.
+    let body =
+        r#"{"status":200,"msg":"OK","result":{"login":"slowpoke","storage_left":"unlimited"}}"#;
+    let (port, _) = raw_server(Arc::new(move |_, _| {
+        let mut r = raw("200 OK", body);
+        r.trickle = Some(Duration::from_millis(100));
+        r
+    }))
+    .await;
+    let c = raw_client(port, Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let err = c.account_info().await.expect_err("trickle");
+    let took = started.elapsed();
+    assert!(matches!(err, ApiError::Timeout { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Transient);
+    assert!(took < Duration::from_millis(2000), "{took:?}");
+    assert_error_hides_key(&err);
+}
+
+#[tokio::test]
+async fn odd_replies_are_protocol_errors() {
+    let (port, _) = raw_server(Arc::new(|port, line| {
+        let path = line.split(' ').nth(1).unwrap_or("");
+        if path.starts_with("/api/upload/server") {
+            raw(
+                "200 OK",
+                format!(r#"{{"status":200,"msg":"OK","result":"http://127.0.0.1:{port}/upload/01"}}"#),
+            )
+        } else if path.starts_with("/upload/") {
+            // OK without a code.
+            raw(
+                "200 OK",
+                r#"{"msg":"OK","status":200,"files":[{"filecode":"","filename":"a.mp4","status":"OK"}]}"#,
+            )
+        } else if path.starts_with("/api/account/info") {
+            // No status at all.
+            raw("200 OK", r#"{"msg":"OK","result":{}}"#)
+        } else if path.starts_with("/api/file/edit") {
+            raw("200 OK", r#"{"status":200,"msg":"OK","result":"false"}"#)
+        } else {
+            raw("200 OK", r#"{"status":200,"msg":"OK","result":42}"#)
+        }
+    }))
+    .await;
+    let c = raw_client(port, Duration::from_secs(2));
+    let err = c.account_info().await.expect_err("no status");
+    assert!(matches!(err, ApiError::Protocol { .. }), "{err:?}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = common::write(dir.path(), "a.mp4", b"ok without a code");
+    let err = c
+        .upload_file(&path, &params("a"), None)
+        .await
+        .expect_err("OK without code");
+    assert!(matches!(err, ApiError::Protocol { .. }), "{err:?}");
+    assert!(err.outcome_unknown(), "the host may hold it");
+
+    let err = c
+        .file_edit(&["abcabcabcabc".into()], &FileEdit::default())
+        .await
+        .expect_err("\"false\"");
+    assert_eq!(err.class(), ErrorClass::Protocol, "{err:?}");
+
+    let err = c.deleted(24).await.expect_err("a number instead of a list");
+    assert_eq!(err.class(), ErrorClass::Protocol, "{err:?}");
+    assert_error_hides_key(&err);
+}
+
+#[tokio::test]
+async fn upload_server_with_a_non_http_scheme_is_refused() {
+    let (port, log) = raw_server(Arc::new(|_, _| {
+        raw(
+            "200 OK",
+            r#"{"status":200,"msg":"OK","result":"file:///etc/passwd"}"#,
+        )
+    }))
+    .await;
+    let c = raw_client(port, Duration::from_secs(2));
+    let err = c.upload_server().await.expect_err("file:// server");
+    assert!(matches!(err, ApiError::Protocol { .. }), "{err:?}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = common::write(dir.path(), "a.mp4", b"x");
+    let err = c
+        .upload_file(&path, &params("a"), None)
+        .await
+        .expect_err("file:// server");
+    assert_eq!(err.class(), ErrorClass::Protocol, "{err:?}");
+    assert_eq!(
+        log.lock().expect("log").len(),
+        2,
+        "only the two upload/server calls"
+    );
+}
