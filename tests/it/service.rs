@@ -40,12 +40,16 @@ impl Daemon {
     }
 
     fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    fn signal(&self, name: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
         let ok = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .expect("run kill");
-        assert!(ok.success(), "kill -TERM {pid}");
+        assert!(ok.success(), "kill -{name} {pid}");
     }
 
     /// Wait (off the runtime's threads) for the exit: its status and how long
@@ -123,6 +127,15 @@ impl NotifySocket {
             .unwrap()
             .iter()
             .any(|m| m.starts_with(prefix))
+    }
+
+    fn count(&self, message: &str) -> usize {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| *m == message)
+            .count()
     }
 
     fn all(&self) -> Vec<String> {
@@ -232,4 +245,51 @@ async fn sigterm_during_an_upload_stops_promptly_and_a_restart_completes_it_once
     let files = host.files();
     assert_eq!(files.len(), 1, "exactly one copy: {files:?}");
     assert_eq!(host.file_bytes(&files[0].code).unwrap(), content);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_reload_is_not_a_stop_for_systemd() {
+    let host = common::host().await;
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (_, path) = common::config(&host, state.path(), &[(a.path(), "A")], "");
+    let sock = NotifySocket::bind(state.path());
+    let mut daemon = Daemon::start(&path, Some(&sock.path), state.path().join("run.log"));
+    assert!(
+        common::wait_for(Duration::from_secs(15), || sock.has("READY=1")).await,
+        "ready: {:?}\n{}",
+        sock.all(),
+        daemon.log()
+    );
+
+    // A changed config: the daemon restarts its tasks in-process. systemd
+    // must not hear STOPPING=1 (it would wait for the process to exit, then
+    // call the unit stopped); READY=1 comes again when the new run starts.
+    common::config(&host, state.path(), &[(a.path(), "A"), (b.path(), "B")], "");
+    daemon.signal("HUP");
+    let again = common::wait_for(Duration::from_secs(15), || sock.count("READY=1") >= 2).await;
+    assert!(
+        again,
+        "ready again after the reload: {:?}\n{}",
+        sock.all(),
+        daemon.log()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !sock.has("STOPPING=1"),
+        "no STOPPING=1 on reload: {:?}",
+        sock.all()
+    );
+
+    daemon.sigterm();
+    let exit = daemon.wait(Duration::from_secs(10)).await;
+    let log = daemon.log();
+    let (st, _) = exit.unwrap_or_else(|| panic!("exits within 10 s after SIGTERM\n{log}"));
+    assert_eq!(st.code(), Some(0), "clean stop: {log}");
+    assert!(
+        common::wait_for(Duration::from_secs(2), || sock.count("STOPPING=1") == 1).await,
+        "one STOPPING=1 on SIGTERM: {:?}",
+        sock.all()
+    );
 }
