@@ -2218,3 +2218,101 @@ async fn file_growing_during_upload_sends_the_size_seen_at_open_or_fails() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// 9. Classification of JSON errors from a live host
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn json_error_statuses_are_classified_by_status_and_meaning() {
+    let host = common::host().await;
+    let c = client(&host);
+    let cases = [
+        (403, "Wrong Auth", ErrorClass::KeyRejected),
+        (400, "Invalid key", ErrorClass::KeyRejected),
+        (
+            403,
+            "Requests limit reached: 1000 per day",
+            ErrorClass::AccountWide,
+        ),
+        (403, "Permission denied", ErrorClass::Permanent),
+        (404, "Not found", ErrorClass::Permanent),
+        (409, "Conflict", ErrorClass::Permanent),
+        (451, "Unavailable for legal reasons", ErrorClass::Permanent),
+    ];
+    for (status, msg, class) in cases {
+        host.faults().times(
+            Fault::JsonError {
+                status,
+                msg: msg.into(),
+            },
+            Scope::Api,
+            1,
+        );
+        let err = c.account_info().await.expect_err(msg);
+        assert_eq!(err.class(), class, "{status} {msg}: {err:?}");
+        assert!(!err.outcome_unknown(), "{status} {msg}");
+    }
+    c.account_info().await.expect("then fine");
+}
+
+#[tokio::test]
+async fn another_accounts_folder_is_permanent_not_a_key_problem() {
+    let host = common::host().await;
+    host.add_account("other", "otherkey00000000");
+    let theirs = host.create_folder_for("other", 0, "Theirs");
+    let c = client(&host);
+    let err = c.folder_list(theirs, false).await.expect_err("not mine");
+    assert_eq!(err.host_status(), Some(403));
+    assert_eq!(err.class(), ErrorClass::Permanent, "{err:?}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let code = upload_titled(&c, dir.path(), "mine", 0).await;
+    let err = c
+        .file_edit(
+            std::slice::from_ref(&code),
+            &FileEdit {
+                fld_id: Some(theirs),
+                ..FileEdit::default()
+            },
+        )
+        .await
+        .expect_err("move into their folder");
+    assert_eq!(err.class(), ErrorClass::Permanent, "{err:?}");
+    assert_eq!(host.file(&code).expect("file").fld_id, 0);
+    // Their files are 404 to us.
+    let mut other_cfg = common::api_config(&host);
+    other_cfg.key = ApiKey::new("otherkey00000000");
+    let oc = Client::new(&other_cfg).expect("other client");
+    let info = oc
+        .file_info(std::slice::from_ref(&code))
+        .await
+        .expect("info");
+    assert_eq!(info[0].status, 404);
+}
+
+#[tokio::test]
+async fn upload_server_unreachable_error_does_not_show_the_key() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let (port, _) = raw_server(Arc::new(move |_, _| {
+        raw(
+            "200 OK",
+            format!(
+                r#"{{"status":200,"msg":"OK","result":"http://127.0.0.1:{closed}/upload/01?key={SECRET}"}}"#
+            ),
+        )
+    }))
+    .await;
+    let c = raw_client(port, Duration::from_secs(2));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = common::write(dir.path(), "a.mp4", b"nowhere to go");
+    let err = c
+        .upload_file(&path, &params("a"), None)
+        .await
+        .expect_err("upload server down");
+    assert!(matches!(err, ApiError::Network { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Transient);
+    assert_error_hides_key(&err);
+}
