@@ -460,6 +460,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
     set.spawn(scanner(shared.clone(), poll_roots.clone(), tasks.clone()));
     set.spawn(progress_writer(shared.clone(), tasks.clone()));
     set.spawn(key_watch(shared.clone(), tasks.clone()));
+    set.spawn(crate::reconcile::task(shared.clone(), tasks.clone()));
     tracing::info!(roots = shared.roots.len(), "vidsync running");
     stop.cancelled().await;
     tracing::info!("stopping");
@@ -517,6 +518,12 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
     tasks.cancel();
     while set.join_next().await.is_some() {}
     let _ = shared.store.clear_all_progress();
+    if !stop.is_cancelled() {
+        match crate::reconcile::pass(&shared, false, false).await {
+            Ok(r) => tracing::info!("reconcile: {}", r.summary()),
+            Err(e) => tracing::warn!(error = %e, "reconcile failed"),
+        }
+    }
     let failed = shared
         .store
         .list(Some(State::Failed))?
@@ -527,6 +534,22 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
         counts: shared.store.counts()?,
         failed,
     })
+}
+
+/// `vidsync reconcile`: one pass now (audit included), its report.
+pub async fn reconcile_once(
+    config: Config,
+    force: bool,
+) -> Result<crate::reconcile::Report, RunError> {
+    let shared = Shared::new(config)?;
+    initial_key_check(&shared).await?;
+    let report = crate::reconcile::pass(&shared, force, true)
+        .await
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    if let Err(e) = crate::reconcile::poll_encodings(&shared).await {
+        tracing::warn!(error = %e, "encoding poll failed");
+    }
+    Ok(report)
 }
 
 /// The watch mode that applies to a root (used by `watch`).

@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod folders;
+pub mod reconcile;
 pub mod report;
 pub mod scan;
 pub mod sdnotify;

@@ -45,6 +45,12 @@ enum Command {
     Retry { paths: Vec<PathBuf> },
     /// Validate the config, check the key, print the account
     Check,
+    /// One reconcile pass now (deleted, DMCA, audit, encodings); prints what changed
+    Reconcile {
+        /// Apply the pass even if it would mark more than max_delete_fraction of the files as gone
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the built-in test host and sync a sample folder (no account needed)
     Demo {
         /// Use this folder instead of a generated sample
@@ -102,6 +108,12 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             vidsync::service::init_logging(&config.log, true);
             let rt = runtime()?;
             Ok(rt.block_on(vidsync::service::check(&config)))
+        }
+        Command::Reconcile { force } => {
+            let config = load(&cli)?;
+            vidsync::service::init_logging(&config.log, true);
+            let rt = runtime()?;
+            Ok(rt.block_on(vidsync::service::reconcile(config, *force)))
         }
         Command::Status { json } => {
             let config = load(&cli)?;

@@ -30,6 +30,11 @@ pub fn file_json(f: &FileRow) -> Value {
         "attempts": f.attempts,
         "error": f.last_error,
         "title": f.title,
+        "playable": f.playable.unwrap_or(false),
+        "encoding": f.encoding,
+        "encoding_progress": f.encoding_progress,
+        "deleted_by": f.deleted_by,
+        "remote_event_at": f.remote_event_at,
         "next_attempt_at": f.next_attempt_at,
         "updated_at": f.updated_at,
     })
@@ -100,12 +105,31 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
             .and_then(|r| r.into_iter().max_by_key(|f| f.updated_at))
             .and_then(|f| f.last_error)
     });
+    let encoding: Vec<Value> = store
+        .encoding_pending()?
+        .iter()
+        .map(|f| {
+            json!({
+                "path": f.path().to_string_lossy(),
+                "file_code": f.file_code,
+                "status": f.encoding,
+                "progress": f.encoding_progress,
+            })
+        })
+        .collect();
+    let stuck = encoding.iter().filter(|e| e["status"] == "STUCK").count();
+    let last_reconcile: Value = store
+        .meta(crate::reconcile::META_LAST)?
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or(Value::Null);
     Ok(json!({
         "counts": count_map,
+        "encoding": encoding,
+        "encoding_stuck": stuck,
         "uploading": inflight,
         "queue": queued,
         "next_retry_in_ms": store.next_retry_at()?.map(|t| (t - now).max(0)),
-        "last_reconcile": store.meta("last_reconcile")?,
+        "last_reconcile": last_reconcile,
         "last_error": last_error,
         "key_ok": store.meta("key_ok")?.map(|v| v == "true"),
         "storage_left": store.meta("storage_left")?,
@@ -163,7 +187,29 @@ pub fn status(config: &Config, as_json: bool) -> ExitCode {
         show("key_ok"),
         show("storage_left")
     );
-    println!("last reconcile: {}", show("last_reconcile"));
+    if let Some(list) = v["encoding"].as_array() {
+        for e in list {
+            println!(
+                "encoding {} {} {}%",
+                e["path"].as_str().unwrap_or("?"),
+                e["status"].as_str().unwrap_or("PENDING"),
+                e["progress"].as_u64().unwrap_or(0)
+            );
+        }
+    }
+    let lr = &v["last_reconcile"];
+    if lr.is_null() {
+        println!("last reconcile: -");
+    } else {
+        let when = lr["at"]
+            .as_i64()
+            .map(|t| (now_ms() - t) / 1000)
+            .map_or("?".into(), |s| format!("{s} s ago"));
+        println!(
+            "last reconcile: {when}: {}",
+            lr["result"].as_str().unwrap_or("?")
+        );
+    }
     println!("last error: {}", show("last_error"));
     ExitCode::SUCCESS
 }

@@ -287,33 +287,40 @@ async fn rename_dirs(
     Ok(())
 }
 
-/// Uploaded files whose folder or title no longer match their local path
-/// (moved or renamed) are moved/retitled on the host with file/edit.
-/// Self-healing: it compares the wanted place with the recorded one on
-/// every pass, so an edit that failed is simply tried again next time.
+/// Uploaded files whose local path changed since they were placed on the
+/// host (moved or renamed) are moved/retitled with file/edit. Self-healing:
+/// `placed_path` changes only after a successful edit, so a failed edit is
+/// tried again on the next pass. Files whose path did not change are left
+/// alone, so a title edited by hand on the host is not fought over.
 async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), StoreError> {
     let rows = shared.store.files_in_root(root.id)?;
-    for row in rows.iter().filter(|r| r.state == State::Uploaded) {
+    for row in rows.iter().filter(|r| {
+        r.state == State::Uploaded && r.placed_path.as_deref().is_some_and(|p| p != r.rel_path)
+    }) {
         let (Some(code), Some(fld)) = (&row.file_code, row.fld_id) else {
             continue;
         };
         let title = engine::render_title(&shared.config.upload.title_template, &row.rel_path);
         let dir = rel_dir_of(&row.rel_path);
-        let want_fld = match shared.store.folder(root.id, dir)? {
-            Some(f) => f,
-            None => match shared.folder_for(root, dir).await {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::warn!(dir, error = %e, "cannot resolve remote folder");
-                    continue;
-                }
-            },
+        let want_fld = match shared.folder_for(root, dir).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(dir, error = %e, "cannot resolve remote folder");
+                continue;
+            }
         };
-        if want_fld == fld && row.title.as_deref() == Some(title.as_str()) {
+        let old_title = engine::render_title(
+            &shared.config.upload.title_template,
+            row.placed_path.as_deref().unwrap_or(&row.rel_path),
+        );
+        if want_fld == fld && old_title == title {
+            shared
+                .store
+                .set_remote_place(row.id, fld, &title, now_ms())?;
             continue;
         }
         let edit = crate::api::FileEdit {
-            title: (row.title.as_deref() != Some(title.as_str())).then(|| title.clone()),
+            title: (old_title != title).then(|| title.clone()),
             fld_id: (want_fld != fld).then_some(want_fld),
             ..Default::default()
         };
@@ -330,6 +337,74 @@ async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), StoreErro
             }
             Err(e) => {
                 tracing::warn!(path = %row.rel_path, error = %e, "cannot move/retitle on the host; will retry")
+            }
+        }
+    }
+    trash_local_deletions(shared, root).await
+}
+
+/// With `on_local_delete = "trash"`, a file deleted locally is moved to the
+/// entry's trash folder on the host (never deleted there).
+async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), StoreError> {
+    let Some(trash) = &root.entry.trash else {
+        return Ok(());
+    };
+    if root.entry.on_local_delete != crate::config::LocalDeletePolicy::Trash {
+        return Ok(());
+    }
+    let rows = shared.store.files_in_root(root.id)?;
+    let pending: Vec<_> = rows
+        .iter()
+        .filter(|r| r.state == State::LocalDeleted && r.file_code.is_some())
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let key = format!("trash_fld:{}", trash.join("/"));
+    let trash_id = match shared.store.meta(&key)?.and_then(|v| v.parse::<u64>().ok()) {
+        Some(id) => id,
+        None => {
+            let mut id = 0;
+            for name in trash {
+                match crate::folders::find_or_create(
+                    &shared.client,
+                    id,
+                    &crate::folders::remote_name(name),
+                    &trash.join("/"),
+                )
+                .await
+                {
+                    Ok(next) => id = next,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot resolve the trash folder; will retry");
+                        return Ok(());
+                    }
+                }
+            }
+            shared.store.set_meta(&key, &id.to_string())?;
+            id
+        }
+    };
+    for row in pending.into_iter().filter(|r| r.fld_id != Some(trash_id)) {
+        let Some(code) = &row.file_code else { continue };
+        let edit = crate::api::FileEdit {
+            fld_id: Some(trash_id),
+            ..Default::default()
+        };
+        match shared
+            .client
+            .file_edit(std::slice::from_ref(code), &edit)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(path = %row.rel_path, code = %code, "deleted locally; moved to the trash folder on the host");
+                let title = row.title.clone().unwrap_or_default();
+                shared
+                    .store
+                    .set_remote_place(row.id, trash_id, &title, now_ms())?;
+            }
+            Err(e) => {
+                tracing::warn!(path = %row.rel_path, error = %e, "cannot move to the trash folder; will retry")
             }
         }
     }

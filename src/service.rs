@@ -227,3 +227,31 @@ pub async fn check(config: &Config) -> ExitCode {
         }
     }
 }
+
+/// `vidsync reconcile [--force]`.
+pub async fn reconcile(config: Config, force: bool) -> ExitCode {
+    match daemon::reconcile_once(config, force).await {
+        Ok(r) => {
+            println!("reconcile (window {} h): {}", r.window_hours, r.summary());
+            for c in &r.deleted {
+                println!(
+                    "deleted on the host: {c}{}",
+                    if r.reupload.contains(c) {
+                        " (queued to upload again)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            for c in &r.dmca {
+                println!("DMCA deletion scheduled: {c}");
+            }
+            if r.blocked {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => exit_for(&e),
+    }
+}

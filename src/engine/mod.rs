@@ -3,6 +3,7 @@
 //! which remote file to adopt after a lost reply. Each is tested as a table.
 
 mod filter;
+pub mod reconcile;
 
 pub use filter::{Filter, FilterError};
 

@@ -67,6 +67,12 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);",
+    // 2: where each uploaded file was last placed on the host (its relative
+    // path then), so moves are told apart from host-side edits; encoding
+    // progress.
+    "ALTER TABLE files ADD COLUMN placed_path TEXT;
+    ALTER TABLE files ADD COLUMN encoding_progress INTEGER;
+    UPDATE files SET placed_path = rel_path WHERE file_code IS NOT NULL;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {

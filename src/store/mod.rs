@@ -142,7 +142,11 @@ pub struct FileRow {
     pub playable: Option<bool>,
     pub encoding: Option<String>,
     pub deleted_by: Option<String>,
+    /// Deletion time (remote_deleted) or scheduled deletion time (dmca), as the host wrote it.
     pub remote_event_at: Option<String>,
+    /// The relative path the file had when it was last placed on the host.
+    pub placed_path: Option<String>,
+    pub encoding_progress: Option<u32>,
 }
 
 impl FileRow {
@@ -184,7 +188,7 @@ impl fmt::Debug for Store {
 const FILE_COLUMNS: &str = "f.id, f.root_id, r.local, f.rel_path, f.size, f.mtime_ns, f.dev, f.ino, \
      f.state, f.file_code, f.fld_id, f.title, f.attempts, f.last_error, f.next_attempt_at, \
      f.unknown_since, f.first_seen_at, f.stable_since, f.updated_at, f.playable, f.encoding, \
-     f.deleted_by, f.remote_event_at";
+     f.deleted_by, f.remote_event_at, f.placed_path, f.encoding_progress";
 
 impl Store {
     /// Open (creating if needed) the database and bring its schema up to date.
@@ -349,6 +353,13 @@ impl Store {
                  WHERE root_id = ?1 AND substr(rel_path, 1, length(?2) + 1) = ?2 || '/'",
                 params![root_id, from, to, now],
             )?;
+            // The remote folder was renamed with the directory: files in it
+            // are where they belong without an edit of their own.
+            tx.execute(
+                "UPDATE files SET placed_path = ?3 || substr(placed_path, length(?2) + 1)
+                 WHERE root_id = ?1 AND substr(placed_path, 1, length(?2) + 1) = ?2 || '/'",
+                params![root_id, from, to],
+            )?;
             Ok(())
         })
     }
@@ -389,6 +400,8 @@ impl Store {
             encoding: r.get(20)?,
             deleted_by: r.get(21)?,
             remote_event_at: r.get(22)?,
+            placed_path: r.get(23)?,
+            encoding_progress: r.get::<_, Option<i64>>(24)?.map(|v| v as u32),
         })
     }
 
@@ -627,7 +640,9 @@ impl Store {
             tx.execute(
                 "UPDATE files SET state = 'uploaded', file_code = ?2, fld_id = ?3,
                    unknown_since = NULL, next_attempt_at = NULL, last_error = NULL,
-                   playable = 0, updated_at = ?4
+                   playable = 0, encoding = NULL, encoding_progress = NULL,
+                   deleted_by = NULL, remote_event_at = NULL,
+                   placed_path = rel_path, updated_at = ?4
                  WHERE id = ?1",
                 params![id, code, fld_id as i64, now],
             )?;
@@ -731,7 +746,8 @@ impl Store {
     pub fn set_remote_place(&self, id: i64, fld_id: u64, title: &str, now: i64) -> Result<()> {
         self.tx("recording a remote move", |tx| {
             tx.execute(
-                "UPDATE files SET fld_id = ?2, title = ?3, updated_at = ?4 WHERE id = ?1",
+                "UPDATE files SET fld_id = ?2, title = ?3, placed_path = rel_path, updated_at = ?4
+                 WHERE id = ?1",
                 params![id, fld_id as i64, title, now],
             )?;
             Ok(())
@@ -800,6 +816,104 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(self.err("reading the retry schedule"))
+    }
+
+    // ---- reconcile ----
+
+    /// Rows that have a code on the host (any state).
+    pub fn with_codes(&self) -> Result<Vec<FileRow>> {
+        self.query_files(
+            "listing known codes",
+            "WHERE f.file_code IS NOT NULL ORDER BY f.id",
+            &[],
+        )
+    }
+
+    /// The host no longer has the file. With `reupload`, the local file is
+    /// queued again as a new version (the old code stays in the history).
+    pub fn mark_remote_deleted(
+        &self,
+        id: i64,
+        by: &str,
+        at: &str,
+        reupload: bool,
+        now: i64,
+    ) -> Result<()> {
+        self.tx("recording a remote deletion", |tx| {
+            let code: Option<String> =
+                tx.query_row("SELECT file_code FROM files WHERE id = ?1", params![id], |r| r.get(0))?;
+            history(tx, id, now, "remote_deleted", code.as_deref(), Some(&format!("deleted by {by} {at}")))?;
+            if reupload {
+                tx.execute(
+                    "UPDATE files SET state = 'queued', file_code = NULL, attempts = 0,
+                       next_attempt_at = NULL, unknown_since = NULL, last_error = NULL,
+                       playable = NULL, encoding = NULL, encoding_progress = NULL,
+                       deleted_by = ?2, remote_event_at = ?3, updated_at = ?4
+                     WHERE id = ?1",
+                    params![id, by, at, now],
+                )?;
+                history(tx, id, now, "queued", None, Some("upload again after remote deletion"))?;
+            } else {
+                tx.execute(
+                    "UPDATE files SET state = 'remote_deleted', deleted_by = ?2, remote_event_at = ?3,
+                       updated_at = ?4 WHERE id = ?1",
+                    params![id, by, at, now],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A DMCA deletion is scheduled for this file.
+    pub fn mark_dmca(&self, id: i64, del_time: &str, now: i64) -> Result<()> {
+        self.tx("recording a DMCA notice", |tx| {
+            tx.execute(
+                "UPDATE files SET state = 'dmca', remote_event_at = ?2, next_attempt_at = NULL,
+                   updated_at = ?3 WHERE id = ?1",
+                params![id, del_time, now],
+            )?;
+            let code: Option<String> = tx.query_row(
+                "SELECT file_code FROM files WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            history(
+                tx,
+                id,
+                now,
+                "dmca",
+                code.as_deref(),
+                Some(&format!("deletion scheduled {del_time}")),
+            )
+        })
+    }
+
+    /// What the host says of an uploaded file's encoding.
+    pub fn set_encoding(
+        &self,
+        id: i64,
+        playable: bool,
+        status: Option<&str>,
+        progress: Option<u32>,
+        now: i64,
+    ) -> Result<()> {
+        self.tx("recording encoding state", |tx| {
+            tx.execute(
+                "UPDATE files SET playable = ?2, encoding = ?3, encoding_progress = ?4, updated_at = ?5
+                 WHERE id = ?1",
+                params![id, playable, status, progress.map(i64::from), now],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Uploaded files the host has not yet made playable.
+    pub fn encoding_pending(&self) -> Result<Vec<FileRow>> {
+        self.query_files(
+            "listing encodings",
+            "WHERE f.state = 'uploaded' AND COALESCE(f.playable, 0) = 0 ORDER BY f.id",
+            &[],
+        )
     }
 
     // ---- progress (written at a bounded rate by the uploader) ----

@@ -4,5 +4,6 @@
 mod cli;
 mod client;
 mod common;
+mod reconcile;
 mod service;
 mod sync;

@@ -1,0 +1,320 @@
+//! Reconcile with the host: deleted and DMCA lists every interval, a full
+//! audit with file/info once per audit interval, and encoding progress until
+//! each upload is playable. Decisions are `engine::reconcile::plan`; this
+//! module fetches, applies and records.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::api::{ApiError, FileInfo};
+use crate::daemon::{Shared, now_ms};
+use crate::engine::reconcile::{self, Change, Known, Plan};
+use crate::store::{State, StoreError};
+
+/// The host keeps its lists for at most this many hours.
+pub const MAX_WINDOW_HOURS: u64 = 720;
+/// Extra hours on top of the time since the last good poll: clocks differ,
+/// and a list that reaches further back costs nothing.
+const WINDOW_MARGIN_HOURS: u64 = 1;
+
+const META_LAST_POLL: &str = "reconcile_last_poll_ok";
+const META_LAST_AUDIT: &str = "reconcile_last_audit";
+pub const META_LAST: &str = "last_reconcile";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("reconcile: {0}")]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub window_hours: u64,
+    pub audited: bool,
+    pub deleted: Vec<String>,
+    pub reupload: Vec<String>,
+    pub dmca: Vec<String>,
+    pub blocked: bool,
+    pub removals: usize,
+    pub uploaded: usize,
+}
+
+impl Report {
+    pub fn summary(&self) -> String {
+        if self.blocked {
+            format!(
+                "NOT APPLIED: the host lists {} of {} uploaded files as deleted or DMCA'd (over the max_delete_fraction guard); run `vidsync reconcile --force` if that is real",
+                self.removals, self.uploaded
+            )
+        } else {
+            format!(
+                "{} deleted ({} queued again), {} DMCA{}",
+                self.deleted.len(),
+                self.reupload.len(),
+                self.dmca.len(),
+                if self.audited { ", audit done" } else { "" }
+            )
+        }
+    }
+}
+
+/// The `last` parameter of the list calls: the time since the last good
+/// poll, rounded up, plus a margin; the host's maximum on the first poll.
+pub fn window_hours(last_ok_ms: Option<i64>, now_ms: i64) -> u64 {
+    match last_ok_ms {
+        None => MAX_WINDOW_HOURS,
+        Some(t) => {
+            let hours = ((now_ms - t).max(0) as u64).div_ceil(3_600_000);
+            (hours + WINDOW_MARGIN_HOURS).clamp(1, MAX_WINDOW_HOURS)
+        }
+    }
+}
+
+fn known(shared: &Shared) -> Result<Vec<Known>, StoreError> {
+    Ok(shared
+        .store
+        .with_codes()?
+        .into_iter()
+        .filter_map(|r| {
+            let root = shared.root(r.root_id)?;
+            Some(Known {
+                id: r.id,
+                code: r.file_code.clone()?,
+                state: r.state,
+                on_remote_delete: root.entry.on_remote_delete,
+                on_expired: root.entry.on_expired,
+            })
+        })
+        .collect())
+}
+
+/// One reconcile pass. `force` applies a plan the guard would refuse;
+/// `audit` forces the file/info audit now.
+pub async fn pass(shared: &Shared, force: bool, audit: bool) -> Result<Report, ReconcileError> {
+    let store = &shared.store;
+    let now = now_ms();
+    let last_ok = store.meta(META_LAST_POLL)?.and_then(|v| v.parse().ok());
+    let hours = window_hours(last_ok, now);
+    let deleted = shared.client.deleted(hours).await?;
+    let dmca = shared.client.dmca(hours).await?;
+    let known = known(shared)?;
+    let last_audit: Option<i64> = store.meta(META_LAST_AUDIT)?.and_then(|v| v.parse().ok());
+    let audit_due = audit
+        || last_audit
+            .is_none_or(|t| now - t >= shared.config.reconcile.audit_interval.as_millis() as i64);
+    let audit_infos: Option<Vec<FileInfo>> = if audit_due && !known.is_empty() {
+        let codes: Vec<String> = known
+            .iter()
+            .filter(|k| matches!(k.state, State::Uploaded | State::LocalDeleted))
+            .map(|k| k.code.clone())
+            .collect();
+        Some(shared.client.file_info(&codes).await?)
+    } else {
+        None
+    };
+    let plan = reconcile::plan(
+        &known,
+        &deleted,
+        &dmca,
+        audit_infos.as_deref(),
+        shared.config.reconcile.max_delete_fraction,
+        force,
+    );
+    let report = apply(shared, &plan, hours, audit_infos.is_some())?;
+    if !plan.blocked {
+        // Only a pass that was applied moves the window: a blocked pass must
+        // see the same entries again.
+        store.set_meta(META_LAST_POLL, &now.to_string())?;
+        if audit_infos.is_some() || known.is_empty() {
+            store.set_meta(META_LAST_AUDIT, &now.to_string())?;
+        }
+    }
+    let record = json!({
+        "at": now,
+        "ok": !plan.blocked,
+        "result": report.summary(),
+        "blocked": plan.blocked,
+        "removals": plan.removals,
+        "uploaded": plan.uploaded,
+    });
+    store.set_meta(META_LAST, &record.to_string())?;
+    if plan.blocked {
+        tracing::error!(
+            removals = plan.removals,
+            uploaded = plan.uploaded,
+            "{}",
+            report.summary()
+        );
+    } else if !report.deleted.is_empty() || !report.dmca.is_empty() {
+        tracing::warn!("reconcile: {}", report.summary());
+    } else {
+        tracing::debug!("reconcile: {}", report.summary());
+    }
+    if !report.reupload.is_empty() {
+        shared.wake.notify_waiters();
+    }
+    Ok(report)
+}
+
+fn apply(shared: &Shared, plan: &Plan, hours: u64, audited: bool) -> Result<Report, StoreError> {
+    let mut report = Report {
+        window_hours: hours,
+        audited,
+        blocked: plan.blocked,
+        removals: plan.removals,
+        uploaded: plan.uploaded,
+        ..Report::default()
+    };
+    let now = now_ms();
+    let store = &shared.store;
+    for c in &plan.changes {
+        match c {
+            Change::Seen { id, canplay, .. } => {
+                // Refresh playability; title and folder on the host are the
+                // user's to change, so they are not written back.
+                if *canplay {
+                    store.set_encoding(*id, true, None, None, now)?;
+                }
+            }
+            _ if plan.blocked => {}
+            Change::Deleted {
+                id,
+                code,
+                by,
+                at,
+                reupload,
+            } => {
+                store.mark_remote_deleted(*id, by, at, *reupload, now)?;
+                report.deleted.push(code.clone());
+                if *reupload {
+                    report.reupload.push(code.clone());
+                }
+            }
+            Change::Dmca { id, code, del_time } => {
+                store.mark_dmca(*id, del_time, now)?;
+                report.dmca.push(code.clone());
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Poll encodings of uploaded files that are not yet playable: one
+/// file/encodings call for the account plus file/info for `canplay`.
+pub async fn poll_encodings(shared: &Shared) -> Result<usize, ReconcileError> {
+    let pending = shared.store.encoding_pending()?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let encodings = shared.client.encodings(None).await?;
+    let codes: Vec<String> = pending.iter().filter_map(|r| r.file_code.clone()).collect();
+    let infos = shared.client.file_info(&codes).await?;
+    let now = now_ms();
+    let mut still = 0;
+    for row in &pending {
+        let Some(code) = &row.file_code else { continue };
+        let playable = infos
+            .iter()
+            .any(|i| &i.file_code == code && i.status == 200 && i.canplay);
+        let enc = encodings.iter().find(|e| &e.file_code == code);
+        let status = enc.map(|e| e.status.as_str());
+        let progress = enc.map(|e| e.progress.min(100) as u32);
+        if status == Some("STUCK") && row.encoding.as_deref() != Some("STUCK") {
+            tracing::warn!(path = %row.path().display(), code = %code, "the host's encoding of this file is STUCK");
+        }
+        if playable {
+            tracing::info!(path = %row.path().display(), code = %code, "playable on the host");
+        } else {
+            still += 1;
+        }
+        store_encoding(shared, row.id, playable, status, progress, now)?;
+    }
+    Ok(still)
+}
+
+fn store_encoding(
+    shared: &Shared,
+    id: i64,
+    playable: bool,
+    status: Option<&str>,
+    progress: Option<u32>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let status = if playable {
+        None
+    } else {
+        status.or(Some("PENDING"))
+    };
+    shared
+        .store
+        .set_encoding(id, playable, status, progress, now)
+}
+
+/// The reconcile task: a pass at start and every interval (retried with
+/// backoff on failure, the window growing meanwhile), and encoding polls.
+pub async fn task(shared: std::sync::Arc<Shared>, stop: tokio_util::sync::CancellationToken) {
+    let interval = shared.config.reconcile.interval;
+    let encode_every = interval.min(Duration::from_secs(30));
+    let mut next_pass = tokio::time::Instant::now();
+    let mut failures = 0u32;
+    let mut enc = tokio::time::interval(encode_every);
+    enc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(next_pass) => {
+                if !shared.key_ok() {
+                    next_pass = tokio::time::Instant::now() + interval;
+                    continue;
+                }
+                match pass(&shared, false, false).await {
+                    Ok(_) => {
+                        failures = 0;
+                        next_pass = tokio::time::Instant::now() + interval;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        let delay = crate::engine::backoff(failures, shared.config.upload.retry_min, interval, rand::random::<f64>());
+                        tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed; will retry");
+                        let _ = shared.store.set_meta(META_LAST, &json!({"at": now_ms(), "ok": false, "result": e.to_string()}).to_string());
+                        next_pass = tokio::time::Instant::now() + delay;
+                    }
+                }
+            }
+            _ = enc.tick() => {
+                if shared.key_ok()
+                    && let Err(e) = poll_encodings(&shared).await
+                {
+                    tracing::debug!(error = %e, "encoding poll failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_covers_the_time_since_the_last_good_poll() {
+        let h = 3_600_000;
+        let cases = [
+            (None, 0, 720),
+            (Some(0), 0, 1),
+            (Some(0), 1, 2),
+            (Some(0), h, 2),
+            (Some(0), h + 1, 3),
+            (Some(0), 100 * h, 101),
+            (Some(0), 10_000 * h, 720),
+            (Some(10), 0, 1),
+        ];
+        for (last, now, want) in cases {
+            assert_eq!(window_hours(last, now), want, "{last:?} {now}");
+        }
+    }
+}
