@@ -19,6 +19,7 @@ pub use reply::{
 
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,8 @@ pub const FILE_INFO_BATCH: usize = 50;
 /// Chunk size of the streamed upload body: large enough for throughput,
 /// small enough that memory stays flat.
 const UPLOAD_CHUNK: usize = 256 * 1024;
+/// How many read timeouts to wait for the upload reply after the last byte.
+const REPLY_WAIT_FACTOR: u32 = 5;
 
 /// Progress of an upload: called with the number of bytes of the file sent so far.
 pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
@@ -101,6 +104,9 @@ pub struct Client {
 
 struct Inner {
     http: reqwest::Client,
+    /// For uploads: no read timeout (reqwest's would bound the whole body
+    /// send); `upload_file` watches progress instead.
+    upload_http: reqwest::Client,
     base: url::Url,
     key: ApiKey,
     paths: ApiPaths,
@@ -131,18 +137,23 @@ fn flag(b: bool) -> String {
 
 impl Client {
     pub fn new(cfg: &ApiConfig) -> Result<Client, ApiError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(cfg.connect_timeout)
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(cfg.connect_timeout)
+                // Real hosts redirect http to https; a redirect elsewhere would
+                // carry the key to a host the user did not name.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("vidsync/", env!("CARGO_PKG_VERSION")))
+        };
+        let setup_err = |e: reqwest::Error| ApiError::Network {
+            endpoint: "client setup".into(),
+            source: e.without_url(),
+        };
+        let http = builder()
             .read_timeout(cfg.read_timeout)
-            // Real hosts redirect http to https; a redirect elsewhere would
-            // carry the key to a host the user did not name.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("vidsync/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ApiError::Network {
-                endpoint: "client setup".into(),
-                source: e.without_url(),
-            })?;
+            .map_err(setup_err)?;
+        let upload_http = builder().build().map_err(setup_err)?;
         let mut base = cfg.url.clone();
         // The paths are absolute ("/api/..."): drop a trailing slash of the base.
         let trimmed = base.path().trim_end_matches('/').to_string();
@@ -150,6 +161,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                upload_http,
                 base,
                 key: cfg.key.clone(),
                 paths: cfg.paths.clone(),
@@ -356,14 +368,29 @@ impl Client {
 
         let limit = self.inner.bandwidth_limit;
         let started = tokio::time::Instant::now();
+        // Milliseconds since `started` of the last chunk handed to the body,
+        // and whether the whole file was sent: the stall watchdog below
+        // reads them.
+        let last_progress = Arc::new(AtomicU64::new(0));
+        let all_sent = Arc::new(AtomicBool::new(len == 0));
         let mut sent: u64 = 0;
-        let stream =
-            tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK).then(move |chunk| {
+        // Read at most the length declared in the multipart header: a file
+        // that grows meanwhile must not overrun the body (the host would
+        // refuse the whole request as malformed).
+        let reader = tokio::io::AsyncReadExt::take(file, len);
+        let stream = {
+            let last_progress = last_progress.clone();
+            let all_sent = all_sent.clone();
+            tokio_util::io::ReaderStream::with_capacity(reader, UPLOAD_CHUNK).then(move |chunk| {
                 let progress = progress.clone();
                 if let Ok(c) = &chunk {
                     sent += c.len() as u64;
                 }
                 let sent_now = sent;
+                last_progress.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if sent_now >= len {
+                    all_sent.store(true, Ordering::Relaxed);
+                }
                 async move {
                     if let Some(p) = &progress {
                         p(sent_now);
@@ -378,7 +405,8 @@ impl Client {
                     }
                     chunk
                 }
-            });
+            })
+        };
         let body = reqwest::Body::wrap_stream(stream);
         let part = reqwest::multipart::Part::stream_with_length(body, len)
             .file_name(filename.clone())
@@ -408,14 +436,34 @@ impl Client {
 
         self.inner.pacer.acquire().await;
         let endpoint = "upload";
-        let resp = self
-            .inner
-            .http
-            .post(server)
-            .multipart(form)
-            .send()
-            .await
-            .map_err(|e| Self::network_error(endpoint, e))?;
+        let send = self.inner.upload_http.post(server).multipart(form).send();
+        // A large upload takes as long as it takes; what must not last is
+        // silence: no body progress for `read_timeout` while sending, or no
+        // reply for `REPLY_WAIT_FACTOR` times that after the last byte (the
+        // host may check a large file before it answers).
+        let stall = self.inner.read_timeout;
+        let watchdog = async {
+            let mut tick = tokio::time::interval((stall / 4).max(Duration::from_millis(20)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let quiet = started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(last_progress.load(Ordering::Relaxed)));
+                let limit = if all_sent.load(Ordering::Relaxed) {
+                    stall * REPLY_WAIT_FACTOR
+                } else {
+                    stall
+                };
+                if quiet > limit {
+                    return;
+                }
+            }
+        };
+        let resp = tokio::select! {
+            r = send => r.map_err(|e| Self::network_error(endpoint, e))?,
+            () = watchdog => return Err(ApiError::Timeout { endpoint: endpoint.into() }),
+        };
         let env = self.read_envelope(endpoint, resp).await?;
         let files = env.files.ok_or_else(|| ApiError::Protocol {
             endpoint: endpoint.into(),
@@ -708,6 +756,12 @@ impl ApiError {
     /// back (the body may have arrived before the reply was lost). The caller
     /// must search the host before uploading again.
     pub fn outcome_unknown(&self) -> bool {
+        if let ApiError::Network { source, .. } = self
+            && source.is_connect()
+        {
+            // No connection, so nothing was sent.
+            return false;
+        }
         matches!(
             self,
             ApiError::Network { .. }

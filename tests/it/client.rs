@@ -1470,7 +1470,6 @@ async fn upload_to_a_host_that_stops_reading_times_out() {
 }
 
 #[tokio::test]
-#[ignore = "BUG src/api/mod.rs: reqwest read_timeout also bounds the wait for response headers, which starts before the body is sent, so any upload lasting longer than api.read_timeout (default 60s) fails with Timeout"]
 async fn upload_longer_than_the_read_timeout_with_steady_progress_succeeds() {
     let host = common::host().await;
     let mut cfg = common::api_config(&host);
@@ -1499,7 +1498,6 @@ async fn upload_longer_than_the_read_timeout_with_steady_progress_succeeds() {
 }
 
 #[tokio::test]
-#[ignore = "BUG src/api/mod.rs: reqwest read_timeout also bounds the wait for response headers, which starts before the body is sent, so any upload lasting longer than api.read_timeout (default 60s) fails with Timeout"]
 async fn throttled_upload_longer_than_the_read_timeout_succeeds() {
     let host = common::host().await;
     let mut cfg = common::api_config(&host);
@@ -2178,7 +2176,6 @@ async fn file_shrinking_during_upload_fails_without_storing() {
 }
 
 #[tokio::test]
-#[ignore = "BUG src/api/mod.rs upload_file: the file is streamed to EOF, not to the length declared with Part::stream_with_length(len); a file that grows during the upload overruns the multipart body, the host answers 400 Bad multipart body and the client classifies that Permanent (ApiError::Host 400)"]
 async fn file_growing_during_upload_sends_the_size_seen_at_open_or_fails() {
     let host = common::host().await;
     let c = client(&host);
