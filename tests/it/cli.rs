@@ -261,3 +261,38 @@ async fn sighup_adds_a_sync_entry_and_a_broken_config_keeps_the_old_one() {
         "nothing uploaded twice across reloads"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_uploads_its_sample_files_and_reports_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let mut child = bin()
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        let mut signalled = false;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if !signalled && line.contains("status: uploaded 5") {
+                signal(pid, "INT");
+                signalled = true;
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("the demo uploads its samples within 60 s")
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let text = lines.join("\n");
+    assert!(status.success(), "{text}");
+    assert!(text.contains("5 file(s) uploaded; the test host holds 5 file(s)"), "{text}");
+    assert!(text.contains("uploaded  "), "{text}");
+}
