@@ -99,7 +99,12 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
         }
         Command::Scan => {
             let config = load(&cli)?;
-            vidsync::service::init_logging(&config.log, false);
+            // On a terminal the progress bars tell the story; only warnings
+            // and errors are logged over them (RUST_LOG still wins).
+            vidsync::service::init_logging(
+                &config.log,
+                std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            );
             let rt = runtime()?;
             Ok(rt.block_on(vidsync::service::run_scan(config)))
         }

@@ -134,11 +134,88 @@ pub async fn run_service(config: Config) -> ExitCode {
     }
 }
 
-/// `vidsync scan`.
+/// Progress bars for `scan` on a terminal: one for the pass (files done of
+/// files to do), one per upload in flight. Read from the store (the same
+/// rows `status` reads), so they show exactly what is recorded.
+async fn scan_bars(db: std::path::PathBuf, done: CancellationToken) {
+    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    let Ok(store) = crate::store::Store::open(&db) else {
+        return;
+    };
+    let multi = MultiProgress::new();
+    let overall = multi.add(ProgressBar::new(0));
+    overall.set_style(
+        ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} files {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    overall.set_prefix("scan");
+    let file_style = ProgressStyle::with_template(
+        "{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let mut bars: std::collections::HashMap<i64, ProgressBar> = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Ok(counts) = store.counts() {
+            let n = |s: crate::store::State| {
+                counts.iter().find(|(x, _)| *x == s).map_or(0, |(_, n)| *n)
+            };
+            use crate::store::State::*;
+            let finished = n(Uploaded) + n(Failed);
+            overall.set_length(finished + n(Waiting) + n(Queued) + n(Uploading));
+            overall.set_position(finished);
+            overall.set_message(format!("({} settling, {} failed)", n(Waiting), n(Failed)));
+        }
+        let Ok(progress) = store.progress() else {
+            continue;
+        };
+        bars.retain(|id, bar| {
+            let keep = progress.iter().any(|p| p.file_id == *id);
+            if !keep {
+                bar.finish_and_clear();
+            }
+            keep
+        });
+        for p in progress {
+            let bar = bars.entry(p.file_id).or_insert_with(|| {
+                let b = multi.add(ProgressBar::new(p.total));
+                b.set_style(file_style.clone());
+                b.set_prefix("upload");
+                b.set_message(
+                    p.path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                );
+                b
+            });
+            bar.set_position(p.sent);
+        }
+    }
+    for b in bars.values() {
+        b.finish_and_clear();
+    }
+    overall.finish();
+}
+
+/// `vidsync scan`: progress bars on a terminal, log lines otherwise.
 pub async fn run_scan(config: Config) -> ExitCode {
     let stop = CancellationToken::new();
     install_signals(stop.clone(), None);
-    match daemon::scan_once(config, stop).await {
+    let bars_done = CancellationToken::new();
+    let bars = std::io::stdout()
+        .is_terminal()
+        .then(|| tokio::spawn(scan_bars(config.state.database.clone(), bars_done.clone())));
+    let result = daemon::scan_once(config, stop).await;
+    bars_done.cancel();
+    if let Some(b) = bars {
+        let _ = b.await;
+    }
+    match result {
         Ok(summary) => {
             let counts: Vec<String> = summary
                 .counts

@@ -290,9 +290,14 @@ async fn demo_uploads_its_sample_files_and_reports_on_ctrl_c() {
         .await
         .expect("the demo uploads its samples within 60 s")
         .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
     let text = lines.join("\n");
     assert!(status.success(), "{text}");
-    assert!(text.contains("5 file(s) uploaded; the test host holds 5 file(s)"), "{text}");
+    assert!(
+        text.contains("5 file(s) uploaded; the test host holds 5 file(s)"),
+        "{text}"
+    );
     assert!(text.contains("uploaded  "), "{text}");
 }
