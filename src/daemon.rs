@@ -472,6 +472,15 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
     })
     .await;
     set.abort_all();
+    // Uploads cut by the stop go back to the queue, still marked as "may be
+    // on the host" (`unknown_since`): `list` shows no phantom upload, and the
+    // next start searches before sending them again.
+    let now = now_ms();
+    for row in shared.store.in_states(&[State::Uploading])? {
+        shared
+            .store
+            .retry_later(row.id, "interrupted by a stop", now, false, false, now)?;
+    }
     let _ = shared.store.clear_all_progress();
     Ok(())
 }

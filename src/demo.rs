@@ -83,7 +83,7 @@ async fn demo(folder: Option<PathBuf>) -> anyhow::Result<()> {
         }
     };
     let config_text = format!(
-        "[api]\nurl = \"{}\"\nkey = \"{}\"\nrequests_per_minute = 600\n\n[state]\ndatabase = \"{}\"\n\n[watch]\nsettle = \"2s\"\n\n[upload]\nretry_min = \"2s\"\n\n[[sync]]\nlocal = \"{}\"\nremote = \"Demo\"\n",
+        "[api]\nurl = \"{}\"\nkey = \"{}\"\nrequests_per_minute = 600\n\n[state]\ndatabase = \"{}\"\n\n[watch]\nsettle = \"2s\"\n\n[upload]\nretry_min = \"2s\"\n\n[reconcile]\ninterval = \"5s\"\n\n[[sync]]\nlocal = \"{}\"\nremote = \"Demo\"\n",
         host.url(),
         host.key(),
         work.path().join("state.db").display(),
