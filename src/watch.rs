@@ -118,3 +118,26 @@ fn handle(shared: &Shared, ev: &notify::Event) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_28_from_inotify_means_the_watch_limit_not_a_full_disk() {
+        let enospc = notify::Error::io(std::io::Error::from_raw_os_error(28));
+        assert!(is_watch_limit(&enospc));
+        assert!(is_watch_limit(&notify::Error::new(
+            notify::ErrorKind::MaxFilesWatch
+        )));
+        let other = notify::Error::io(std::io::Error::from_raw_os_error(13));
+        assert!(!is_watch_limit(&other));
+        assert!(!is_watch_limit(&notify::Error::path_not_found()));
+    }
+
+    #[test]
+    fn the_limit_is_read_from_proc() {
+        let v = max_user_watches();
+        assert!(v == "unknown" || v.parse::<u64>().is_ok(), "{v}");
+    }
+}

@@ -301,3 +301,47 @@ async fn demo_uploads_its_sample_files_and_reports_on_ctrl_c() {
     );
     assert!(text.contains("uploaded  "), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_and_never_carry_the_key() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "j.mp4", &common::content("j", 3000));
+    let (_, path) = common::config(
+        &host,
+        state.path(),
+        &[(root.path(), "Json")],
+        "[log]\nlevel = \"trace\"\nformat = \"json\"\n",
+    );
+    host.faults().times(Fault::LoseReply, Scope::Upload, 1);
+    let out = tokio::task::spawn_blocking(move || {
+        bin()
+            .arg("--config")
+            .arg(&path)
+            .arg("scan")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() > 3, "{stderr}");
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v.get("level").is_some() && v.get("fields").is_some(), "{l}");
+    }
+    assert!(
+        stderr.contains("upload finished") || stderr.contains("adopted"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&host.key()),
+        "the key is in the logs: {stderr}"
+    );
+    assert_eq!(host.files().len(), 1);
+}

@@ -436,3 +436,22 @@ async fn awkward_file_names_are_uploaded_and_titled_exactly() {
     scan(&cfg).await;
     assert_eq!(host.uploads_started(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_mode_finds_new_files_without_inotify() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let text = common::config_toml(&host, state.path(), &[(root.path(), "Poll")], "")
+        .replace("rescan = \"1h\"", "rescan = \"1h\"\nmode = \"poll\"");
+    let (cfg, _) = common::config_from_text(&text, state.path());
+    let (token, h) = start(&cfg);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::write(root.path(), "late/p.mp4", &common::content("p", 4000));
+    let ok = common::wait_for(Duration::from_secs(20), || {
+        by_place(&host).contains_key("Poll/late/p")
+    })
+    .await;
+    assert!(ok, "{:?}", by_place(&host).keys().collect::<Vec<_>>());
+    stop(token, h).await;
+}
