@@ -33,6 +33,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The scanner loop counts as hung after this long without going round.
+pub const HUNG_AFTER: Duration = Duration::from_secs(600);
+
 /// A configured sync entry with its store id and compiled filter.
 #[derive(Debug)]
 pub struct Root {
@@ -77,10 +80,16 @@ pub struct Shared {
     account_streak: AtomicU32,
     /// Files inotify saw being written and not yet closed, with the time of
     /// the last write event.
-    writers: Mutex<HashMap<PathBuf, std::time::Instant>>,
+    writers: Mutex<HashMap<PathBuf, (std::time::Instant, bool)>>,
     /// Roots that need a scan soon (events, errors).
     dirty: Mutex<HashSet<i64>>,
     pub dirty_notify: Notify,
+    /// Remote fix-ups (folder renames, file moves, trash moves) that failed:
+    /// failures in a row and the earliest next try, so a host that keeps
+    /// refusing is not asked again on every scan.
+    fix_gates: Mutex<HashMap<String, (u32, std::time::Instant)>>,
+    /// When the scanner loop last went round (unix ms).
+    heartbeat: AtomicI64,
     /// Bytes sent of each upload in flight: (total, sent).
     inflight: Mutex<HashMap<i64, (u64, Arc<AtomicU64>)>>,
 }
@@ -125,6 +134,8 @@ impl Shared {
             dirty: Mutex::new(HashSet::new()),
             dirty_notify: Notify::new(),
             inflight: Mutex::new(HashMap::new()),
+            fix_gates: Mutex::new(HashMap::new()),
+            heartbeat: AtomicI64::new(now_ms()),
         })
     }
 
@@ -201,25 +212,59 @@ impl Shared {
         self.account_streak.store(0, Ordering::SeqCst);
     }
 
+    // ---- main-loop heartbeat (for the systemd watchdog) ----
+
+    pub fn beat(&self) {
+        self.heartbeat.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn alive(&self) -> bool {
+        now_ms() - self.heartbeat.load(Ordering::Relaxed) < HUNG_AFTER.as_millis() as i64
+    }
+
+    // ---- retry gates of remote fix-ups ----
+
+    pub fn retry_allowed(&self, key: &str) -> bool {
+        lock(&self.fix_gates)
+            .get(key)
+            .is_none_or(|(_, at)| std::time::Instant::now() >= *at)
+    }
+
+    pub fn retry_failed(&self, key: &str) {
+        let mut g = lock(&self.fix_gates);
+        let n = g.get(key).map_or(0, |(n, _)| *n) + 1;
+        let u = &self.config.upload;
+        let delay = crate::engine::backoff(n, u.retry_min, u.retry_max, rand::random::<f64>());
+        g.insert(key.to_string(), (n, std::time::Instant::now() + delay));
+    }
+
+    pub fn retry_succeeded(&self, key: &str) {
+        lock(&self.fix_gates).remove(key);
+    }
+
     // ---- watcher hints ----
 
-    /// Is a writer still at work on this file? A mark expires when no write
-    /// was seen for a while: a hard link (`ln`) creates a file with no
-    /// close-write event ever, and must not wait forever.
+    /// Is a writer still at work on this file? A file seen written stays
+    /// "open" until its close-write event (the kernel sends one even when
+    /// the writer crashes). A file only seen created (a hard link, `ln`,
+    /// never sends a close-write) expires after a while instead.
     pub fn is_open_for_write(&self, path: &Path) -> bool {
         let stale = (self.config.watch.settle * 4).max(Duration::from_secs(30));
         lock(&self.writers)
             .get(path)
-            .is_some_and(|t| t.elapsed() < stale)
+            .is_some_and(|(t, written)| *written || t.elapsed() < stale)
     }
 
-    pub fn set_open_for_write(&self, path: &Path, open: bool) {
+    /// inotify: the file was created (weak hint) or written (strong).
+    pub fn mark_writing(&self, path: &Path, written: bool) {
         let mut w = lock(&self.writers);
-        if open {
-            w.insert(path.to_path_buf(), std::time::Instant::now());
-        } else {
-            w.remove(path);
-        }
+        let strong = written || w.get(path).is_some_and(|(_, s)| *s);
+        w.insert(path.to_path_buf(), (std::time::Instant::now(), strong));
+    }
+
+    /// inotify: closed after writing, removed, or renamed away.
+    pub fn mark_closed(&self, path: &Path) {
+        lock(&self.writers).remove(path);
     }
 
     /// After an event overflow nothing is known about open files: fall back
@@ -298,19 +343,16 @@ impl Shared {
     }
 
     fn has_waiting(&self, root_id: i64) -> bool {
-        self.store
-            .files_in_root(root_id)
-            .map(|rows| rows.iter().any(|r| r.state == State::Waiting))
-            .unwrap_or(false)
+        self.store.has_waiting(root_id).unwrap_or(false)
     }
 }
 
 /// Scan every root once and log what changed.
 pub async fn scan_all(shared: &Shared) {
     for root in &shared.roots {
-        // The first scan of `run` comes before the scanner task: keep the
-        // systemd watchdog fed through a long one too.
-        crate::sdnotify::watchdog();
+        // The first scan of `run` comes before the scanner task: it counts
+        // as the main loop's heartbeat too.
+        shared.beat();
         match crate::scan::scan_root(shared, root).await {
             Ok(r) if r != crate::scan::ScanReport::default() => {
                 tracing::debug!(root = %root.entry.local.display(), report = ?r, "scanned");
@@ -352,9 +394,9 @@ async fn scanner(
             }
             _ = tokio::time::sleep(tick) => {}
         }
-        // The main loop, ticking every <= 2 s: if it hangs, the pings stop
-        // and systemd (WatchdogSec=) restarts the daemon.
-        crate::sdnotify::watchdog();
+        // The main loop, ticking every <= 2 s: its heartbeat feeds the
+        // systemd watchdog (see `progress_writer`).
+        shared.beat();
         let mut todo = shared.take_dirty();
         for r in &shared.roots {
             if shared.has_waiting(r.id) {
@@ -385,6 +427,13 @@ async fn progress_writer(shared: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = t.tick() => shared.flush_progress(),
         }
+        // WATCHDOG=1 every second while the scanner loop is alive. A scan
+        // pass may legitimately wait on the host (paced calls, timeouts), so
+        // the loop counts as hung only after `HUNG_AFTER` without a beat;
+        // then the pings stop and systemd (WatchdogSec=) restarts us.
+        if shared.alive() {
+            crate::sdnotify::watchdog();
+        }
         if n.is_multiple_of(3)
             && let Ok(counts) = shared.store.counts()
         {
@@ -410,6 +459,35 @@ async fn key_watch(shared: Arc<Shared>, stop: CancellationToken) {
                     let _ = shared.check_key().await;
                 }
             }
+        }
+    }
+}
+
+/// Only one `run` or `scan` may work on a database: a second one would take
+/// the first one's uploads for crashed ones and send them again. The lock is
+/// an flock on `<database>.lock`, released by the kernel if we die.
+fn lock_database(db: &Path) -> Result<std::fs::File, RunError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| RunError::Setup(format!("creating {}: {e}", dir.display())))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| RunError::Setup(format!("opening {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Setup(format!(
+            "another vidsync (run or scan) is already using {}; stop it first",
+            db.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(RunError::Setup(format!("locking {}: {e}", path.display())))
         }
     }
 }
@@ -443,6 +521,7 @@ async fn initial_key_check(shared: &Shared) -> Result<(), RunError> {
 
 /// The daemon, until `stop` is cancelled. Returns Ok on a clean stop.
 pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError> {
+    let _lock = lock_database(&config.state.database)?;
     let shared = Arc::new(Shared::new(config)?);
     recover(&shared)?;
     initial_key_check(&shared).await?;
@@ -453,12 +532,16 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
     // Ready: the store is open and the first scan starts now. Not later:
     // uploads may take hours, and systemd would time the start out.
     crate::sdnotify::ready();
-    scan_all(&shared).await;
+    // Progress (and the watchdog) before the first scan, which may be long.
+    set.spawn(progress_writer(shared.clone(), tasks.clone()));
+    tokio::select! {
+        _ = scan_all(&shared) => {}
+        _ = stop.cancelled() => {}
+    }
     for n in 0..shared.config.upload.concurrency {
         set.spawn(crate::upload::worker(shared.clone(), n, tasks.clone()));
     }
     set.spawn(scanner(shared.clone(), poll_roots.clone(), tasks.clone()));
-    set.spawn(progress_writer(shared.clone(), tasks.clone()));
     set.spawn(key_watch(shared.clone(), tasks.clone()));
     set.spawn(crate::reconcile::task(shared.clone(), tasks.clone()));
     tracing::info!(roots = shared.roots.len(), "vidsync running");
@@ -495,6 +578,7 @@ pub struct ScanSummary {
 /// One full pass: scan, wait for files to settle, upload every complete
 /// file, then return (or return early when `stop` is cancelled).
 pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSummary, RunError> {
+    let _lock = lock_database(&config.state.database)?;
     let shared = Arc::new(Shared::new(config)?);
     recover(&shared)?;
     initial_key_check(&shared).await?;

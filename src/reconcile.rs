@@ -188,15 +188,17 @@ fn apply(shared: &Shared, plan: &Plan, hours: u64, audited: bool) -> Result<Repo
                 at,
                 reupload,
             } => {
-                store.mark_remote_deleted(*id, by, at, *reupload, now)?;
-                report.deleted.push(code.clone());
-                if *reupload {
-                    report.reupload.push(code.clone());
+                if store.mark_remote_deleted(*id, code, by, at, *reupload, now)? {
+                    report.deleted.push(code.clone());
+                    if *reupload {
+                        report.reupload.push(code.clone());
+                    }
                 }
             }
             Change::Dmca { id, code, del_time } => {
-                store.mark_dmca(*id, del_time, now)?;
-                report.dmca.push(code.clone());
+                if store.mark_dmca(*id, code, del_time, now)? {
+                    report.dmca.push(code.clone());
+                }
             }
         }
     }
@@ -205,35 +207,41 @@ fn apply(shared: &Shared, plan: &Plan, hours: u64, audited: bool) -> Result<Repo
 
 /// Poll encodings of uploaded files that are not yet playable: one
 /// file/encodings call for the account plus file/info for `canplay`.
-pub async fn poll_encodings(shared: &Shared) -> Result<usize, ReconcileError> {
+/// Returns whether anything changed (the caller backs off while nothing does).
+pub async fn poll_encodings(shared: &Shared) -> Result<bool, ReconcileError> {
     let pending = shared.store.encoding_pending()?;
     if pending.is_empty() {
-        return Ok(0);
+        return Ok(false);
     }
     let encodings = shared.client.encodings(None).await?;
     let codes: Vec<String> = pending.iter().filter_map(|r| r.file_code.clone()).collect();
     let infos = shared.client.file_info(&codes).await?;
     let now = now_ms();
-    let mut still = 0;
+    let mut changed = false;
     for row in &pending {
         let Some(code) = &row.file_code else { continue };
         let playable = infos
             .iter()
             .any(|i| &i.file_code == code && i.status == 200 && i.canplay);
         let enc = encodings.iter().find(|e| &e.file_code == code);
-        let status = enc.map(|e| e.status.as_str());
+        let status = if playable {
+            None
+        } else {
+            Some(enc.map_or("PENDING", |e| e.status.as_str()))
+        };
         let progress = enc.map(|e| e.progress.min(100) as u32);
         if status == Some("STUCK") && row.encoding.as_deref() != Some("STUCK") {
             tracing::warn!(path = %row.path().display(), code = %code, "the host's encoding of this file is STUCK");
         }
         if playable {
             tracing::info!(path = %row.path().display(), code = %code, "playable on the host");
-        } else {
-            still += 1;
         }
-        store_encoding(shared, row.id, playable, status, progress, now)?;
+        if playable || row.encoding.as_deref() != status || row.encoding_progress != progress {
+            changed = true;
+            store_encoding(shared, row.id, playable, status, progress, now)?;
+        }
     }
-    Ok(still)
+    Ok(changed)
 }
 
 fn store_encoding(
@@ -254,15 +262,20 @@ fn store_encoding(
         .set_encoding(id, playable, status, progress, now)
 }
 
+/// Longest pause between encoding polls while nothing changes (a file
+/// stuck for days costs a call an hour, not one every 30 s).
+const ENCODE_POLL_MAX: Duration = Duration::from_secs(3600);
+
 /// The reconcile task: a pass at start and every interval (retried with
-/// backoff on failure, the window growing meanwhile), and encoding polls.
+/// backoff on failure, the window growing meanwhile), and encoding polls
+/// that slow down while nothing changes.
 pub async fn task(shared: std::sync::Arc<Shared>, stop: tokio_util::sync::CancellationToken) {
     let interval = shared.config.reconcile.interval;
-    let encode_every = interval.min(Duration::from_secs(30));
+    let encode_base = interval.min(Duration::from_secs(30));
+    let mut encode_delay = encode_base;
     let mut next_pass = tokio::time::Instant::now();
+    let mut next_encode = tokio::time::Instant::now() + encode_base;
     let mut failures = 0u32;
-    let mut enc = tokio::time::interval(encode_every);
-    enc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -280,18 +293,40 @@ pub async fn task(shared: std::sync::Arc<Shared>, stop: tokio_util::sync::Cancel
                         failures += 1;
                         let delay = crate::engine::backoff(failures, shared.config.upload.retry_min, interval, rand::random::<f64>());
                         tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed; will retry");
+                        note_account_wide(&shared, &e, delay);
                         let _ = shared.store.set_meta(META_LAST, &json!({"at": now_ms(), "ok": false, "result": e.to_string()}).to_string());
                         next_pass = tokio::time::Instant::now() + delay;
                     }
                 }
             }
-            _ = enc.tick() => {
-                if shared.key_ok()
-                    && let Err(e) = poll_encodings(&shared).await
-                {
-                    tracing::debug!(error = %e, "encoding poll failed");
+            _ = tokio::time::sleep_until(next_encode) => {
+                if shared.key_ok() {
+                    match poll_encodings(&shared).await {
+                        Ok(true) => encode_delay = encode_base,
+                        Ok(false) => encode_delay = (encode_delay * 2).min(ENCODE_POLL_MAX.max(encode_base)),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "encoding poll failed");
+                            note_account_wide(&shared, &e, encode_delay);
+                            encode_delay = (encode_delay * 2).min(ENCODE_POLL_MAX.max(encode_base));
+                        }
+                    }
                 }
+                next_encode = tokio::time::Instant::now() + encode_delay;
             }
+        }
+    }
+}
+
+/// A rate limit or quota met by a background call holds the uploads too:
+/// the limit is the account's, not the call's.
+fn note_account_wide(shared: &Shared, e: &ReconcileError, delay: Duration) {
+    if let ReconcileError::Api(api) = e {
+        match api.class() {
+            crate::api::ErrorClass::AccountWide => {
+                shared.pause_account_until(now_ms() + delay.as_millis() as i64)
+            }
+            crate::api::ErrorClass::KeyRejected => shared.key_rejected(&api.to_string()),
+            _ => {}
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct Walk {
     pub dirs: Vec<(String, u64)>,
     /// Entries that could not be read: (path, error).
     pub errors: Vec<(PathBuf, String)>,
+    /// Directories (relative, "" = the root) whose listing failed.
+    pub unreadable: Vec<String>,
 }
 
 pub fn stat_of(md: &std::fs::Metadata) -> Stat {
@@ -51,6 +53,7 @@ pub fn walk(root: &Path, filter: &engine::Filter) -> Walk {
             Ok(e) => e,
             Err(e) => {
                 out.errors.push((dir, e.to_string()));
+                out.unreadable.push(rel_dir);
                 continue;
             }
         };
@@ -58,8 +61,10 @@ pub fn walk(root: &Path, filter: &engine::Filter) -> Walk {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
+                    // A listing cut short: what follows is unknown, not gone.
                     out.errors.push((dir.clone(), e.to_string()));
-                    continue;
+                    out.unreadable.push(rel_dir.clone());
+                    break;
                 }
             };
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
@@ -136,8 +141,32 @@ pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, Store
         tracing::warn!(root = %root.entry.local.display(), "sync folder is missing; skipping");
         return Ok(ScanReport::default());
     }
-    rename_dirs(shared, root, &walked).await?;
-    let report = apply(shared, root, &walked.files)?;
+    // An unmounted disk leaves its empty mount point behind, on another
+    // device: that is not "every file deleted". The root's device is
+    // remembered; an empty root on a different device is skipped. (A root
+    // that moved to a new disk with its files is accepted as such.)
+    let dev_key = format!("root_dev:{}", root.id);
+    let dev_now = std::fs::metadata(&root.entry.local).map(|m| m.dev()).ok();
+    let dev_known: Option<u64> = shared.store.meta(&dev_key)?.and_then(|v| v.parse().ok());
+    let empty = walked.files.is_empty() && walked.dirs.is_empty();
+    if let Some(now_dev) = dev_now {
+        if empty && dev_known.is_some_and(|d| d != now_dev) && shared.store.has_present(root.id)? {
+            tracing::warn!(
+                root = %root.entry.local.display(),
+                "sync folder is empty and on another device than before (disk not mounted?); not treating its files as deleted"
+            );
+            return Ok(ScanReport::default());
+        }
+        if dev_known != Some(now_dev) {
+            shared.store.set_meta(&dev_key, &now_dev.to_string())?;
+        }
+    }
+    if !rename_dirs(shared, root, &walked).await? {
+        // Applying the walk now would move the files one by one into a new
+        // folder and leave the old one behind: wait for the rename.
+        return Ok(ScanReport::default());
+    }
+    let report = apply(shared, root, &walked.files, &walked.unreadable)?;
     fix_remote_places(shared, root).await?;
     if report.queued > 0 {
         shared.wake.notify_waiters();
@@ -146,7 +175,15 @@ pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, Store
 }
 
 /// Apply a walk to the store. Pure store work: no API calls.
-pub fn apply(shared: &Shared, root: &Root, files: &[Observed]) -> Result<ScanReport, StoreError> {
+///
+/// `unreadable` are directories (relative, "" = the root) whose listing
+/// failed: files below them are not "gone", we just could not see them.
+pub fn apply(
+    shared: &Shared,
+    root: &Root,
+    files: &[Observed],
+    unreadable: &[String],
+) -> Result<ScanReport, StoreError> {
     let store = &shared.store;
     let now = now_ms();
     let settle = shared.config.watch.settle;
@@ -161,26 +198,24 @@ pub fn apply(shared: &Shared, root: &Root, files: &[Observed]) -> Result<ScanRep
             fresh.push(obs);
             continue;
         };
-        let changed = row.stat.size != obs.stat.size
-            || row.stat.mtime_ns != obs.stat.mtime_ns
-            || row.stat.ino != obs.stat.ino;
+        // Content changes show in size or mtime. A new inode alone (a copy
+        // to a new disk, a restore from backup with times kept) is the same
+        // video: record it, upload nothing.
+        let changed = row.stat.size != obs.stat.size || row.stat.mtime_ns != obs.stat.mtime_ns;
+        let relocated = row.stat.ino != obs.stat.ino || row.stat.dev != obs.stat.dev;
         match row.state {
             // The uploader owns an uploading row; it re-checks the file itself.
-            State::Uploading => {}
+            State::Uploading => continue,
             // A DMCA'd file is never uploaded again automatically.
             State::Dmca => {}
             State::LocalDeleted if !changed => {
-                let back = if row.file_code.is_some() {
-                    State::Uploaded
-                } else {
-                    State::Waiting
-                };
-                store.set_state(row.id, back, now, Some("reappeared"))?;
+                store.reappeared(row.id, now)?;
             }
             _ if changed => {
                 store.file_changed(row.id, obs.stat, now)?;
                 report.changed += 1;
                 report.waiting += 1;
+                continue;
             }
             State::Waiting => {
                 let open = shared.is_open_for_write(&root.entry.local.join(&row.rel_path));
@@ -193,14 +228,30 @@ pub fn apply(shared: &Shared, root: &Root, files: &[Observed]) -> Result<ScanRep
             }
             _ => {}
         }
+        if relocated && !changed {
+            store.update_stat(row.id, obs.stat)?;
+        }
     }
 
+    let hidden = |rel: &str| {
+        unreadable
+            .iter()
+            .any(|d| d.is_empty() || rel.starts_with(&format!("{d}/")))
+    };
     // Rows whose file is gone: moved (same inode elsewhere) or deleted.
     let mut vanished: Vec<&FileRow> = by_path
         .into_values()
-        .filter(|r| r.state != State::LocalDeleted)
+        .filter(|r| r.state != State::LocalDeleted && !hidden(&r.rel_path))
         .collect();
     for obs in fresh {
+        // A file renamed while it is being uploaded: wait until the upload
+        // has finished, then it is an ordinary move (not a second upload).
+        if vanished
+            .iter()
+            .any(|r| r.state == State::Uploading && same_file(&r.stat, &obs.stat))
+        {
+            continue;
+        }
         let moved = vanished
             .iter()
             .position(|r| r.state != State::Uploading && same_file(&r.stat, &obs.stat));
@@ -219,8 +270,14 @@ pub fn apply(shared: &Shared, root: &Root, files: &[Observed]) -> Result<ScanRep
         match row.state {
             // Still being sent from an open descriptor; the uploader decides.
             State::Uploading => {}
+            // What the host or the user decided stays decided: a DMCA'd,
+            // refused or remotely deleted file that comes back unchanged
+            // must not turn into an upload.
+            State::Dmca | State::Failed | State::RemoteDeleted => {}
             State::Waiting | State::Queued
-                if row.file_code.is_none() && row.attempts == 0 && row.fld_id.is_none() =>
+                if row.file_code.is_none()
+                    && row.unknown_since.is_none()
+                    && row.fld_id.is_none() =>
             {
                 // Never left this machine: nothing to remember.
                 store.forget(row.id)?;
@@ -237,11 +294,14 @@ pub fn apply(shared: &Shared, root: &Root, files: &[Observed]) -> Result<ScanRep
 
 /// A remembered directory whose path is gone while a new directory has its
 /// inode was renamed or moved: rename its remote folder and move the rows.
+/// Returns false while a rename is still to be done (failed, or waiting for
+/// its retry time): the caller must not apply the walk yet.
 async fn rename_dirs(
     shared: &Shared,
     root: &Root,
     walked: &crate::scan::Walk,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let mut all_done = true;
     let known = shared.store.folders(root.id)?;
     let present: HashMap<&str, u64> = walked.dirs.iter().map(|(d, i)| (d.as_str(), *i)).collect();
     for (rel_dir, fld_id, ino) in known {
@@ -256,6 +316,11 @@ async fn rename_dirs(
         }) else {
             continue;
         };
+        let gate = format!("dir:{}:{rel_dir}", root.id);
+        if !shared.retry_allowed(&gate) {
+            all_done = false;
+            continue;
+        }
         let new_name = new_dir.rsplit('/').next().unwrap_or(new_dir);
         let old_parent = rel_dir_of(&rel_dir);
         let new_parent = rel_dir_of(new_dir);
@@ -268,6 +333,8 @@ async fn rename_dirs(
                 Ok(pid) => edit.parent_id = Some(pid),
                 Err(e) => {
                     tracing::warn!(dir = %new_dir, error = %e, "cannot resolve the new parent folder; will retry");
+                    shared.retry_failed(&gate);
+                    all_done = false;
                     continue;
                 }
             }
@@ -275,16 +342,29 @@ async fn rename_dirs(
         match shared.client.folder_edit(fld_id, &edit).await {
             Ok(()) => {
                 tracing::info!(from = %rel_dir, to = %new_dir, fld_id, "directory renamed; remote folder renamed");
+                shared.retry_succeeded(&gate);
                 shared
                     .store
                     .rename_dir(root.id, &rel_dir, new_dir, now_ms())?;
             }
+            Err(e) if e.class() == crate::api::ErrorClass::Permanent => {
+                // The remote folder is gone or not ours any more: forget it;
+                // the files get a new folder and are moved there one by one.
+                tracing::warn!(from = %rel_dir, to = %new_dir, error = %e, "cannot rename the remote folder; mirroring into a new one");
+                shared.retry_succeeded(&gate);
+                shared.store.forget_folder_tree(root.id, &rel_dir)?;
+            }
             Err(e) => {
                 tracing::warn!(from = %rel_dir, to = %new_dir, error = %e, "cannot rename the remote folder; will retry");
+                shared.retry_failed(&gate);
+                all_done = false;
             }
         }
     }
-    Ok(())
+    if !all_done {
+        shared.request_rescan(root.id);
+    }
+    Ok(all_done)
 }
 
 /// Uploaded files whose local path changed since they were placed on the
@@ -293,26 +373,26 @@ async fn rename_dirs(
 /// tried again on the next pass. Files whose path did not change are left
 /// alone, so a title edited by hand on the host is not fought over.
 async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), StoreError> {
-    let rows = shared.store.files_in_root(root.id)?;
-    for row in rows.iter().filter(|r| {
-        r.state == State::Uploaded && r.placed_path.as_deref().is_some_and(|p| p != r.rel_path)
-    }) {
+    for row in shared.store.misplaced(root.id)? {
         let (Some(code), Some(fld)) = (&row.file_code, row.fld_id) else {
             continue;
         };
+        let gate = format!("file:{}", row.id);
+        if !shared.retry_allowed(&gate) {
+            continue;
+        }
         let title = engine::render_title(&shared.config.upload.title_template, &row.rel_path);
         let dir = rel_dir_of(&row.rel_path);
         let want_fld = match shared.folder_for(root, dir).await {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(dir, error = %e, "cannot resolve remote folder");
+                shared.retry_failed(&gate);
                 continue;
             }
         };
-        let old_title = engine::render_title(
-            &shared.config.upload.title_template,
-            row.placed_path.as_deref().unwrap_or(&row.rel_path),
-        );
+        // What is on the host is what we last set there.
+        let old_title = row.title.clone().unwrap_or_default();
         if want_fld == fld && old_title == title {
             shared
                 .store
@@ -331,12 +411,14 @@ async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), StoreErro
         {
             Ok(()) => {
                 tracing::info!(path = %row.rel_path, code = %code, fld_id = want_fld, title = %title, "moved/retitled on the host");
+                shared.retry_succeeded(&gate);
                 shared
                     .store
                     .set_remote_place(row.id, want_fld, &title, now_ms())?;
             }
             Err(e) => {
-                tracing::warn!(path = %row.rel_path, error = %e, "cannot move/retitle on the host; will retry")
+                tracing::warn!(path = %row.rel_path, error = %e, "cannot move/retitle on the host; will retry");
+                shared.retry_failed(&gate);
             }
         }
     }
@@ -387,6 +469,10 @@ async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), Store
     };
     for row in pending.into_iter().filter(|r| r.fld_id != Some(trash_id)) {
         let Some(code) = &row.file_code else { continue };
+        let gate = format!("trash:{}", row.id);
+        if !shared.retry_allowed(&gate) {
+            continue;
+        }
         let edit = crate::api::FileEdit {
             fld_id: Some(trash_id),
             ..Default::default()
@@ -397,6 +483,7 @@ async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), Store
             .await
         {
             Ok(()) => {
+                shared.retry_succeeded(&gate);
                 tracing::info!(path = %row.rel_path, code = %code, "deleted locally; moved to the trash folder on the host");
                 let title = row.title.clone().unwrap_or_default();
                 shared

@@ -224,6 +224,11 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
             );
             store.finish_uploaded(row.id, &code, fld_id, now_ms(), "uploaded")?;
             shared.after_success();
+            if !path.exists() {
+                // Renamed or moved while it was being sent: the scanner held
+                // off until now; let it follow the move on the host.
+                shared.request_rescan(row.root_id);
+            }
         }
         Err(err) if err.outcome_unknown() => {
             tracing::warn!(path = %path.display(), error = %err, "upload outcome unknown; searching the host");

@@ -102,13 +102,11 @@ fn handle(shared: &Shared, ev: &notify::Event) {
     }
     for path in &ev.paths {
         match ev.kind {
-            EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {
-                shared.set_open_for_write(path, true)
-            }
-            EventKind::Access(AccessKind::Close(AccessMode::Write)) | EventKind::Remove(_) => {
-                shared.set_open_for_write(path, false)
-            }
-            EventKind::Modify(ModifyKind::Name(_)) => shared.set_open_for_write(path, false),
+            EventKind::Create(CreateKind::File) => shared.mark_writing(path, false),
+            EventKind::Modify(ModifyKind::Data(_)) => shared.mark_writing(path, true),
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Remove(_)
+            | EventKind::Modify(ModifyKind::Name(_)) => shared.mark_closed(path),
             // Opening and reading (our own upload reads) change nothing.
             EventKind::Access(_) => continue,
             _ => {}

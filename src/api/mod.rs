@@ -38,6 +38,8 @@ pub const FILE_INFO_BATCH: usize = 50;
 /// Chunk size of the streamed upload body: large enough for throughput,
 /// small enough that memory stays flat.
 const UPLOAD_CHUNK: usize = 256 * 1024;
+/// Largest reply body accepted (file/list with 1000 entries is ~300 KB).
+const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 /// How many read timeouts to wait for the upload reply after the last byte.
 const REPLY_WAIT_FACTOR: u32 = 5;
 
@@ -222,10 +224,23 @@ impl Client {
                 status: status.as_u16(),
             });
         }
-        let body = resp
-            .bytes()
+        // Read the body in chunks with a cap: a reply is small, and a broken
+        // proxy or a hostile upload server must not fill memory.
+        let mut resp = resp;
+        let mut body: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| Self::network_error(endpoint, e))?;
+            .map_err(|e| Self::network_error(endpoint, e))?
+        {
+            if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(ApiError::Protocol {
+                    endpoint: endpoint.to_string(),
+                    detail: format!("reply larger than {MAX_REPLY_BYTES} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
         let env: Envelope = serde_json::from_slice(&body).map_err(|_| {
             let text = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
             ApiError::NotJson {
@@ -279,17 +294,23 @@ impl Client {
         result
     }
 
-    fn parse<T: DeserializeOwned>(endpoint: &str, v: Value) -> Result<T, ApiError> {
+    /// Deserialize a result; the error text quotes reply values, so it is
+    /// redacted (a host that echoes the request would echo the key).
+    fn parse<T: DeserializeOwned>(&self, endpoint: &str, v: Value) -> Result<T, ApiError> {
         serde_json::from_value(v).map_err(|e| ApiError::Protocol {
             endpoint: endpoint.to_string(),
-            detail: e.to_string(),
+            detail: redact::redact(&e.to_string(), &self.inner.key),
         })
     }
 
     /// A result that is a list, where some hosts send `{}` or `""` for "none".
-    fn parse_list<T: DeserializeOwned>(endpoint: &str, v: Value) -> Result<Vec<T>, ApiError> {
+    fn parse_list<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        v: Value,
+    ) -> Result<Vec<T>, ApiError> {
         match v {
-            Value::Array(_) => Self::parse(endpoint, v),
+            Value::Array(_) => self.parse(endpoint, v),
             Value::Null => Ok(Vec::new()),
             Value::Object(ref m) if m.is_empty() => Ok(Vec::new()),
             Value::String(ref s) if s.is_empty() => Ok(Vec::new()),
@@ -304,14 +325,14 @@ impl Client {
     pub async fn account_info(&self) -> Result<AccountInfo, ApiError> {
         let p = &self.inner.paths.account_info;
         let env = self.get(p, &[]).await?;
-        Self::parse(p, env.result)
+        self.parse(p, env.result)
     }
 
     /// account/stats for the last `days` days; no data is an empty list.
     pub async fn account_stats(&self, days: u32) -> Result<Vec<StatsDay>, ApiError> {
         let p = &self.inner.paths.account_stats;
         let env = self.get(p, &[("last", days.to_string())]).await?;
-        Self::parse_list(p, env.result)
+        self.parse_list(p, env.result)
     }
 
     /// upload/server: a fresh upload URL. "No servers available" comes back
@@ -435,6 +456,8 @@ impl Client {
         let form = form.part("file", part);
 
         self.inner.pacer.acquire().await;
+        // Waiting for the pacer is not silence on the wire.
+        last_progress.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let endpoint = "upload";
         let send = self.inner.upload_http.post(server).multipart(form).send();
         // A large upload takes as long as it takes; what must not last is
@@ -464,7 +487,15 @@ impl Client {
             r = send => r.map_err(|e| Self::network_error(endpoint, e))?,
             () = watchdog => return Err(ApiError::Timeout { endpoint: endpoint.into() }),
         };
-        let env = self.read_envelope(endpoint, resp).await?;
+        // The reply body may stall too (headers sent, then nothing).
+        let env = tokio::time::timeout(
+            stall * REPLY_WAIT_FACTOR,
+            self.read_envelope(endpoint, resp),
+        )
+        .await
+        .map_err(|_| ApiError::Timeout {
+            endpoint: endpoint.into(),
+        })??;
         let files = env.files.ok_or_else(|| ApiError::Protocol {
             endpoint: endpoint.into(),
             detail: "upload reply has no files list".into(),
@@ -484,7 +515,10 @@ impl Client {
                 detail: "upload reply says OK without a file code".into(),
             })
         } else {
-            Err(ApiError::upload_rejection(&filename, &f.status))
+            Err(ApiError::upload_rejection(
+                &filename,
+                &redact::redact(&f.status, &self.inner.key),
+            ))
         }
     }
 
@@ -508,7 +542,7 @@ impl Client {
             q.push(("tags", t.clone()));
         }
         let env = self.get(p, &q).await?;
-        let r: reply::UrlUpload = Self::parse(p, env.result)?;
+        let r: reply::UrlUpload = self.parse(p, env.result)?;
         Ok(r.filecode)
     }
 
@@ -518,7 +552,7 @@ impl Client {
         let mut out = Vec::with_capacity(codes.len());
         for batch in codes.chunks(FILE_INFO_BATCH) {
             let env = self.get(p, &[("file_code", batch.join(","))]).await?;
-            out.extend(Self::parse_list::<FileInfo>(p, env.result)?);
+            out.extend(self.parse_list::<FileInfo>(p, env.result)?);
         }
         Ok(out)
     }
@@ -581,7 +615,7 @@ impl Client {
             q.push(("page", n.max(1).to_string()));
         }
         let env = self.get(p, &q).await?;
-        Self::parse(p, env.result)
+        self.parse(p, env.result)
     }
 
     /// Every page of file/list for a query (per_page 1000), newest first.
@@ -606,7 +640,7 @@ impl Client {
     pub async fn direct_link(&self, code: &str) -> Result<DirectLinks, ApiError> {
         let p = &self.inner.paths.file_direct_link;
         let env = self.get(p, &[("file_code", code.to_string())]).await?;
-        Self::parse(p, env.result)
+        self.parse(p, env.result)
     }
 
     /// file/direct_link for one quality (`n`, `h`, `l`, `o`): a plain URL.
@@ -632,7 +666,7 @@ impl Client {
             q.push(("file_title", t.to_string()));
         }
         let env = self.get(p, &q).await?;
-        Self::parse(p, env.result)
+        self.parse(p, env.result)
     }
 
     /// A list call that some hosts serve under `/api/files/...`: on a 400
@@ -675,7 +709,7 @@ impl Client {
                 &[("last", hours.to_string())],
             )
             .await?;
-        Self::parse_list(&p, v)
+        self.parse_list(&p, v)
     }
 
     /// file/dmca: files with a DMCA deletion scheduled, reported in the last `hours`.
@@ -689,7 +723,7 @@ impl Client {
                 &[("last", hours.to_string())],
             )
             .await?;
-        Self::parse_list(&p, v)
+        self.parse_list(&p, v)
     }
 
     /// file/encodings, optionally for one file code.
@@ -699,7 +733,7 @@ impl Client {
             .map(|c| vec![("file_code", c.to_string())])
             .unwrap_or_default();
         let env = self.get(p, &q).await?;
-        Self::parse_list(p, env.result)
+        self.parse_list(p, env.result)
     }
 
     /// folder/list: subfolders of `fld_id` (0 = root), and its files if asked.
@@ -710,7 +744,7 @@ impl Client {
             q.push(("files", "1".to_string()));
         }
         let env = self.get(p, &q).await?;
-        Self::parse(p, env.result)
+        self.parse(p, env.result)
     }
 
     /// folder/create under `parent_id`; returns the new folder id.
@@ -729,7 +763,7 @@ impl Client {
             q.push(("descr", d.to_string()));
         }
         let env = self.get(p, &q).await?;
-        let r: reply::CreatedFolder = Self::parse(p, env.result)?;
+        let r: reply::CreatedFolder = self.parse(p, env.result)?;
         Ok(r.fld_id)
     }
 

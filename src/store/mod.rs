@@ -515,6 +515,25 @@ impl Store {
                 params![id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
+            let unknown: Option<i64> = tx.query_row(
+                "SELECT unknown_since FROM files WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            if unknown.is_some() {
+                // An attempt with a lost reply may have stored the old
+                // content; searching for it now could adopt the old version
+                // for the new one. The new content is uploaded; the note
+                // says a stray copy of the old one may exist.
+                history(
+                    tx,
+                    id,
+                    now,
+                    "unknown_attempt_dropped",
+                    None,
+                    Some("content changed after an upload whose reply was lost; the old version may be on the host"),
+                )?;
+            }
             let uploaded_before = code.is_some();
             if uploaded_before {
                 history(
@@ -531,6 +550,7 @@ impl Store {
                    state = CASE WHEN state IN ('dmca') THEN state ELSE 'waiting' END,
                    file_code = CASE WHEN state IN ('dmca') THEN file_code ELSE NULL END,
                    attempts = 0, last_error = NULL, next_attempt_at = NULL,
+                   unknown_since = CASE WHEN state IN ('dmca') THEN unknown_since ELSE NULL END,
                    stable_since = ?6, updated_at = ?6, playable = NULL, encoding = NULL
                  WHERE id = ?1",
                 params![
@@ -754,6 +774,68 @@ impl Store {
         })
     }
 
+    /// Same content at the same path, new inode or device (a copy to a new
+    /// disk): remember where it is now, nothing else.
+    pub fn update_stat(&self, id: i64, stat: Stat) -> Result<()> {
+        self.tx("recording a new inode", |tx| {
+            tx.execute(
+                "UPDATE files SET dev = ?2, ino = ?3 WHERE id = ?1",
+                params![id, stat.dev as i64, stat.ino as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A file marked `local_deleted` is back, unchanged. An uploaded one is
+    /// `uploaded` again and its place on the host is checked anew (it may
+    /// have been moved to the trash folder meanwhile).
+    pub fn reappeared(&self, id: i64, now: i64) -> Result<()> {
+        self.tx("recording a reappearance", |tx| {
+            tx.execute(
+                "UPDATE files SET
+                   state = CASE WHEN file_code IS NOT NULL THEN 'uploaded' ELSE 'waiting' END,
+                   placed_path = CASE WHEN file_code IS NOT NULL THEN '' ELSE placed_path END,
+                   stable_since = ?2, updated_at = ?2
+                 WHERE id = ?1",
+                params![id, now],
+            )?;
+            history(tx, id, now, "reappeared", None, None)
+        })
+    }
+
+    /// Uploaded files whose local path changed since they were placed.
+    pub fn misplaced(&self, root_id: i64) -> Result<Vec<FileRow>> {
+        self.query_files(
+            "listing moved files",
+            "WHERE f.root_id = ?1 AND f.state = 'uploaded' AND f.placed_path IS NOT NULL
+               AND f.placed_path != f.rel_path ORDER BY f.id",
+            &[&root_id],
+        )
+    }
+
+    /// Is any file of this root present locally (tracked, not deleted)?
+    pub fn has_present(&self, root_id: i64) -> Result<bool> {
+        self.conn()
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM files WHERE root_id = ?1 AND state != 'local_deleted')",
+                params![root_id],
+                |r| r.get(0),
+            )
+            .map_err(self.err("checking for files"))
+    }
+
+    /// Forget the remote folder of a directory and of everything below it.
+    pub fn forget_folder_tree(&self, root_id: i64, rel_dir: &str) -> Result<()> {
+        self.tx("forgetting a folder", |tx| {
+            tx.execute(
+                "DELETE FROM folders WHERE root_id = ?1
+                   AND (rel_dir = ?2 OR substr(rel_dir, 1, length(?2) + 1) = ?2 || '/')",
+                params![root_id, rel_dir],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Drop a row that never reached the host (a waiting file that vanished).
     pub fn forget(&self, id: i64) -> Result<()> {
         self.tx("forgetting a file", |tx| {
@@ -807,6 +889,18 @@ impl Store {
             .collect())
     }
 
+    /// Does this root have files still settling? (Cheap: the scanner asks
+    /// every tick.)
+    pub fn has_waiting(&self, root_id: i64) -> Result<bool> {
+        self.conn()
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM files WHERE root_id = ?1 AND state = 'waiting')",
+                params![root_id],
+                |r| r.get(0),
+            )
+            .map_err(self.err("checking for waiting files"))
+    }
+
     /// The earliest scheduled retry, if any.
     pub fn next_retry_at(&self) -> Result<Option<i64>> {
         self.conn()
@@ -829,62 +923,66 @@ impl Store {
         )
     }
 
-    /// The host no longer has the file. With `reupload`, the local file is
-    /// queued again as a new version (the old code stays in the history).
+    /// The host no longer has the file `code`. With `reupload`, the local
+    /// file is queued again as a new version (the old code stays in the
+    /// history). Applies only while the row still has that code (it may
+    /// have been uploaded anew meanwhile); returns whether it applied.
     pub fn mark_remote_deleted(
         &self,
         id: i64,
+        code: &str,
         by: &str,
         at: &str,
         reupload: bool,
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         self.tx("recording a remote deletion", |tx| {
-            let code: Option<String> =
-                tx.query_row("SELECT file_code FROM files WHERE id = ?1", params![id], |r| r.get(0))?;
-            history(tx, id, now, "remote_deleted", code.as_deref(), Some(&format!("deleted by {by} {at}")))?;
-            if reupload {
+            let n = if reupload {
                 tx.execute(
                     "UPDATE files SET state = 'queued', file_code = NULL, attempts = 0,
                        next_attempt_at = NULL, unknown_since = NULL, last_error = NULL,
                        playable = NULL, encoding = NULL, encoding_progress = NULL,
-                       deleted_by = ?2, remote_event_at = ?3, updated_at = ?4
-                     WHERE id = ?1",
-                    params![id, by, at, now],
-                )?;
-                history(tx, id, now, "queued", None, Some("upload again after remote deletion"))?;
+                       deleted_by = ?3, remote_event_at = ?4, updated_at = ?5
+                     WHERE id = ?1 AND file_code = ?2",
+                    params![id, code, by, at, now],
+                )?
             } else {
                 tx.execute(
-                    "UPDATE files SET state = 'remote_deleted', deleted_by = ?2, remote_event_at = ?3,
-                       updated_at = ?4 WHERE id = ?1",
-                    params![id, by, at, now],
-                )?;
+                    "UPDATE files SET state = 'remote_deleted', deleted_by = ?3, remote_event_at = ?4,
+                       updated_at = ?5 WHERE id = ?1 AND file_code = ?2",
+                    params![id, code, by, at, now],
+                )?
+            };
+            if n > 0 {
+                history(tx, id, now, "remote_deleted", Some(code), Some(&format!("deleted by {by} {at}")))?;
+                if reupload {
+                    history(tx, id, now, "queued", None, Some("upload again after remote deletion"))?;
+                }
             }
-            Ok(())
+            Ok(n > 0)
         })
     }
 
-    /// A DMCA deletion is scheduled for this file.
-    pub fn mark_dmca(&self, id: i64, del_time: &str, now: i64) -> Result<()> {
+    /// A DMCA deletion is scheduled for the file `code` (only while the row
+    /// still has that code); returns whether it applied.
+    pub fn mark_dmca(&self, id: i64, code: &str, del_time: &str, now: i64) -> Result<bool> {
         self.tx("recording a DMCA notice", |tx| {
-            tx.execute(
-                "UPDATE files SET state = 'dmca', remote_event_at = ?2, next_attempt_at = NULL,
-                   updated_at = ?3 WHERE id = ?1",
-                params![id, del_time, now],
+            let n = tx.execute(
+                "UPDATE files SET state = 'dmca', remote_event_at = ?3, next_attempt_at = NULL,
+                   updated_at = ?4 WHERE id = ?1 AND file_code = ?2",
+                params![id, code, del_time, now],
             )?;
-            let code: Option<String> = tx.query_row(
-                "SELECT file_code FROM files WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )?;
-            history(
-                tx,
-                id,
-                now,
-                "dmca",
-                code.as_deref(),
-                Some(&format!("deletion scheduled {del_time}")),
-            )
+            if n > 0 {
+                history(
+                    tx,
+                    id,
+                    now,
+                    "dmca",
+                    Some(code),
+                    Some(&format!("deletion scheduled {del_time}")),
+                )?;
+            }
+            Ok(n > 0)
         })
     }
 

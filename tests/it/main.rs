@@ -5,5 +5,6 @@ mod cli;
 mod client;
 mod common;
 mod reconcile;
+mod regress;
 mod service;
 mod sync;

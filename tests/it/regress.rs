@@ -1,0 +1,307 @@
+//! One test per bug found in review, named after the bug; each failed
+//! before its fix.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use vidsync::api::{Client, UploadParams};
+use vidsync::config::{ApiConfig, ApiKey};
+use vidsync::daemon;
+use vidsync::store::{State, Store};
+
+use crate::common;
+
+/// Reply body for a request line, and an optional pause between its bytes.
+type Handler = Arc<dyn Fn(u16, &str) -> (String, Option<Duration>) + Send + Sync>;
+
+// ---- a tiny raw HTTP server (one request per connection) ----
+async fn raw_server(handler: Handler) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 65536];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match sock.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let line = head.lines().next().unwrap_or("").to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    match sock.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                let (body, trickle) = handler(port, &line);
+                let out = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                if sock.write_all(out.as_bytes()).await.is_err() {
+                    return;
+                }
+                match trickle {
+                    None => {
+                        let _ = sock.write_all(body.as_bytes()).await;
+                    }
+                    Some(p) => {
+                        for b in body.as_bytes() {
+                            if sock.write_all(std::slice::from_ref(b)).await.is_err() {
+                                return;
+                            }
+                            let _ = sock.flush().await;
+                            tokio::time::sleep(p).await;
+                        }
+                    }
+                }
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+fn raw_client(port: u16, rpm: u32, read_timeout: Duration) -> Client {
+    Client::new(&ApiConfig {
+        url: url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+        key: ApiKey::new("k3yk3yk3yk3yk3y"),
+        requests_per_minute: rpm,
+        connect_timeout: Duration::from_secs(2),
+        read_timeout,
+        bandwidth_limit: None,
+        paths: Default::default(),
+    })
+    .unwrap()
+}
+
+const OK_UPLOAD: &str = r#"{"msg":"OK","status":200,"files":[{"filecode":"abcdefabcdef","filename":"a.mp4","status":"OK"}]}"#;
+
+fn server_reply(port: u16) -> String {
+    format!(r#"{{"msg":"OK","status":200,"result":"http://127.0.0.1:{port}/upload/01"}}"#)
+}
+
+/// R1: the upload reply body is read with no timeout at all.
+#[tokio::test]
+async fn upload_reply_body_that_stalls_is_bounded() {
+    let port = raw_server(Arc::new(|port, line| {
+        if line.starts_with("POST") {
+            // Headers at once, then one byte every 30 s.
+            (OK_UPLOAD.to_string(), Some(Duration::from_secs(30)))
+        } else {
+            (server_reply(port), None)
+        }
+    }))
+    .await;
+    let c = raw_client(port, 60_000, Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let p = common::write(dir.path(), "a.mp4", &common::content("a", 10_000));
+    let params = UploadParams {
+        title: "a".into(),
+        ..Default::default()
+    };
+    // The watchdog promises at most read_timeout * 5 (1.5 s) of silence.
+    let r = tokio::time::timeout(Duration::from_secs(10), c.upload_file(&p, &params, None)).await;
+    assert!(
+        r.is_ok(),
+        "upload_file still hanging after 10 s: the reply body has no timeout"
+    );
+}
+
+/// R2: time spent waiting for the pacer counts as "upload silence".
+#[tokio::test]
+async fn pacer_wait_is_not_a_stalled_upload() {
+    let port = raw_server(Arc::new(|port, line| {
+        if line.starts_with("POST") {
+            (OK_UPLOAD.to_string(), None)
+        } else {
+            (server_reply(port), None)
+        }
+    }))
+    .await;
+    // 10/min: burst 1, then one token per ~6.7 s. read_timeout 1 s.
+    let c = raw_client(port, 10, Duration::from_secs(1));
+    let dir = tempfile::tempdir().unwrap();
+    let p = common::write(dir.path(), "a.mp4", &common::content("a", 10_000));
+    let params = UploadParams {
+        title: "a".into(),
+        ..Default::default()
+    };
+    let r = c.upload_file(&p, &params, None).await;
+    assert!(r.is_ok(), "a healthy instant host, yet: {r:?}");
+}
+
+/// R3: a sync root that is an (unmounted, now empty) mount point: every
+/// uploaded file is marked local_deleted (and, with trash, moved to trash).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_mountpoint_is_not_a_mass_local_deletion() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        common::write(
+            root.path(),
+            &format!("v{i}.mp4"),
+            &common::content(&format!("v{i}"), 4000),
+        );
+    }
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    daemon::scan_once(cfg.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    let store = Store::open(&cfg.state.database).unwrap();
+    assert_eq!(store.list(Some(State::Uploaded)).unwrap().len(), 4);
+    // "Unmount": the directory stays, empty.
+    let hidden = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        std::fs::rename(
+            root.path().join(format!("v{i}.mp4")),
+            hidden.path().join(format!("v{i}.mp4")),
+        )
+        .unwrap();
+    }
+    let shared = daemon::Shared::new(cfg.clone()).unwrap();
+    // The files lived on a disk mounted there: record another device for
+    // the root than the one its (empty) mount point is on now.
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(root.path()).unwrap().dev();
+    let key = format!("root_dev:{}", shared.roots[0].id);
+    assert_eq!(
+        store.meta(&key).unwrap(),
+        Some(dev.to_string()),
+        "the root's device is recorded"
+    );
+    store.set_meta(&key, &(dev + 1).to_string()).unwrap();
+    vidsync::scan::scan_root(&shared, &shared.roots[0])
+        .await
+        .unwrap();
+    let deleted = store.list(Some(State::LocalDeleted)).unwrap().len();
+    assert_eq!(
+        deleted, 0,
+        "an empty root marked {deleted} of 4 files deleted"
+    );
+}
+
+/// R4: a DMCA'd file that disappears and reappears comes back as `uploaded`
+/// (and a changed copy is queued for upload again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dmca_survives_a_local_disappearance() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "d.mp4", &common::content("d", 4000));
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    daemon::scan_once(cfg.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    let store = Store::open(&cfg.state.database).unwrap();
+    let row = store.list(Some(State::Uploaded)).unwrap().remove(0);
+    store
+        .mark_dmca(
+            row.id,
+            row.file_code.as_deref().unwrap(),
+            "2030-01-01 00:00:00",
+            1,
+        )
+        .unwrap();
+    let shared = daemon::Shared::new(cfg.clone()).unwrap();
+    let hidden = tempfile::tempdir().unwrap();
+    std::fs::rename(root.path().join("d.mp4"), hidden.path().join("d.mp4")).unwrap();
+    vidsync::scan::scan_root(&shared, &shared.roots[0])
+        .await
+        .unwrap();
+    std::fs::rename(hidden.path().join("d.mp4"), root.path().join("d.mp4")).unwrap();
+    vidsync::scan::scan_root(&shared, &shared.roots[0])
+        .await
+        .unwrap();
+    let st = store.file(row.id).unwrap().unwrap().state;
+    assert_eq!(st, State::Dmca, "a DMCA'd file became {st}");
+}
+
+/// R5: a file renamed while it is being uploaded is uploaded twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_during_upload_does_not_upload_twice() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let text = common::config_toml(&host, state.path(), &[(root.path(), "Lib")], "").replace(
+        "read_timeout = \"5s\"",
+        "read_timeout = \"5s\"\nbandwidth_limit = 400000",
+    );
+    let (cfg, _) = common::config_from_text(&text, state.path());
+    common::write(root.path(), "show.mp4", &common::content("show", 2_000_000)); // ~5 s at 400 kB/s
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(daemon::run(cfg.clone(), stop.clone()));
+    let store = Store::open(&cfg.state.database).unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(10), || {
+            store
+                .list(Some(State::Uploading))
+                .map(|v| !v.is_empty())
+                .unwrap_or(false)
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // An *arr-style rename after import, mid-upload.
+    std::fs::rename(
+        root.path().join("show.mp4"),
+        root.path().join("Show (2020).mp4"),
+    )
+    .unwrap();
+    // Done when the one row is uploaded at the new path and retitled on the host.
+    let followed = common::wait_for(Duration::from_secs(30), || {
+        let rows = store.list(None).unwrap();
+        rows.len() == 1
+            && rows[0].rel_path == "Show (2020).mp4"
+            && rows[0].state == State::Uploaded
+            && host.files().iter().any(|f| f.title == "Show (2020)")
+    })
+    .await;
+    // A second copy, if the bug is back, would start right away: give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        followed,
+        "the rename was followed on the host: {:?}",
+        host.files()
+    );
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+    let live = host
+        .files()
+        .into_iter()
+        .filter(|f| f.deleted.is_none())
+        .count();
+    assert_eq!(
+        live,
+        1,
+        "one local file, {live} copies on the host; rows: {:#?}",
+        store
+            .list(None)
+            .unwrap()
+            .iter()
+            .map(|r| (&r.rel_path, r.state, &r.file_code))
+            .collect::<Vec<_>>()
+    );
+}
