@@ -519,12 +519,20 @@ async fn initial_key_check(shared: &Shared) -> Result<(), RunError> {
     }
 }
 
-/// The daemon, until `stop` is cancelled. Returns Ok on a clean stop.
-pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError> {
-    let _lock = lock_database(&config.state.database)?;
+/// What `run` and `scan` do first: take the database lock, open the store,
+/// requeue uploads a crash cut, check the key. The lock lives as long as
+/// the returned file.
+async fn prepare(config: Config) -> Result<(std::fs::File, Arc<Shared>), RunError> {
+    let lock = lock_database(&config.state.database)?;
     let shared = Arc::new(Shared::new(config)?);
     recover(&shared)?;
     initial_key_check(&shared).await?;
+    Ok((lock, shared))
+}
+
+/// The daemon, until `stop` is cancelled. Returns Ok on a clean stop.
+pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError> {
+    let (_lock, shared) = prepare(config).await?;
     let tasks = CancellationToken::new();
     let mut set = JoinSet::new();
     let poll_roots = Arc::new(Mutex::new(HashSet::new()));
@@ -578,10 +586,7 @@ pub struct ScanSummary {
 /// One full pass: scan, wait for files to settle, upload every complete
 /// file, then return (or return early when `stop` is cancelled).
 pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSummary, RunError> {
-    let _lock = lock_database(&config.state.database)?;
-    let shared = Arc::new(Shared::new(config)?);
-    recover(&shared)?;
-    initial_key_check(&shared).await?;
+    let (_lock, shared) = prepare(config).await?;
     let tasks = CancellationToken::new();
     let mut set = JoinSet::new();
     for n in 0..shared.config.upload.concurrency {

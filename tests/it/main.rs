@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod common;
+mod raw;
 mod reconcile;
 mod regress;
 mod service;

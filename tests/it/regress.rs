@@ -12,74 +12,19 @@ use vidsync::store::{State, Store};
 
 use crate::common;
 
-/// Reply body for a request line, and an optional pause between its bytes.
-type Handler = Arc<dyn Fn(u16, &str) -> (String, Option<Duration>) + Send + Sync>;
-
-// ---- a tiny raw HTTP server (one request per connection) ----
-async fn raw_server(handler: Handler) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 65536];
-                let head_end = loop {
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    match sock.read(&mut tmp).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                let line = head.lines().next().unwrap_or("").to_string();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse().ok())?
-                    })
-                    .unwrap_or(0);
-                while buf.len() < head_end + len {
-                    match sock.read(&mut tmp).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                    }
-                }
-                let (body, trickle) = handler(port, &line);
-                let out = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                if sock.write_all(out.as_bytes()).await.is_err() {
-                    return;
-                }
-                match trickle {
-                    None => {
-                        let _ = sock.write_all(body.as_bytes()).await;
-                    }
-                    Some(p) => {
-                        for b in body.as_bytes() {
-                            if sock.write_all(std::slice::from_ref(b)).await.is_err() {
-                                return;
-                            }
-                            let _ = sock.flush().await;
-                            tokio::time::sleep(p).await;
-                        }
-                    }
-                }
-                let _ = sock.shutdown().await;
-            });
+/// The raw loopback server of `crate::raw`, answering each request line
+/// with a JSON body, optionally trickled one byte per pause.
+async fn raw_server(
+    handler: impl Fn(u16, &str) -> (String, Option<Duration>) + Send + Sync + 'static,
+) -> u16 {
+    let (port, _) = crate::raw::raw_server(Arc::new(move |port, line| {
+        let (body, trickle) = handler(port, line);
+        crate::raw::RawReply {
+            trickle,
+            ..crate::raw::raw("200 OK", body)
         }
-    });
+    }))
+    .await;
     port
 }
 
@@ -102,17 +47,17 @@ fn server_reply(port: u16) -> String {
     format!(r#"{{"msg":"OK","status":200,"result":"http://127.0.0.1:{port}/upload/01"}}"#)
 }
 
-/// R1: the upload reply body is read with no timeout at all.
+/// The upload reply body was read with no timeout at all.
 #[tokio::test]
 async fn upload_reply_body_that_stalls_is_bounded() {
-    let port = raw_server(Arc::new(|port, line| {
+    let port = raw_server(|port, line| {
         if line.starts_with("POST") {
             // Headers at once, then one byte every 30 s.
             (OK_UPLOAD.to_string(), Some(Duration::from_secs(30)))
         } else {
             (server_reply(port), None)
         }
-    }))
+    })
     .await;
     let c = raw_client(port, 60_000, Duration::from_millis(300));
     let dir = tempfile::tempdir().unwrap();
@@ -129,16 +74,16 @@ async fn upload_reply_body_that_stalls_is_bounded() {
     );
 }
 
-/// R2: time spent waiting for the pacer counts as "upload silence".
+/// Time spent waiting for the pacer counted as "upload silence".
 #[tokio::test]
 async fn pacer_wait_is_not_a_stalled_upload() {
-    let port = raw_server(Arc::new(|port, line| {
+    let port = raw_server(|port, line| {
         if line.starts_with("POST") {
             (OK_UPLOAD.to_string(), None)
         } else {
             (server_reply(port), None)
         }
-    }))
+    })
     .await;
     // 10/min: burst 1, then one token per ~6.7 s. read_timeout 1 s.
     let c = raw_client(port, 10, Duration::from_secs(1));
@@ -152,7 +97,7 @@ async fn pacer_wait_is_not_a_stalled_upload() {
     assert!(r.is_ok(), "a healthy instant host, yet: {r:?}");
 }
 
-/// R3: a sync root that is an (unmounted, now empty) mount point: every
+/// A sync root that is an (unmounted, now empty) mount point: every
 /// uploaded file is marked local_deleted (and, with trash, moved to trash).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_mountpoint_is_not_a_mass_local_deletion() {
@@ -203,7 +148,7 @@ async fn empty_mountpoint_is_not_a_mass_local_deletion() {
     );
 }
 
-/// R4: a DMCA'd file that disappears and reappears comes back as `uploaded`
+/// A DMCA'd file that disappears and reappears comes back as `uploaded`
 /// (and a changed copy is queued for upload again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dmca_survives_a_local_disappearance() {
@@ -239,7 +184,7 @@ async fn dmca_survives_a_local_disappearance() {
     assert_eq!(st, State::Dmca, "a DMCA'd file became {st}");
 }
 
-/// R5: a file renamed while it is being uploaded is uploaded twice.
+/// A file renamed while it is being uploaded is uploaded twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rename_during_upload_does_not_upload_twice() {
     let host = common::host().await;
