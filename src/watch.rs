@@ -22,6 +22,72 @@ fn max_user_watches() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Filesystem types where inotify sees only local changes: files written by
+/// another machine (the usual case for a NAS share) send no events.
+const NETWORK_FS: &[&str] = &[
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "9p",
+    "afs",
+    "ceph",
+    "glusterfs",
+    "lustre",
+    "gpfs",
+    "beegfs",
+    "davfs",
+    "virtiofs",
+];
+
+/// Undo the octal escapes of /proc/self/mountinfo (`\040` for a space).
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The filesystem type of the mount holding `path`, from mountinfo text:
+/// the longest mount point that is a prefix of the path.
+pub fn fs_type_in(mountinfo: &str, path: &std::path::Path) -> Option<String> {
+    let mut best: Option<(usize, String)> = None;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(mount), Some(fstype)) = (fields.get(4), fields.get(sep + 1)) else {
+            continue;
+        };
+        let mount = unescape_mount(mount);
+        if path.starts_with(&mount) && best.as_ref().is_none_or(|(len, _)| mount.len() >= *len) {
+            best = Some((mount.len(), (*fstype).to_string()));
+        }
+    }
+    best.map(|(_, t)| t)
+}
+
+/// A network or FUSE filesystem under `path`, if it is on one.
+fn network_fs(path: &std::path::Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let t = fs_type_in(&info, path)?;
+    (NETWORK_FS.contains(&t.as_str()) || t.starts_with("fuse")).then_some(t)
+}
+
 /// Is this error the watch limit? notify reports ENOSPC (Linux error 28,
 /// "No space left on device") from inotify_add_watch as `MaxFilesWatch` or
 /// as that raw I/O error: it means "too many watches", not a full disk.
@@ -74,6 +140,21 @@ pub fn start(
         }
     };
     for root in &shared.roots {
+        if mode == WatchMode::Auto
+            && let Some(fs) = network_fs(&root.entry.local)
+        {
+            tracing::info!(
+                root = %root.entry.local.display(),
+                filesystem = %fs,
+                interval = ?shared.config.watch.poll_interval,
+                "sync folder is on a network filesystem: changes made on other machines send no inotify events; polling it"
+            );
+            poll_roots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(root.id);
+            continue;
+        }
         if let Err(e) = watcher.watch(&root.entry.local, RecursiveMode::Recursive) {
             if is_watch_limit(&e) {
                 tracing::warn!(
@@ -131,6 +212,30 @@ mod tests {
         let other = notify::Error::io(std::io::Error::from_raw_os_error(13));
         assert!(!is_watch_limit(&other));
         assert!(!is_watch_limit(&notify::Error::path_not_found()));
+    }
+
+    #[test]
+    fn the_filesystem_of_a_path_comes_from_the_longest_mount_point() {
+        let info = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:50 / /srv/nas rw,relatime shared:20 - nfs4 nas:/export rw,vers=4.2
+41 22 0:51 / /srv/my\\040share rw shared:21 - cifs //nas/share rw
+42 22 0:52 / /mnt/fuse rw - fuse.sshfs host:/ rw
+";
+        let cases = [
+            ("/home/x/Videos", Some("ext4")),
+            ("/srv/nas/Movies", Some("nfs4")),
+            ("/srv/nasty", Some("ext4")),
+            ("/srv/my share/a", Some("cifs")),
+            ("/mnt/fuse/x", Some("fuse.sshfs")),
+        ];
+        for (path, want) in cases {
+            assert_eq!(
+                fs_type_in(info, std::path::Path::new(path)).as_deref(),
+                want,
+                "{path}"
+            );
+        }
     }
 
     #[test]
