@@ -449,7 +449,13 @@ async fn progress_writer(shared: Arc<Shared>, stop: CancellationToken) {
 
 /// While the key is rejected, check it again now and then.
 async fn key_watch(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut t = tokio::time::interval(Duration::from_secs(60));
+    // As often as the first retry, within [1 s, 60 s]: one cheap call.
+    let every = shared
+        .config
+        .upload
+        .retry_min
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut t = tokio::time::interval(every);
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {

@@ -455,3 +455,43 @@ async fn poll_mode_finds_new_files_without_inotify() {
     assert!(ok, "{:?}", by_place(&host).keys().collect::<Vec<_>>());
     stop(token, h).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rejected_while_running_pauses_everything_and_resumes_when_it_works() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Key")], "");
+    let (token, h) = start(&cfg);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The account's key stops working (revoked on the host's side).
+    host.faults().always(
+        Fault::JsonError {
+            status: 403,
+            msg: "Wrong auth".into(),
+        },
+        Scope::Api,
+    );
+    common::write(root.path(), "k1.mp4", &common::content("k1", 3000));
+    common::write(root.path(), "k2.mp4", &common::content("k2", 3000));
+    let db = cfg.state.database.clone();
+    let paused = common::wait_for(Duration::from_secs(20), || {
+        Store::open(&db).unwrap().meta("key_ok").unwrap().as_deref() == Some("false")
+    })
+    .await;
+    assert!(paused, "the rejection is recorded for `status`");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(host.files().is_empty());
+    let before = host.uploads_started();
+    assert_eq!(before, 0, "no upload is sent while the key is refused");
+    let store = Store::open(&db).unwrap();
+    assert!(
+        store.list(None).unwrap().iter().all(|r| r.attempts == 0),
+        "a refused key is never counted against files"
+    );
+    host.faults().clear();
+    let resumed = common::wait_for(Duration::from_secs(20), || host.files().len() == 2).await;
+    assert!(resumed, "uploads resume once the key works again");
+    assert_eq!(store.meta("key_ok").unwrap().as_deref(), Some("true"));
+    stop(token, h).await;
+}
