@@ -10,7 +10,7 @@ pub mod redact;
 mod reply;
 
 pub use error::{ApiError, ErrorClass, classify_rejection};
-pub use pace::Pacer;
+pub use pace::{ByteLimiter, Pacer};
 pub use reply::{
     AccountInfo, Cloned, DeletedBy, DeletedFile, DirectLinks, DmcaEntry, Encoding, FileInfo,
     FileListPage, Folder, FolderListing, LinkVersion, ListedFile, StatsDay, StorageLeft,
@@ -113,7 +113,8 @@ struct Inner {
     key: ApiKey,
     paths: ApiPaths,
     pacer: Pacer,
-    bandwidth_limit: Option<u64>,
+    /// Shared by every upload of this client.
+    bandwidth: Option<Arc<ByteLimiter>>,
     read_timeout: Duration,
     /// Paths of the deleted/DMCA lists once a host has shown which it serves.
     learned_deleted: Mutex<Option<String>>,
@@ -168,7 +169,10 @@ impl Client {
                 key: cfg.key.clone(),
                 paths: cfg.paths.clone(),
                 pacer: Pacer::new(cfg.requests_per_minute),
-                bandwidth_limit: cfg.bandwidth_limit.filter(|b| *b > 0),
+                bandwidth: cfg
+                    .bandwidth_limit
+                    .filter(|b| *b > 0)
+                    .map(|b| Arc::new(ByteLimiter::new(b))),
                 read_timeout: cfg.read_timeout,
                 learned_deleted: Mutex::new(None),
                 learned_dmca: Mutex::new(None),
@@ -387,7 +391,7 @@ impl Client {
             .len();
         let filename = upload_filename(path);
 
-        let limit = self.inner.bandwidth_limit;
+        let limiter = self.inner.bandwidth.clone();
         let started = tokio::time::Instant::now();
         // Milliseconds since `started` of the last chunk handed to the body,
         // and whether the whole file was sent: the stall watchdog below
@@ -412,17 +416,18 @@ impl Client {
                 if sent_now >= len {
                     all_sent.store(true, Ordering::Relaxed);
                 }
+                let limiter = limiter.clone();
+                let n = chunk.as_ref().map_or(0, |c| c.len() as u64);
+                let last_progress = last_progress.clone();
                 async move {
+                    if let Some(l) = &limiter {
+                        l.acquire(n).await;
+                        // Our own throttle is not the host's silence.
+                        last_progress
+                            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    }
                     if let Some(p) = &progress {
                         p(sent_now);
-                    }
-                    if let Some(limit) = limit {
-                        // Sleep until the average rate is back under the limit.
-                        let due = Duration::from_secs_f64(sent_now as f64 / limit as f64);
-                        let elapsed = started.elapsed();
-                        if due > elapsed {
-                            tokio::time::sleep(due - elapsed).await;
-                        }
                     }
                     chunk
                 }

@@ -98,3 +98,62 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }
+
+/// Upload bandwidth limit shared by every upload in flight: each chunk
+/// reserves its share of time on one virtual wire, so the total rate stays
+/// under the limit however many uploads run at once.
+#[derive(Debug)]
+pub struct ByteLimiter {
+    bytes_per_sec: u64,
+    next_free: std::sync::Mutex<Instant>,
+}
+
+impl ByteLimiter {
+    pub fn new(bytes_per_sec: u64) -> ByteLimiter {
+        ByteLimiter {
+            bytes_per_sec: bytes_per_sec.max(1),
+            next_free: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Wait until `n` more bytes may be sent: the chunk's slot on the
+    /// virtual wire ends then. Idle time is not saved up, so there is no
+    /// burst after a pause.
+    pub async fn acquire(&self, n: u64) {
+        let cost = Duration::from_secs_f64(n as f64 / self.bytes_per_sec as f64);
+        let end = {
+            let mut next = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+            let start = (*next).max(Instant::now());
+            *next = start + cost;
+            *next
+        };
+        tokio::time::sleep_until(end).await;
+    }
+}
+
+#[cfg(test)]
+mod byte_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn two_uploads_share_one_limit() {
+        let l = std::sync::Arc::new(ByteLimiter::new(1_000_000));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..2 {
+            let l = l.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..10 {
+                    l.acquire(100_000).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // 2 MB at 1 MB/s, shared: 2 s of virtual wire, not 1.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(2000), "{took:?}");
+        assert!(took < Duration::from_millis(2100), "{took:?}");
+    }
+}
