@@ -182,7 +182,16 @@ impl Shared {
         if self.key_ok.swap(false, Ordering::SeqCst) {
             tracing::error!(error = %msg, "THE HOST REJECTED THE API KEY: all uploads are paused until it works again (check api.key)");
             let _ = self.store.set_meta("key_ok", "false");
-            let _ = self.store.set_meta("last_error", msg);
+            self.record_error(msg);
+        }
+    }
+
+    /// Remember the latest error for `status` (with its time, so an old
+    /// one is seen as old).
+    pub fn record_error(&self, msg: &str) {
+        let v = serde_json::json!({"at": now_ms(), "error": msg});
+        if let Err(e) = self.store.set_meta("last_error", &v.to_string()) {
+            tracing::debug!(error = %e, "cannot record the last error");
         }
     }
 
@@ -525,6 +534,19 @@ async fn initial_key_check(shared: &Shared) -> Result<(), RunError> {
     }
 }
 
+/// Uploads cut by a stop go back to the queue, still marked as "may be on
+/// the host" (`unknown_since`): `list` shows no phantom upload, and the next
+/// start searches before sending them again.
+fn requeue_cut_uploads(shared: &Shared) -> Result<(), StoreError> {
+    let now = now_ms();
+    for row in shared.store.in_states(&[State::Uploading])? {
+        shared
+            .store
+            .retry_later(row.id, "interrupted by a stop", now, false, false, now)?;
+    }
+    shared.store.clear_all_progress()
+}
+
 /// What `run` and `scan` do first: take the database lock, open the store,
 /// requeue uploads a crash cut, check the key. The lock lives as long as
 /// the returned file.
@@ -569,16 +591,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
     })
     .await;
     set.abort_all();
-    // Uploads cut by the stop go back to the queue, still marked as "may be
-    // on the host" (`unknown_since`): `list` shows no phantom upload, and the
-    // next start searches before sending them again.
-    let now = now_ms();
-    for row in shared.store.in_states(&[State::Uploading])? {
-        shared
-            .store
-            .retry_later(row.id, "interrupted by a stop", now, false, false, now)?;
-    }
-    let _ = shared.store.clear_all_progress();
+    requeue_cut_uploads(&shared)?;
     Ok(())
 }
 
@@ -587,6 +600,8 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
 pub struct ScanSummary {
     pub counts: Vec<(State, u64)>,
     pub failed: Vec<(PathBuf, String)>,
+    /// Stopped by a signal before every complete file was done.
+    pub interrupted: bool,
 }
 
 /// One full pass: scan, wait for files to settle, upload every complete
@@ -621,8 +636,9 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
     }
     tasks.cancel();
     while set.join_next().await.is_some() {}
-    let _ = shared.store.clear_all_progress();
-    if !stop.is_cancelled() {
+    requeue_cut_uploads(&shared)?;
+    let interrupted = stop.is_cancelled();
+    if !interrupted {
         match crate::reconcile::pass(&shared, false, false).await {
             Ok(r) => tracing::info!("reconcile: {}", r.summary()),
             Err(e) => tracing::warn!(error = %e, "reconcile failed"),
@@ -637,6 +653,7 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
     Ok(ScanSummary {
         counts: shared.store.counts()?,
         failed,
+        interrupted,
     })
 }
 

@@ -173,12 +173,17 @@ fn apply(shared: &Shared, plan: &Plan, hours: u64, audited: bool) -> Result<Repo
     let store = &shared.store;
     for c in &plan.changes {
         match c {
-            Change::Seen { id, canplay, .. } => {
-                // Refresh playability; title and folder on the host are the
-                // user's to change, so they are not written back.
-                if *canplay {
-                    store.set_encoding(*id, true, None, None, now)?;
-                }
+            Change::Seen {
+                id,
+                code,
+                canplay,
+                title,
+                fld_id,
+            } => {
+                // The record follows the host: a title or folder changed by
+                // hand there is what the file is now (and is not changed
+                // back: only a local move or rename moves a file).
+                store.refresh_remote(*id, code, title, *fld_id, *canplay, now)?;
             }
             _ if plan.blocked => {}
             Change::Deleted {
@@ -294,6 +299,7 @@ pub async fn task(shared: std::sync::Arc<Shared>, stop: tokio_util::sync::Cancel
                         let delay = crate::engine::backoff(failures, shared.config.upload.retry_min, interval, rand::random::<f64>());
                         tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed; will retry");
                         note_account_wide(&shared, &e, delay);
+                        shared.record_error(&e.to_string());
                         let _ = shared.store.set_meta(META_LAST, &json!({"at": now_ms(), "ok": false, "result": e.to_string()}).to_string());
                         next_pass = tokio::time::Instant::now() + delay;
                     }

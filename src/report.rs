@@ -98,13 +98,16 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         .iter()
         .find(|(s, _)| *s == State::Queued)
         .map_or(0, |(_, n)| *n);
-    let last_error = store.meta("last_error")?.or_else(|| {
-        store
-            .list(Some(State::Failed))
-            .ok()
-            .and_then(|r| r.into_iter().max_by_key(|f| f.updated_at))
-            .and_then(|f| f.last_error)
-    });
+    // `last_error` meta is {"at", "error"} (older databases: plain text).
+    let (last_error, last_error_at) = match store.meta("last_error")? {
+        Some(raw) => match serde_json::from_str::<Value>(&raw) {
+            Ok(v) if v.get("error").is_some() => {
+                (v["error"].as_str().map(str::to_string), v["at"].as_i64())
+            }
+            _ => (Some(raw), None),
+        },
+        None => (None, None),
+    };
     let encoding: Vec<Value> = store
         .encoding_pending()?
         .iter()
@@ -131,6 +134,7 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         "next_retry_in_ms": store.next_retry_at()?.map(|t| (t - now).max(0)),
         "last_reconcile": last_reconcile,
         "last_error": last_error,
+        "last_error_at": last_error_at,
         "key_ok": store.meta("key_ok")?.map(|v| v == "true"),
         "storage_left": store.meta("storage_left")?,
     }))
@@ -210,7 +214,14 @@ pub fn status(config: &Config, as_json: bool) -> ExitCode {
             lr["result"].as_str().unwrap_or("?")
         );
     }
-    println!("last error: {}", show("last_error"));
+    match v["last_error_at"].as_i64() {
+        Some(at) => println!(
+            "last error: {} s ago: {}",
+            (now_ms() - at) / 1000,
+            show("last_error")
+        ),
+        None => println!("last error: {}", show("last_error")),
+    }
     ExitCode::SUCCESS
 }
 

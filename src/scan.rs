@@ -446,6 +446,10 @@ async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), Store
     let trash_id = match shared.store.meta(&key)?.and_then(|v| v.parse::<u64>().ok()) {
         Some(id) => id,
         None => {
+            let gate = format!("trash_folder:{}", root.id);
+            if !shared.retry_allowed(&gate) {
+                return Ok(());
+            }
             let mut id = 0;
             for name in trash {
                 match crate::folders::find_or_create(
@@ -459,6 +463,7 @@ async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), Store
                     Ok(next) => id = next,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot resolve the trash folder; will retry");
+                        shared.retry_failed(&gate);
                         return Ok(());
                     }
                 }
@@ -491,6 +496,7 @@ async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), Store
                     .set_remote_place(row.id, trash_id, &title, now_ms())?;
             }
             Err(e) => {
+                shared.retry_failed(&gate);
                 tracing::warn!(path = %row.rel_path, error = %e, "cannot move to the trash folder; will retry")
             }
         }

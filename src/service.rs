@@ -52,7 +52,9 @@ fn install_signals(stop: CancellationToken, hup: Option<tokio::sync::mpsc::Unbou
                     },
                     SIGINT if stop.is_cancelled() => {
                         eprintln!("vidsync: second interrupt, exiting now");
-                        std::process::exit(130);
+                        // 1 = "otherwise" in the documented exit codes; what
+                        // was in flight resumes (after a search) next time.
+                        std::process::exit(1);
                     }
                     _ => {
                         tracing::info!(signal = sig, "stop requested");
@@ -233,6 +235,10 @@ pub async fn run_scan(config: Config) -> ExitCode {
             );
             for (path, err) in &summary.failed {
                 println!("failed: {}: {err}", path.display());
+            }
+            if summary.interrupted {
+                println!("scan interrupted; the rest resumes with the next run or scan");
+                return ExitCode::from(1);
             }
             if summary.failed.is_empty() {
                 ExitCode::SUCCESS

@@ -275,6 +275,9 @@ fn after_error(
     } else {
         0
     };
+    if class != ErrorClass::KeyRejected {
+        shared.record_error(&format!("{}: {msg}", row.path().display()));
+    }
     let decision = engine::after_error(
         class,
         row.attempts,

@@ -38,6 +38,7 @@ pub enum Change {
     /// The audit saw the file alive: refresh what the host says of it.
     Seen {
         id: i64,
+        code: String,
         canplay: bool,
         title: String,
         fld_id: Option<u64>,
@@ -124,6 +125,7 @@ pub fn plan(
                 }
                 _ => out.changes.push(Change::Seen {
                     id: k.id,
+                    code: k.code.clone(),
                     canplay: info.canplay,
                     title: info.file_title.clone(),
                     fld_id: info.file_fld_id,

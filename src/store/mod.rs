@@ -986,6 +986,33 @@ impl Store {
         })
     }
 
+    /// What the audit read on the host for the file `code`: its title,
+    /// folder and playability (only while the row still has that code).
+    pub fn refresh_remote(
+        &self,
+        id: i64,
+        code: &str,
+        title: &str,
+        fld_id: Option<u64>,
+        canplay: bool,
+        now: i64,
+    ) -> Result<()> {
+        self.tx("refreshing from the host", |tx| {
+            let changed = tx.execute(
+                "UPDATE files SET title = ?3, fld_id = COALESCE(?4, fld_id), playable = ?5,
+                   encoding = CASE WHEN ?5 THEN NULL ELSE encoding END, updated_at = ?6
+                 WHERE id = ?1 AND file_code = ?2
+                   AND (COALESCE(title, '') != ?3 OR COALESCE(fld_id, -1) != COALESCE(?4, fld_id, -1)
+                        OR COALESCE(playable, 0) != ?5)",
+                params![id, code, title, fld_id.map(|f| f as i64), canplay, now],
+            )?;
+            if changed > 0 {
+                history(tx, id, now, "refreshed", Some(code), Some(&format!("host: title {title:?}, folder {fld_id:?}, playable {canplay}")))?;
+            }
+            Ok(())
+        })
+    }
+
     /// What the host says of an uploaded file's encoding.
     pub fn set_encoding(
         &self,

@@ -250,6 +250,26 @@ async fn sighup_adds_a_sync_entry_and_a_broken_config_keeps_the_old_one() {
         host.files()
     );
     assert!(child.try_wait().unwrap().is_none(), "still running");
+
+    // An entry removed on SIGHUP stops; the other goes on.
+    common::config(&host, state.path(), &[(b.path(), "BB")], "");
+    signal(pid, "HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::write(a.path(), "a3.mp4", &common::content("a3", 1000));
+    common::write(b.path(), "b3.mp4", &common::content("b3", 1000));
+    assert!(
+        common::wait_for(Duration::from_secs(20), || host
+            .files()
+            .iter()
+            .any(|f| f.title == "b3"))
+        .await,
+        "the remaining entry syncs"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !host.files().iter().any(|f| f.title == "a3"),
+        "the removed entry is not synced"
+    );
     signal(pid, "TERM");
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
@@ -257,7 +277,7 @@ async fn sighup_adds_a_sync_entry_and_a_broken_config_keeps_the_old_one() {
     assert_eq!(status.code(), Some(0));
     assert_eq!(
         host.files().len(),
-        4,
+        5,
         "nothing uploaded twice across reloads"
     );
 }
@@ -344,4 +364,116 @@ async fn json_logs_are_one_object_per_line_and_never_carry_the_key() {
         "the key is in the logs: {stderr}"
     );
     assert_eq!(host.files().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_status_and_retry_from_the_command_line() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "ok.mp4", &common::content("ok", 2000));
+    common::write(root.path(), "sub/refused.mp4", &common::content("no", 2000));
+    let (_, path) = common::config(&host, state.path(), &[(root.path(), "Cli")], "");
+    host.faults()
+        .times(Fault::unallowed_extension(), Scope::Upload, 1);
+    let run = |args: &'static [&'static str]| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            bin()
+                .arg("--config")
+                .arg(&path)
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(&["scan"]).await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed file makes scan exit non-zero"
+    );
+
+    let out = run(&["list", "--json"]).await.unwrap();
+    assert!(out.status.success());
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), 2);
+    let canon = std::fs::canonicalize(root.path()).unwrap();
+    for e in &list {
+        for key in [
+            "path",
+            "sync",
+            "state",
+            "file_code",
+            "fld_id",
+            "size",
+            "attempts",
+            "error",
+        ] {
+            assert!(e.get(key).is_some(), "{key} in {e}");
+        }
+        assert_eq!(e["sync"], canon.to_string_lossy().as_ref());
+        assert_eq!(e["size"], 2000);
+        match e["state"].as_str().unwrap() {
+            "uploaded" => {
+                let f = host
+                    .file(e["file_code"].as_str().unwrap())
+                    .expect("code on the host");
+                assert_eq!(Some(f.fld_id), e["fld_id"].as_u64());
+            }
+            "failed" => {
+                assert!(
+                    e["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("unallowed video extension")
+                );
+                assert!(e["file_code"].is_null());
+            }
+            other => panic!("unexpected state {other}"),
+        }
+    }
+    let out = run(&["list", "--json", "--state", "failed"]).await.unwrap();
+    let failed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failed.len(), 1);
+    let out = run(&["list", "--state", "nonsense"]).await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected one of"));
+
+    let out = run(&["status", "--json"]).await.unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["counts"]["uploaded"], 1);
+    assert_eq!(st["counts"]["failed"], 1);
+    assert_eq!(st["key_ok"], true);
+    assert_eq!(st["storage_left"], "unlimited");
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("unallowed video extension"),
+        "{st}"
+    );
+    let out = run(&["status"]).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("failed          1"), "{text}");
+
+    let failed_path = failed[0]["path"].as_str().unwrap().to_string();
+    let out = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || {
+            bin()
+                .arg("--config")
+                .arg(&path)
+                .arg("retry")
+                .arg(&failed_path)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 file queued again"));
+    let out = run(&["scan"]).await.unwrap();
+    assert!(out.status.success());
+    assert_eq!(host.files().len(), 2);
 }

@@ -332,3 +332,44 @@ async fn local_deletion_keeps_the_remote_file_or_moves_it_to_trash() {
     let parent = folders.iter().find(|f| f.fld_id == tf.parent).unwrap();
     assert_eq!((parent.name.as_str(), parent.parent), ("Trash", 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_refreshes_title_and_folder_changed_on_the_host_without_fighting_them() {
+    let host = common::host().await;
+    let a = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(a.path(), "sub/v.mp4", &common::content("v", 1000));
+    let (cfg, _) = common::config(&host, state.path(), &[(a.path(), "AA")], "");
+    scan(&cfg).await;
+    let db = cfg.state.database.clone();
+    let code = row(&rows(&db), "sub/v.mp4").file_code.clone().unwrap();
+    // The user retitles and moves the file by hand on the host.
+    let elsewhere = host.create_folder(0, "Elsewhere");
+    let client = vidsync::api::Client::new(&common::api_config(&host)).unwrap();
+    client
+        .file_edit(
+            std::slice::from_ref(&code),
+            &vidsync::api::FileEdit {
+                title: Some("My (better) title".into()),
+                fld_id: Some(elsewhere),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let report = daemon::reconcile_once(cfg.clone(), false).await.unwrap();
+    assert!(report.audited);
+    let r = rows(&db);
+    let v = row(&r, "sub/v.mp4");
+    assert_eq!(v.title.as_deref(), Some("My (better) title"));
+    assert_eq!(v.fld_id, Some(elsewhere));
+    assert_eq!(v.state, State::Uploaded);
+    // A later pass leaves the user's choice alone.
+    scan(&cfg).await;
+    let f = host.file(&code).unwrap();
+    assert_eq!(
+        (f.title.as_str(), f.fld_id),
+        ("My (better) title", elsewhere)
+    );
+    assert_eq!(host.files().len(), 1);
+}

@@ -495,3 +495,34 @@ async fn a_key_rejected_while_running_pauses_everything_and_resumes_when_it_work
     assert_eq!(store.meta("key_ok").unwrap().as_deref(), Some("true"));
     stop(token, h).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_after_upload_is_uploaded_again_as_a_new_version() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Ver")], "");
+    let p = common::write(root.path(), "v.mp4", &common::content("one", 3000));
+    scan(&cfg).await;
+    let store = Store::open(&cfg.state.database).unwrap();
+    let first = store.list(None).unwrap().remove(0);
+    let old_code = first.file_code.clone().unwrap();
+    // New content (a re-encode): different size and mtime.
+    std::fs::write(&p, common::content("two", 4000)).unwrap();
+    scan(&cfg).await;
+    let now = store.file(first.id).unwrap().unwrap();
+    let new_code = now.file_code.clone().unwrap();
+    assert_ne!(new_code, old_code);
+    assert_eq!(now.state, State::Uploaded);
+    assert_eq!(
+        host.file_bytes(&new_code).unwrap(),
+        common::content("two", 4000)
+    );
+    let hist = store.history(first.id).unwrap();
+    assert!(
+        hist.iter()
+            .any(|h| h.event == "replaced" && h.file_code.as_deref() == Some(old_code.as_str())),
+        "the history keeps the old code: {hist:?}"
+    );
+    assert_eq!(host.files().len(), 2, "the old version stays on the host");
+}
