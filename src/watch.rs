@@ -119,10 +119,29 @@ pub fn start(
         return None;
     }
     let weak = Arc::downgrade(shared);
+    let polled = poll_roots.clone();
     let handler = move |res: notify::Result<notify::Event>| {
         let Some(shared) = weak.upgrade() else { return };
         match res {
             Ok(ev) => handle(&shared, &ev),
+            // A directory created later could not be watched: the limit was
+            // reached while running. Its root is polled from now on.
+            Err(e) if is_watch_limit(&e) => {
+                let mut p = polled.lock().unwrap_or_else(|e| e.into_inner());
+                for root in &shared.roots {
+                    let hit = e.paths.is_empty()
+                        || e.paths.iter().any(|x| x.starts_with(&root.entry.local));
+                    if hit && p.insert(root.id) {
+                        tracing::warn!(
+                            root = %root.entry.local.display(),
+                            "too many inotify watches: raise the sysctl fs.inotify.max_user_watches (now {}); polling this folder instead",
+                            max_user_watches()
+                        );
+                    }
+                }
+                drop(p);
+                shared.request_rescan_all();
+            }
             Err(e) => {
                 // Typically a queue overflow: rescan everything.
                 tracing::warn!(error = %e, "watch error; rescanning");
