@@ -298,10 +298,7 @@ pub async fn check(config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) if e.class() == ErrorClass::KeyRejected => {
-            eprintln!(
-                "vidsync: the host rejected the API key (from {}): {e}",
-                config.key_source
-            );
+            eprintln!("vidsync: {e}; the key came from {}", config.key_source);
             ExitCode::from(3)
         }
         Err(e) => {
