@@ -83,6 +83,10 @@ pub struct Shared {
     writers: Mutex<HashMap<PathBuf, (std::time::Instant, bool)>>,
     /// Roots that need a scan soon (events, errors).
     dirty: Mutex<HashSet<i64>>,
+    /// Files inotify saw written, per root: a targeted pass re-stats just
+    /// these (a download in progress must not cost a walk of the library
+    /// on every tick).
+    touched: Mutex<HashMap<i64, HashSet<PathBuf>>>,
     pub dirty_notify: Notify,
     /// Remote fix-ups (folder renames, file moves, trash moves) that failed:
     /// failures in a row and the earliest next try, so a host that keeps
@@ -132,6 +136,7 @@ impl Shared {
             account_streak: AtomicU32::new(0),
             writers: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
+            touched: Mutex::new(HashMap::new()),
             dirty_notify: Notify::new(),
             inflight: Mutex::new(HashMap::new()),
             fix_gates: Mutex::new(HashMap::new()),
@@ -300,6 +305,19 @@ impl Shared {
         std::mem::take(&mut *lock(&self.dirty))
     }
 
+    /// A file of this root was written: a targeted pass will stat it.
+    pub fn touch(&self, root_id: i64, path: &Path) {
+        lock(&self.touched)
+            .entry(root_id)
+            .or_default()
+            .insert(path.to_path_buf());
+        self.dirty_notify.notify_one();
+    }
+
+    fn take_touched(&self) -> HashMap<i64, HashSet<PathBuf>> {
+        std::mem::take(&mut *lock(&self.touched))
+    }
+
     // ---- progress ----
 
     pub fn start_progress(&self, id: i64, total: u64, sent: Arc<AtomicU64>) {
@@ -406,17 +424,31 @@ async fn scanner(
         // The main loop, ticking every <= 2 s: its heartbeat feeds the
         // systemd watchdog (see `progress_writer`).
         shared.beat();
-        let mut todo = shared.take_dirty();
-        for r in &shared.roots {
-            if shared.has_waiting(r.id) {
-                todo.insert(r.id);
-            }
-        }
-        for root in shared.roots.iter().filter(|r| todo.contains(&r.id)) {
+        // Full walks for roots whose tree changed (or on a timer); targeted
+        // passes for files written and files settling.
+        let full = shared.take_dirty();
+        let mut touched = shared.take_touched();
+        for root in &shared.roots {
             if stop.is_cancelled() {
                 return;
             }
-            if let Err(e) = crate::scan::scan_root(&shared, root).await {
+            let result = if full.contains(&root.id) {
+                crate::scan::scan_root(&shared, root).await.map(|_| ())
+            } else {
+                let mut paths = touched.remove(&root.id).unwrap_or_default();
+                if shared.has_waiting(root.id) {
+                    match shared.store.waiting_in_root(root.id) {
+                        Ok(rows) => paths.extend(rows.iter().map(|r| r.path())),
+                        Err(e) => tracing::error!(error = %e, "cannot read settling files"),
+                    }
+                }
+                if paths.is_empty() {
+                    Ok(())
+                } else {
+                    crate::scan::scan_paths(&shared, root, &paths).map(|_| ())
+                }
+            };
+            if let Err(e) = result {
                 tracing::error!(root = %root.entry.local.display(), error = %e, "scan failed");
             }
         }

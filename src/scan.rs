@@ -135,6 +135,7 @@ pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, Store
     for (p, e) in &walked.errors {
         tracing::warn!(path = %p.display(), error = %e, "cannot read");
     }
+    tracing::debug!(root = %root.entry.local.display(), files = walked.files.len(), "full scan");
     if !root.entry.local.is_dir() {
         // The whole root is gone (unmounted disk): do not mark every file
         // deleted; wait for it to come back.
@@ -186,7 +187,6 @@ pub fn apply(
 ) -> Result<ScanReport, StoreError> {
     let store = &shared.store;
     let now = now_ms();
-    let settle = shared.config.watch.settle;
     let mut report = ScanReport::default();
     let rows = store.files_in_root(root.id)?;
     let mut by_path: HashMap<&str, &FileRow> =
@@ -198,39 +198,7 @@ pub fn apply(
             fresh.push(obs);
             continue;
         };
-        // Content changes show in size or mtime. A new inode alone (a copy
-        // to a new disk, a restore from backup with times kept) is the same
-        // video: record it, upload nothing.
-        let changed = row.stat.size != obs.stat.size || row.stat.mtime_ns != obs.stat.mtime_ns;
-        let relocated = row.stat.ino != obs.stat.ino || row.stat.dev != obs.stat.dev;
-        match row.state {
-            // The uploader owns an uploading row; it re-checks the file itself.
-            State::Uploading => continue,
-            // A DMCA'd file is never uploaded again automatically.
-            State::Dmca => {}
-            State::LocalDeleted if !changed => {
-                store.reappeared(row.id, now)?;
-            }
-            _ if changed => {
-                store.file_changed(row.id, obs.stat, now)?;
-                report.changed += 1;
-                report.waiting += 1;
-                continue;
-            }
-            State::Waiting => {
-                let open = shared.is_open_for_write(&root.entry.local.join(&row.rel_path));
-                if engine::is_complete(row.stable_since, now, settle, open) {
-                    store.queue(row.id, now)?;
-                    report.queued += 1;
-                } else {
-                    report.waiting += 1;
-                }
-            }
-            _ => {}
-        }
-        if relocated && !changed {
-            store.update_stat(row.id, obs.stat)?;
-        }
+        apply_existing(shared, root, row, obs, now, &mut report)?;
     }
 
     let hidden = |rel: &str| {
@@ -288,6 +256,122 @@ pub fn apply(
                 report.deleted += 1;
             }
         }
+    }
+    Ok(report)
+}
+
+/// A tracked file seen on disk at its recorded path: note a change, queue
+/// it once settled, bring back a file that had vanished.
+fn apply_existing(
+    shared: &Shared,
+    root: &Root,
+    row: &FileRow,
+    obs: &Observed,
+    now: i64,
+    report: &mut ScanReport,
+) -> Result<(), StoreError> {
+    let store = &shared.store;
+    let settle = shared.config.watch.settle;
+    // Content changes show in size or mtime. A new inode alone (a copy
+    // to a new disk, a restore from backup with times kept) is the same
+    // video: record it, upload nothing.
+    let changed = row.stat.size != obs.stat.size || row.stat.mtime_ns != obs.stat.mtime_ns;
+    let relocated = row.stat.ino != obs.stat.ino || row.stat.dev != obs.stat.dev;
+    match row.state {
+        // The uploader owns an uploading row; it re-checks the file itself.
+        State::Uploading => return Ok(()),
+        // A DMCA'd file is never uploaded again automatically.
+        State::Dmca => {}
+        State::LocalDeleted if !changed => {
+            store.reappeared(row.id, now)?;
+        }
+        _ if changed => {
+            store.file_changed(row.id, obs.stat, now)?;
+            report.changed += 1;
+            report.waiting += 1;
+            return Ok(());
+        }
+        State::Waiting => {
+            let open = shared.is_open_for_write(&root.entry.local.join(&row.rel_path));
+            if engine::is_complete(row.stable_since, now, settle, open) {
+                store.queue(row.id, now)?;
+                report.queued += 1;
+            } else {
+                report.waiting += 1;
+            }
+        }
+        _ => {}
+    }
+    if relocated && !changed {
+        store.update_stat(row.id, obs.stat)?;
+    }
+    Ok(())
+}
+
+/// A targeted pass over some files of a root (those inotify saw written,
+/// and those settling): stat just them, no walk. Anything that needs the
+/// whole picture (a file gone: deleted or moved?) asks for a full scan.
+pub fn scan_paths(
+    shared: &Shared,
+    root: &Root,
+    paths: &std::collections::HashSet<PathBuf>,
+) -> Result<ScanReport, StoreError> {
+    let now = now_ms();
+    let mut report = ScanReport::default();
+    for p in paths {
+        let Some(rel) = p
+            .strip_prefix(&root.entry.local)
+            .ok()
+            .and_then(|r| r.to_str())
+            .filter(|r| !r.is_empty())
+        else {
+            continue;
+        };
+        let mut dirs = rel
+            .rsplit_once('/')
+            .map(|(d, _)| d)
+            .unwrap_or("")
+            .to_string();
+        let mut wanted = root.filter.wants_file(rel);
+        while wanted && !dirs.is_empty() {
+            wanted = root.filter.wants_dir(&dirs);
+            dirs = dirs
+                .rsplit_once('/')
+                .map(|(d, _)| d.to_string())
+                .unwrap_or_default();
+        }
+        if !wanted {
+            continue;
+        }
+        let md = match p.symlink_metadata() {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                shared.request_rescan(root.id);
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(path = %p.display(), error = %e, "cannot stat");
+                continue;
+            }
+        };
+        if !md.file_type().is_file() {
+            continue;
+        }
+        let obs = Observed {
+            rel_path: rel.to_string(),
+            stat: stat_of(&md),
+        };
+        match shared.store.file_by_path(root.id, rel)? {
+            Some(row) => apply_existing(shared, root, &row, &obs, now, &mut report)?,
+            None => {
+                shared.store.insert_file(root.id, rel, obs.stat, now)?;
+                report.new += 1;
+                report.waiting += 1;
+            }
+        }
+    }
+    if report.queued > 0 {
+        shared.wake.notify_waiters();
     }
     Ok(report)
 }

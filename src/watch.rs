@@ -201,18 +201,33 @@ fn handle(shared: &Shared, ev: &notify::Event) {
         return;
     }
     for path in &ev.paths {
+        let Some(root) = shared.root_of(path) else {
+            continue;
+        };
+        // Content events concern one file: a targeted pass. Everything
+        // else (a new or renamed directory, a rename, a deletion) changes
+        // the tree: a full walk of the root, which can match moves.
         match ev.kind {
-            EventKind::Create(CreateKind::File) => shared.mark_writing(path, false),
-            EventKind::Modify(ModifyKind::Data(_)) => shared.mark_writing(path, true),
-            EventKind::Access(AccessKind::Close(AccessMode::Write))
-            | EventKind::Remove(_)
-            | EventKind::Modify(ModifyKind::Name(_)) => shared.mark_closed(path),
+            EventKind::Create(CreateKind::File) => {
+                shared.mark_writing(path, false);
+                shared.touch(root.id, path);
+            }
+            EventKind::Modify(ModifyKind::Data(_)) => {
+                shared.mark_writing(path, true);
+                shared.touch(root.id, path);
+            }
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                shared.mark_closed(path);
+                shared.touch(root.id, path);
+            }
+            EventKind::Modify(ModifyKind::Metadata(_)) => shared.touch(root.id, path),
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => {
+                shared.mark_closed(path);
+                shared.request_rescan(root.id);
+            }
             // Opening and reading (our own upload reads) change nothing.
-            EventKind::Access(_) => continue,
-            _ => {}
-        }
-        if let Some(root) = shared.root_of(path) {
-            shared.request_rescan(root.id);
+            EventKind::Access(_) => {}
+            _ => shared.request_rescan(root.id),
         }
     }
 }

@@ -449,6 +449,15 @@ impl Store {
         )
     }
 
+    /// The files of a root still settling.
+    pub fn waiting_in_root(&self, root_id: i64) -> Result<Vec<FileRow>> {
+        self.query_files(
+            "listing settling files",
+            "WHERE f.root_id = ?1 AND f.state = 'waiting' ORDER BY f.id",
+            &[&root_id],
+        )
+    }
+
     /// Every tracked file, optionally only those in one state.
     pub fn list(&self, state: Option<State>) -> Result<Vec<FileRow>> {
         match state {
