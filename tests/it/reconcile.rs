@@ -373,3 +373,44 @@ async fn the_audit_refreshes_title_and_folder_changed_on_the_host_without_fighti
     );
     assert_eq!(host.files().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_poll_does_not_move_the_window() {
+    use vidsync::testhost::{Fault, Scope};
+    let host = common::host().await;
+    let a = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(a.path(), "v.mp4", &common::content("v", 1000));
+    let (cfg, _) = common::config(&host, state.path(), &[(a.path(), "AA")], "");
+    scan(&cfg).await; // includes a first, good poll
+    let store = Store::open(&cfg.state.database).unwrap();
+    let first = store
+        .meta("reconcile_last_poll_ok")
+        .unwrap()
+        .expect("a good poll is recorded");
+    host.faults()
+        .always(Fault::Http502, Scope::endpoint("file/dmca"));
+    assert!(daemon::reconcile_once(cfg.clone(), false).await.is_err());
+    assert_eq!(
+        store.meta("reconcile_last_poll_ok").unwrap().as_deref(),
+        Some(first.as_str()),
+        "a failed poll leaves the window's start where it was, so the next one covers the gap"
+    );
+    host.faults().clear();
+    // Two hours later (our clock cannot move; the window is computed from
+    // the recorded time, so move that back instead).
+    let two_hours_ago = first.parse::<i64>().unwrap() - 2 * 3_600_000;
+    store
+        .set_meta("reconcile_last_poll_ok", &two_hours_ago.to_string())
+        .unwrap();
+    let report = daemon::reconcile_once(cfg.clone(), false).await.unwrap();
+    assert_eq!(
+        report.window_hours, 3,
+        "2 h elapsed, rounded up, plus 1 h margin"
+    );
+    assert!(
+        host.request_log()
+            .iter()
+            .any(|r| r.endpoint == "file/deleted")
+    );
+}
