@@ -108,7 +108,10 @@ async fn search_host(
     // No title filter: hosts filter on their stored (escaped) title, which
     // would miss titles with `(` or `&`. The folder and time window keep the
     // listing short; titles are compared here, unescaped.
-    let listed = shared.client.file_list_all(&q).await?;
+    let mut listed = shared.client.file_list_all(&q).await?;
+    // A file already recorded for another local file (two files with one
+    // title in one folder: "Film.mp4", "Film.mkv") is not ours to adopt.
+    listed.retain(|f| !shared.store.code_known(&f.file_code).unwrap_or(true));
     Ok(engine::find_adoptable(&listed, title, fld_id).map(|f| f.file_code.clone()))
 }
 
@@ -156,7 +159,7 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         Ok(f) => f,
         Err(e) => {
             let class = e.api().map_or(ErrorClass::Transient, ApiError::class);
-            return after_error(shared, &row, class, &e.to_string(), true);
+            return after_error(shared, &row, host_side(class), &e.to_string(), true);
         }
     };
 
@@ -182,7 +185,7 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                 return after_error(
                     shared,
                     &row,
-                    e.class(),
+                    host_side(e.class()),
                     &format!("searching the host: {e}"),
                     false,
                 );
@@ -248,16 +251,39 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                     )?;
                     shared.after_success();
                 }
-                _ => after_error(shared, &row, err.class(), &err.to_string(), false)?,
+                _ => after_error(shared, &row, upload_class(&err), &err.to_string(), false)?,
             }
         }
         Err(err) => {
             // A definite answer: the host did not keep this file.
             tracing::warn!(path = %path.display(), error = %err, "upload refused");
-            after_error(shared, &row, err.class(), &err.to_string(), true)?;
+            after_error(shared, &row, upload_class(&err), &err.to_string(), true)?;
         }
     }
     Ok(())
+}
+
+/// An error of an API call made around the upload (upload/server,
+/// folder/list, the search) says the host is unwell, not this file: such
+/// passing errors retry without limit, like rate limits. Only the upload
+/// request itself counts against the file, so an hour of outage does not
+/// end with every queued file `failed`.
+fn host_side(class: ErrorClass) -> ErrorClass {
+    match class {
+        ErrorClass::Transient | ErrorClass::Protocol => ErrorClass::AccountWide,
+        c => c,
+    }
+}
+
+/// The class of an error from `upload_file`: the upload request's own
+/// errors count against the file; those of the upload/server call before it
+/// are the host's.
+fn upload_class(err: &ApiError) -> ErrorClass {
+    if err.is_upload_request() {
+        err.class()
+    } else {
+        host_side(err.class())
+    }
 }
 
 /// Record an error per the retry policy. `definite` = the host surely has

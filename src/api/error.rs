@@ -7,6 +7,9 @@
 
 use std::path::PathBuf;
 
+/// The endpoint name errors of the upload request itself carry.
+pub const UPLOAD_ENDPOINT: &str = "upload";
+
 /// What happens next after an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -91,8 +94,10 @@ impl ApiError {
             ApiError::Network { .. } | ApiError::Timeout { .. } | ApiError::NotJson { .. } => {
                 ErrorClass::Transient
             }
+            // A 429 from a proxy is a rate limit: the account's, not a file's.
+            ApiError::Http { status: 429, .. } => ErrorClass::AccountWide,
             ApiError::Http { status, .. } => {
-                if *status == 429 || *status >= 500 {
+                if *status >= 500 {
                     ErrorClass::Transient
                 } else {
                     // 4xx from a proxy (404 on a wrong base URL, 401 from an auth
@@ -108,6 +113,23 @@ impl ApiError {
             // A local file that cannot be read may be being replaced or on an
             // unmounted disk: try again later, counted against the file.
             ApiError::Io { .. } => ErrorClass::Transient,
+        }
+    }
+
+    /// Did this error come from the upload request itself (the multipart
+    /// POST, or the host's verdict on the file), rather than an API call?
+    pub fn is_upload_request(&self) -> bool {
+        match self {
+            ApiError::FileRejected { .. } | ApiError::Io { .. } => true,
+            ApiError::Network { endpoint, .. }
+            | ApiError::Timeout { endpoint }
+            | ApiError::Http { endpoint, .. }
+            | ApiError::NotJson { endpoint, .. }
+            | ApiError::Protocol { endpoint, .. }
+            | ApiError::KeyRejected { endpoint, .. }
+            | ApiError::RateLimited { endpoint, .. }
+            | ApiError::NoServers { endpoint }
+            | ApiError::Host { endpoint, .. } => endpoint == UPLOAD_ENDPOINT,
         }
     }
 
@@ -266,7 +288,7 @@ mod tests {
                 status: 429
             }
             .class(),
-            ErrorClass::Transient
+            ErrorClass::AccountWide
         );
     }
 }

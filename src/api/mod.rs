@@ -9,7 +9,7 @@ mod pace;
 pub mod redact;
 mod reply;
 
-pub use error::{ApiError, ErrorClass, classify_rejection};
+pub use error::{ApiError, ErrorClass, UPLOAD_ENDPOINT, classify_rejection};
 pub use pace::{ByteLimiter, Pacer};
 pub use reply::{
     AccountInfo, Cloned, DeletedBy, DeletedFile, DirectLinks, DmcaEntry, Encoding, FileInfo,
@@ -438,7 +438,7 @@ impl Client {
             .file_name(filename.clone())
             .mime_str("application/octet-stream")
             .map_err(|e| ApiError::Network {
-                endpoint: "upload".into(),
+                endpoint: UPLOAD_ENDPOINT.into(),
                 source: e.without_url(),
             })?;
         // Field order matters to these hosts: key and fields before the file.
@@ -463,7 +463,7 @@ impl Client {
         self.inner.pacer.acquire().await;
         // Waiting for the pacer is not silence on the wire.
         last_progress.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let endpoint = "upload";
+        let endpoint = UPLOAD_ENDPOINT;
         let send = self.inner.upload_http.post(server).multipart(form).send();
         // A large upload takes as long as it takes; what must not last is
         // silence: no body progress for `read_timeout` while sending, or no

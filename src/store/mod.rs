@@ -257,6 +257,21 @@ impl Store {
     pub fn ensure_root(&self, local: &Path, remote: &str) -> Result<i64> {
         let local_s = path_text(local);
         self.tx("registering a sync root", |tx| {
+            // A new remote path: the remembered folders belong to the old
+            // one. New uploads go to the new path (files already uploaded
+            // stay where they are on the host).
+            let old: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT id, remote FROM roots WHERE local = ?1",
+                    params![local_s],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((id, old_remote)) = old
+                && old_remote != remote
+            {
+                tx.execute("DELETE FROM folders WHERE root_id = ?1", params![id])?;
+            }
             tx.execute(
                 "INSERT INTO roots (local, remote) VALUES (?1, ?2)
                  ON CONFLICT(local) DO UPDATE SET remote = excluded.remote",
@@ -447,6 +462,17 @@ impl Store {
             "WHERE f.root_id = ?1 ORDER BY f.rel_path",
             &[&root_id],
         )
+    }
+
+    /// Is this file code recorded for some file (now, not in history)?
+    pub fn code_known(&self, code: &str) -> Result<bool> {
+        self.conn()
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM files WHERE file_code = ?1)",
+                params![code],
+                |r| r.get(0),
+            )
+            .map_err(self.err("looking up a file code"))
     }
 
     /// The files of a root still settling.

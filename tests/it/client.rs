@@ -917,14 +917,15 @@ async fn progress_callback_reaches_the_file_size() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
-async fn proxy_http_errors_are_transient() {
+async fn proxy_http_errors_are_transient_and_429_is_a_rate_limit() {
     let host = common::host().await;
     let c = client(&host);
-    for (fault, status) in [
-        (Fault::Http502, 502),
-        (Fault::Http503, 503),
-        (Fault::Http504, 504),
-        (Fault::Http429, 429),
+    for (fault, status, class) in [
+        (Fault::Http502, 502, ErrorClass::Transient),
+        (Fault::Http503, 503, ErrorClass::Transient),
+        (Fault::Http504, 504, ErrorClass::Transient),
+        // A rate limit, whoever sends it: the account's, not a file's.
+        (Fault::Http429, 429, ErrorClass::AccountWide),
     ] {
         host.faults().times(fault.clone(), Scope::Api, 1);
         let err = c.account_info().await.expect_err("proxy error");
@@ -932,7 +933,7 @@ async fn proxy_http_errors_are_transient() {
             matches!(err, ApiError::Http { status: s, .. } if s == status),
             "{fault:?}: {err:?}"
         );
-        assert_eq!(err.class(), ErrorClass::Transient, "{fault:?}");
+        assert_eq!(err.class(), class, "{fault:?}");
         c.account_info().await.expect("next call passes");
     }
     // On the upload listener too; nothing is stored.

@@ -9,6 +9,7 @@ use vidsync::api::{Client, UploadParams};
 use vidsync::config::{ApiConfig, ApiKey};
 use vidsync::daemon;
 use vidsync::store::{State, Store};
+use vidsync::testhost::{Fault, Scope};
 
 use crate::common;
 
@@ -247,6 +248,99 @@ async fn rename_during_upload_does_not_upload_twice() {
             .unwrap()
             .iter()
             .map(|r| (&r.rel_path, r.state, &r.file_code))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Two local files with the same title in one folder (Film.mp4, Film.mkv).
+/// One upload is cut mid-body (nothing stored, outcome unknown): the search
+/// that follows must not adopt the OTHER file's code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_does_not_adopt_a_sibling_with_the_same_title() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "Film.mp4", &common::content("a", 50_000));
+    common::write(root.path(), "Film.mkv", &common::content("b", 50_000));
+    let text = common::config_toml(&host, state.path(), &[(root.path(), "Lib")], "")
+        .replace("concurrency = 2", "concurrency = 1");
+    let (cfg, _) = common::config_from_text(&text, state.path());
+    // The second upload is cut mid-body: the host stores nothing.
+    host.faults().times(Fault::DropMidUpload, Scope::Upload, 1);
+    daemon::scan_once(cfg.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    let store = Store::open(&cfg.state.database).unwrap();
+    let rows = store.list(None).unwrap();
+    let codes: Vec<_> = rows
+        .iter()
+        .map(|r| (r.rel_path.clone(), r.state, r.file_code.clone()))
+        .collect();
+    let live = host
+        .files()
+        .into_iter()
+        .filter(|f| f.deleted.is_none())
+        .count();
+    assert!(
+        rows[0].file_code.is_some() && rows[0].file_code != rows[1].file_code && live == 2,
+        "two local files, {live} on the host, rows: {codes:?}"
+    );
+}
+
+/// A CDN's HTTP 429 is a rate limit: it must not count against the file
+/// (PRODUCT: "account-wide conditions retry without limit").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_429_does_not_fail_the_file() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "a.mp4", &common::content("a", 10_000));
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    // A burst of 429s from the CDN in front of upload/server (12 > max_attempts 8).
+    host.faults()
+        .times(Fault::Http429, Scope::endpoint("upload/server"), 12);
+    let summary = daemon::scan_once(cfg.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    let store = Store::open(&cfg.state.database).unwrap();
+    let rows = store.list(None).unwrap();
+    assert_eq!(
+        rows[0].state,
+        State::Uploaded,
+        "a rate limit failed the file for good: {:?} / {:?}",
+        rows[0].last_error,
+        summary.failed
+    );
+}
+
+/// Changing the `remote` of an existing sync entry must send new uploads to
+/// the new remote folder, not the remembered old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_remote_path_is_honoured() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "a.mp4", &common::content("a", 10_000));
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Old")], "");
+    daemon::scan_once(cfg, CancellationToken::new())
+        .await
+        .unwrap();
+    common::write(root.path(), "b.mp4", &common::content("b", 10_000));
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "New")], "");
+    daemon::scan_once(cfg, CancellationToken::new())
+        .await
+        .unwrap();
+    let folders = host.folders();
+    let new_id = folders.iter().find(|f| f.name == "New").map(|f| f.fld_id);
+    let b = host.files().into_iter().find(|f| f.title == "b").unwrap();
+    assert_eq!(
+        Some(b.fld_id),
+        new_id,
+        "b.mp4 went to folder {} (folders: {:?})",
+        b.fld_id,
+        folders
+            .iter()
+            .map(|f| (f.fld_id, f.name.clone()))
             .collect::<Vec<_>>()
     );
 }
