@@ -592,7 +592,24 @@ async fn prepare(config: Config) -> Result<(std::fs::File, Arc<Shared>), RunErro
 
 /// The daemon, until `stop` is cancelled. Returns Ok on a clean stop.
 pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError> {
-    let (_lock, shared) = prepare(config).await?;
+    // Preparing checks the key with the host, which may take a while (a
+    // slow host, a reload): keep the watchdog fed meanwhile, and let a stop
+    // interrupt it.
+    let pinger = tokio::spawn(async {
+        loop {
+            crate::sdnotify::watchdog();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+    let prepared = tokio::select! {
+        r = prepare(config) => r,
+        _ = stop.cancelled() => {
+            pinger.abort();
+            return Ok(());
+        }
+    };
+    pinger.abort();
+    let (_lock, shared) = prepared?;
     let tasks = CancellationToken::new();
     let mut set = JoinSet::new();
     let poll_roots = Arc::new(Mutex::new(HashSet::new()));

@@ -11,6 +11,9 @@ use crate::config::Config;
 use crate::store::{State, Store};
 use crate::testhost::{HostOptions, TestHost};
 
+/// Largest file the demo host accepts.
+const DEMO_MAX_FILE: u64 = 256 * 1024 * 1024;
+
 /// Small files with video extensions: the test host does not decode video,
 /// so a few KiB of bytes are enough to show the whole flow.
 const SAMPLES: &[&str] = &[
@@ -66,6 +69,10 @@ async fn demo(folder: Option<PathBuf>) -> anyhow::Result<()> {
     use anyhow::Context;
     let host = TestHost::start_with(HostOptions {
         encode_time: Duration::from_secs(3),
+        // The demo host keeps what it receives in a temporary directory:
+        // pointed at a real library, it must not fill the disk. Larger
+        // files are refused ("file is too big"), which shows that path too.
+        max_file_size: Some(DEMO_MAX_FILE),
         ..HostOptions::default()
     })
     .await
@@ -82,12 +89,14 @@ async fn demo(folder: Option<PathBuf>) -> anyhow::Result<()> {
             m
         }
     };
+    // Quoted by toml itself: a folder name with `"` or `\` stays intact.
+    let q = |s: String| toml::Value::String(s).to_string();
     let config_text = format!(
-        "[api]\nurl = \"{}\"\nkey = \"{}\"\nrequests_per_minute = 600\n\n[state]\ndatabase = \"{}\"\n\n[watch]\nsettle = \"2s\"\n\n[upload]\nretry_min = \"2s\"\n\n[reconcile]\ninterval = \"5s\"\n\n[[sync]]\nlocal = \"{}\"\nremote = \"Demo\"\n",
-        host.url(),
-        host.key(),
-        work.path().join("state.db").display(),
-        media.display()
+        "[api]\nurl = {}\nkey = {}\nrequests_per_minute = 600\n\n[state]\ndatabase = {}\n\n[watch]\nsettle = \"2s\"\n\n[upload]\nretry_min = \"2s\"\n\n[reconcile]\ninterval = \"5s\"\n\n[[sync]]\nlocal = {}\nremote = \"Demo\"\n",
+        q(host.url()),
+        q(host.key()),
+        q(work.path().join("state.db").display().to_string()),
+        q(media.display().to_string())
     );
     let config_path = work.path().join("config.toml");
     std::fs::write(&config_path, &config_text).context("writing the demo config")?;
@@ -101,8 +110,10 @@ async fn demo(folder: Option<PathBuf>) -> anyhow::Result<()> {
     );
     println!("  watching:    {}", media.display());
     println!("  config used: {}", config_path.display());
+    println!("Drop more video files (.mp4, .mkv, ...) into that folder and watch them upload.");
     println!(
-        "Drop more video files (.mp4, .mkv, ...) into that folder and watch them upload. Ctrl-C ends the demo.\n"
+        "The demo host refuses files over {} MiB. Ctrl-C ends the demo.\n",
+        DEMO_MAX_FILE / (1024 * 1024)
     );
 
     let store = Store::open(&config.state.database).context("opening the demo database")?;

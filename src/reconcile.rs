@@ -129,9 +129,12 @@ pub async fn pass(shared: &Shared, force: bool, audit: bool) -> Result<Report, R
         // Only a pass that was applied moves the window: a blocked pass must
         // see the same entries again.
         store.set_meta(META_LAST_POLL, &now.to_string())?;
-        if audit_infos.is_some() || known.is_empty() {
-            store.set_meta(META_LAST_AUDIT, &now.to_string())?;
-        }
+    }
+    // The audit's time moves even when the pass was blocked: a large library
+    // must not be audited anew every interval while the guard holds
+    // (`reconcile --force` audits again anyway).
+    if audit_infos.is_some() || known.is_empty() {
+        store.set_meta(META_LAST_AUDIT, &now.to_string())?;
     }
     let record = json!({
         "at": now,

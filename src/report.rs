@@ -11,7 +11,7 @@ use crate::daemon::now_ms;
 use crate::store::{FileRow, State, Store};
 
 fn open(config: &Config) -> Result<Store, ExitCode> {
-    Store::open(&config.state.database).map_err(|e| {
+    Store::open_existing(&config.state.database).map_err(|e| {
         eprintln!("vidsync: {e}");
         ExitCode::from(1)
     })

@@ -43,6 +43,11 @@ pub fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
 
+/// RELOADING=1: a configuration reload has begun (READY=1 follows).
+pub fn reloading() {
+    send(&[NotifyState::Reloading]);
+}
+
 /// STOPPING=1: a graceful stop has begun.
 pub fn stopping() {
     send(&[NotifyState::Stopping]);

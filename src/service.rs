@@ -72,6 +72,20 @@ fn install_signals(stop: CancellationToken, hup: Option<tokio::sync::mpsc::Unbou
     }
 }
 
+/// A reload must not trade a working key for one the host refuses (the
+/// daemon would stop with exit 3 and systemd would not restart it). Only a
+/// definite refusal counts: a host that cannot be reached is no reason to
+/// keep an old configuration.
+async fn new_key_refused(old: &Config, new: &Config) -> bool {
+    if old.api.key == new.api.key && old.api.url == new.api.url {
+        return false;
+    }
+    match Client::new(&new.api) {
+        Ok(c) => matches!(c.account_info().await, Err(e) if e.class() == ErrorClass::KeyRejected),
+        Err(_) => false,
+    }
+}
+
 /// Read the config file again for a reload; the caller keeps the old one
 /// when this fails.
 fn reload(current: &Config) -> Result<Config, String> {
@@ -115,8 +129,12 @@ pub async fn run_service(config: Config) -> ExitCode {
                 }
                 Some(()) = hup_rx.recv() => match reload(&config) {
                     Ok(new) if new == config => tracing::info!("SIGHUP: configuration unchanged"),
+                    Ok(new) if new_key_refused(&config, &new).await => {
+                        tracing::error!("SIGHUP: the host rejects the new configuration's API key; keeping the old one");
+                    }
                     Ok(new) => {
                         tracing::info!(syncs = new.syncs.len(), "SIGHUP: configuration reloaded; restarting the workers");
+                        crate::sdnotify::reloading();
                         inner.cancel();
                         match task.await {
                             Ok(Ok(())) => {}
@@ -125,6 +143,10 @@ pub async fn run_service(config: Config) -> ExitCode {
                                 tracing::error!(error = %e, "the daemon task failed");
                                 return ExitCode::from(1);
                             }
+                        }
+                        if stop.is_cancelled() {
+                            // A stop arrived during the reload: stop.
+                            return ExitCode::SUCCESS;
                         }
                         config = new;
                         break;

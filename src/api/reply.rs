@@ -283,6 +283,10 @@ impl DeletedBy {
     }
 }
 
+fn unknown_deleter() -> DeletedBy {
+    DeletedBy::Other("unknown".into())
+}
+
 fn deleted_by<'de, D: Deserializer<'de>>(d: D) -> Result<DeletedBy, D::Error> {
     let s = lenient::string(d)?;
     Ok(match s.to_ascii_lowercase().as_str() {
@@ -303,7 +307,8 @@ pub struct DeletedFile {
     pub deleted: String,
     #[serde(default, deserialize_with = "lenient::u64")]
     pub deleted_ago_sec: u64,
-    #[serde(deserialize_with = "deleted_by")]
+    /// Some hosts leave it out; then it is not known who deleted it.
+    #[serde(default = "unknown_deleter", deserialize_with = "deleted_by")]
     pub deleted_by: DeletedBy,
 }
 

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
     "CREATE TABLE roots (
         id INTEGER PRIMARY KEY,
@@ -74,6 +74,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE files ADD COLUMN encoding_progress INTEGER;
     UPDATE files SET placed_path = rel_path WHERE file_code IS NOT NULL;",
 ];
+
+/// The schema version this build writes.
+pub(super) fn known() -> i64 {
+    MIGRATIONS.len() as i64
+}
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let sql = |what| {

@@ -90,11 +90,14 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
-    #[error("database {}: bad value in column {column}: {value:?}", path.display())]
-    BadValue {
+    #[error(
+        "database {}: schema {found} is older than this vidsync's ({known}); run `vidsync run` or `vidsync scan` once to upgrade it",
+        path.display()
+    )]
+    TooOld {
         path: PathBuf,
-        column: &'static str,
-        value: String,
+        found: i64,
+        known: i64,
     },
 }
 
@@ -222,6 +225,55 @@ impl Store {
         })
     }
 
+    /// Open an existing database for the commands that look at it beside a
+    /// running daemon (`status`, `list`, `retry`): never create it, never
+    /// migrate it (a new binary's `status` must not upgrade the schema under
+    /// an old daemon), and refuse a schema other than this build's.
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        let sql = |what| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Sql { path, what, source }
+        };
+        if !path.exists() {
+            return Err(StoreError::Io {
+                path: path.to_path_buf(),
+                what: "opening the database (has `vidsync run` or `scan` run yet?)",
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql("opening"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql("setting busy timeout"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql("enabling foreign keys"))?;
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql("reading the schema version"))?;
+        let known = migrations::known();
+        if found > known {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                known,
+            });
+        }
+        if found < known {
+            return Err(StoreError::TooOld {
+                path: path.to_path_buf(),
+                found,
+                known,
+            });
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -245,7 +297,13 @@ impl Store {
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.err(what))?;
+        // IMMEDIATE: take the write lock first. Many changes read then
+        // write; a deferred transaction could find its snapshot stale when
+        // another process (`vidsync retry`) wrote meanwhile, an error the
+        // busy timeout does not cover.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.err(what))?;
         let out = f(&tx).map_err(self.err(what))?;
         tx.commit().map_err(self.err(what))?;
         Ok(out)
@@ -638,7 +696,9 @@ impl Store {
     pub fn claim_next(&self, now: i64, exclude: &[i64]) -> Result<Option<FileRow>> {
         let conn = self.conn();
         let mut conn = conn;
-        let tx = conn.transaction().map_err(self.err("claiming an upload"))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.err("claiming an upload"))?;
         let excluded = exclude
             .iter()
             .map(|i| i.to_string())
@@ -761,15 +821,20 @@ impl Store {
             .filter(|f| paths.is_empty() || paths.iter().any(|p| *p == f.path()))
             .collect();
         self.tx("retrying failed files", |tx| {
+            let mut done = 0;
             for f in &chosen {
-                tx.execute(
+                // Only if still failed: the daemon may have moved it on.
+                let n = tx.execute(
                     "UPDATE files SET state = 'queued', attempts = 0, next_attempt_at = NULL,
-                       updated_at = ?2 WHERE id = ?1",
+                       updated_at = ?2 WHERE id = ?1 AND state = 'failed'",
                     params![f.id, now],
                 )?;
-                history(tx, f.id, now, "queued", None, Some("vidsync retry"))?;
+                if n > 0 {
+                    history(tx, f.id, now, "queued", None, Some("vidsync retry"))?;
+                    done += 1;
+                }
             }
-            Ok(chosen.len())
+            Ok(done)
         })
     }
 

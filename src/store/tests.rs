@@ -156,3 +156,59 @@ fn reopening_keeps_everything_and_a_newer_schema_is_refused() {
     let err = Store::open(&path).unwrap_err().to_string();
     assert!(err.contains("newer vidsync"), "{err}");
 }
+
+#[test]
+fn the_read_side_never_creates_or_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let err = Store::open_existing(&path).unwrap_err().to_string();
+    assert!(err.contains("has `vidsync run`"), "{err}");
+    assert!(!path.exists(), "nothing created");
+    drop(Store::open(&path).unwrap());
+    assert!(Store::open_existing(&path).is_ok());
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    drop(conn);
+    let err = Store::open_existing(&path).unwrap_err().to_string();
+    assert!(err.contains("older than this vidsync"), "{err}");
+    let conn = Connection::open(&path).unwrap();
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 1, "not migrated by the read side");
+}
+
+#[test]
+fn a_version_1_database_is_upgraded_without_losing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        // A database as the first release wrote it.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(migrations::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO roots (id, local, remote) VALUES (1, '/srv/a', 'A');
+             INSERT INTO folders (root_id, rel_dir, fld_id) VALUES (1, '', 7);
+             INSERT INTO files (id, root_id, rel_path, size, mtime_ns, dev, ino, state, file_code,
+                                fld_id, title, first_seen_at, stable_since, updated_at)
+             VALUES (1, 1, 'x/y.mp4', 10, 5, 1, 2, 'uploaded', 'abcdefghijkl', 7, 'y', 1, 1, 1),
+                    (2, 1, 'w.mp4', 10, 5, 1, 3, 'queued', NULL, NULL, NULL, 1, 1, 1);
+             INSERT INTO history (file_id, at, event, file_code) VALUES (1, 1, 'uploaded', 'abcdefghijkl');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let up = s.file(1).unwrap().unwrap();
+    assert_eq!(up.state, State::Uploaded);
+    assert_eq!(up.file_code.as_deref(), Some("abcdefghijkl"));
+    assert_eq!(
+        up.placed_path.as_deref(),
+        Some("x/y.mp4"),
+        "placed where it was"
+    );
+    let q = s.file(2).unwrap().unwrap();
+    assert_eq!((q.state, q.placed_path), (State::Queued, None));
+    assert_eq!(s.folder(1, "").unwrap(), Some(7));
+    assert_eq!(s.history(1).unwrap().len(), 1);
+}

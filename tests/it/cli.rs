@@ -251,6 +251,22 @@ async fn sighup_adds_a_sync_entry_and_a_broken_config_keeps_the_old_one() {
     );
     assert!(child.try_wait().unwrap().is_none(), "still running");
 
+    // A new key the host refuses is refused too; the old one keeps working.
+    let text = common::config_toml(
+        &host,
+        state.path(),
+        &[(a.path(), "AA"), (b.path(), "BB")],
+        "",
+    )
+    .replace(&host.key(), "wrongkey12345678");
+    std::fs::write(&path, text).unwrap();
+    signal(pid, "HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running with the old key"
+    );
+
     // An entry removed on SIGHUP stops; the other goes on.
     common::config(&host, state.path(), &[(b.path(), "BB")], "");
     signal(pid, "HUP");
