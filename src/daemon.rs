@@ -226,6 +226,26 @@ impl Shared {
         self.account_streak.store(0, Ordering::SeqCst);
     }
 
+    // ---- exactly once ----
+
+    /// How long a file whose upload outcome is unknown waits before the
+    /// host is searched again and, if nothing is found, it is sent again:
+    /// some hosts list a new file only after a while. Bounded by
+    /// `retry_max` (tests) and two minutes (real hosts list within seconds).
+    pub fn list_grace(&self) -> Duration {
+        self.config.upload.retry_max.min(Duration::from_secs(120))
+    }
+
+    /// When an upload cut by a stop or crash may be resumed: at once if it
+    /// surely never reached the host, after `list_grace` otherwise.
+    pub fn resume_at(&self, row: &crate::store::FileRow, now: i64) -> i64 {
+        if row.unknown_since.is_some() {
+            now + self.list_grace().as_millis() as i64
+        } else {
+            now
+        }
+    }
+
     // ---- main-loop heartbeat (for the systemd watchdog) ----
 
     pub fn beat(&self) {
@@ -545,9 +565,14 @@ fn recover(shared: &Shared) -> Result<(), StoreError> {
     let now = now_ms();
     for row in shared.store.in_states(&[State::Uploading])? {
         tracing::info!(path = %row.path().display(), "resuming an upload interrupted by a stop or crash");
-        shared
-            .store
-            .retry_later(row.id, "interrupted", now, false, false, now)?;
+        shared.store.retry_later(
+            row.id,
+            "interrupted",
+            shared.resume_at(&row, now),
+            false,
+            false,
+            now,
+        )?;
     }
     shared.store.clear_all_progress()?;
     Ok(())
@@ -572,9 +597,14 @@ async fn initial_key_check(shared: &Shared) -> Result<(), RunError> {
 fn requeue_cut_uploads(shared: &Shared) -> Result<(), StoreError> {
     let now = now_ms();
     for row in shared.store.in_states(&[State::Uploading])? {
-        shared
-            .store
-            .retry_later(row.id, "interrupted by a stop", now, false, false, now)?;
+        shared.store.retry_later(
+            row.id,
+            "interrupted by a stop",
+            shared.resume_at(&row, now),
+            false,
+            false,
+            now,
+        )?;
     }
     shared.store.clear_all_progress()
 }

@@ -251,7 +251,16 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                     )?;
                     shared.after_success();
                 }
-                _ => after_error(shared, &row, upload_class(&err), &err.to_string(), false)?,
+                // Not (yet) listed. Some hosts list a new file only after a
+                // while: wait that long before any resend, then search again.
+                _ => after_error_at_least(
+                    shared,
+                    &row,
+                    upload_class(&err),
+                    &err.to_string(),
+                    false,
+                    shared.list_grace(),
+                )?,
             }
         }
         Err(err) => {
@@ -295,6 +304,18 @@ fn after_error(
     msg: &str,
     definite: bool,
 ) -> Result<(), StoreError> {
+    after_error_at_least(shared, row, class, msg, definite, Duration::ZERO)
+}
+
+/// `after_error` with a floor on the retry delay.
+fn after_error_at_least(
+    shared: &Shared,
+    row: &FileRow,
+    class: ErrorClass,
+    msg: &str,
+    definite: bool,
+    min_delay: Duration,
+) -> Result<(), StoreError> {
     let now = now_ms();
     let streak = if class == ErrorClass::AccountWide {
         shared.account_refused()
@@ -313,7 +334,7 @@ fn after_error(
     );
     match decision {
         AfterError::Retry { delay, counted } => {
-            let next = now + delay.as_millis() as i64;
+            let next = now + delay.max(min_delay).as_millis() as i64;
             if class == ErrorClass::AccountWide {
                 // Quota and rate limits concern every file: hold all workers.
                 shared.pause_account_until(next);

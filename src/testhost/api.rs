@@ -328,6 +328,7 @@ pub(crate) fn call(host: &Shared, endpoint: &str, params: &Params) -> Reply {
         now,
         encode_ms: opts.encode_ms(),
         storage_left: opts.storage_left,
+        list_lag_ms: opts.list_lag.as_millis() as u64,
     };
     let out = match op {
         Op::AccountInfo => ctx.account_info(&st),
@@ -365,6 +366,8 @@ struct Ctx<'a> {
     host: &'a Shared,
     login: &'a str,
     now_ms: u64,
+    /// Files younger than this are not listed yet.
+    list_lag_ms: u64,
     now: u64,
     encode_ms: u64,
     storage_left: Option<u64>,
@@ -635,6 +638,7 @@ impl Ctx<'_> {
             .files
             .values()
             .filter(|f| f.visible_to(self.login))
+            .filter(|f| f.created_ms.saturating_add(self.list_lag_ms) <= self.now_ms)
             .filter(|f| fld_id.is_none_or(|id| f.fld_id == id))
             .filter(|f| {
                 title

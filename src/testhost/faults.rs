@@ -29,6 +29,9 @@ pub enum Fault {
     DropMidUpload,
     /// Uploads: read and store the whole upload, then close the connection without replying.
     LoseReply,
+    /// Uploads: the origin stores the file, then the proxy in front answers
+    /// HTTP 502 (its own timeout ran out first).
+    StoredThen502,
     /// `upload/server`: status 200, msg "No servers available for uploads", result {}.
     NoServers,
     /// API: status 403 "Requests limit reached: N per min".
@@ -79,6 +82,7 @@ impl Fault {
             Fault::NoServers => matches!(point, Point::Api("upload/server")),
             Fault::DropMidUpload
             | Fault::LoseReply
+            | Fault::StoredThen502
             | Fault::RejectFile(_)
             | Fault::SlowRead { .. } => matches!(point, Point::Upload),
         }

@@ -87,6 +87,9 @@ pub struct HostOptions {
     pub login: String,
     /// Key of the default account; `None` = 16 random `[a-z0-9]` characters from the seed.
     pub key: Option<String>,
+    /// A new file shows in file/list and folder/list only this long after
+    /// it was stored (replicated listings lag behind on some hosts).
+    pub list_lag: Duration,
     /// Loopback port of the API listener; 0 = any free port.
     pub api_port: u16,
     /// Loopback port of the upload listener; 0 = any free port.
@@ -105,6 +108,7 @@ impl Default for HostOptions {
             seed: 0x5eed,
             login: "demo".to_owned(),
             key: None,
+            list_lag: Duration::ZERO,
             api_port: 0,
             upload_port: 0,
         }

@@ -988,3 +988,40 @@ async fn delay_and_json_error_faults() {
     assert!(r.is_err_and(|e| e.is_timeout()));
     assert_eq!(api(&h, "account/info", &[]).await["status"], 200);
 }
+
+#[tokio::test]
+async fn fields_after_the_file_do_not_apply_to_it() {
+    let h = TestHost::start().await.unwrap();
+    let key = h.key();
+    let folder = h.create_folder(0, "Target");
+    let fld = folder.to_string();
+    // The file first, then key, title and folder: as a real host reads the
+    // body in order, the file gets none of them.
+    let late = Form::new()
+        .part(
+            "file",
+            Part::bytes(b"late fields".to_vec()).file_name("late.mp4"),
+        )
+        .text("key", key.clone())
+        .text("file_title", "Late title")
+        .text("fld_id", fld.clone());
+    let v = upload(&h, late).await.unwrap();
+    let code = v["files"][0]["filecode"].as_str().unwrap();
+    let f = h.file(code).unwrap();
+    assert_eq!((f.owner, f.title.as_str(), f.fld_id), (None, "late", 0));
+    // In order, they all apply.
+    let v = upload(
+        &h,
+        form(
+            &[("key", &key), ("file_title", "On time"), ("fld_id", &fld)],
+            &[("ontime.mp4", b"on time")],
+        ),
+    )
+    .await
+    .unwrap();
+    let f = h.file(v["files"][0]["filecode"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (f.owner.as_deref(), f.title.as_str(), f.fld_id),
+        (Some("demo"), "On time", folder)
+    );
+}

@@ -72,6 +72,10 @@ impl Drop for TempBlob {
 struct Part {
     filename: String,
     outcome: Result<TempBlob, String>,
+    /// The form fields sent before this part. Real hosts read the fields
+    /// as the body streams by: a field after the file does not apply to it
+    /// (a key sent after the file leaves it with no owner).
+    fields: HashMap<String, String>,
 }
 
 pub(crate) fn is_video_name(name: &str) -> bool {
@@ -160,6 +164,10 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
     let lose_reply = host
         .faults
         .fire(point, |f| matches!(f, Fault::LoseReply))
+        .is_some();
+    let stored_then_502 = host
+        .faults
+        .fire(point, |f| matches!(f, Fault::StoredThen502))
         .is_some();
 
     let max_file_size = host.opts().max_file_size;
@@ -277,16 +285,25 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
             None if blob.size == 0 => Err("null filesize or wrong file path".to_owned()),
             None => Ok(blob),
         };
-        parts.push(Part { filename, outcome });
+        parts.push(Part {
+            filename,
+            outcome,
+            fields: fields.clone(),
+        });
     }
 
     if drop_mid {
         // The body was shorter than the cut point: still cut before storing anything.
         return drop_connection(&host, kill).await;
     }
-    let files = commit(&host, &fields, parts, order);
+    let files = commit(&host, parts, order);
     if lose_reply {
         return drop_connection(&host, kill).await;
+    }
+    if stored_then_502 {
+        let (code, resp) = http_fault_response(&Fault::Http502);
+        host.log("upload", code);
+        return resp;
     }
     host.log("upload", 200);
     let as_string = host
@@ -300,34 +317,35 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
     })
 }
 
-/// Records the accepted parts as files, using the form fields (whatever their order).
-fn commit(
-    host: &Shared,
-    fields: &HashMap<String, String>,
-    parts: Vec<Part>,
-    order: Vec<String>,
-) -> Vec<FileOutcome> {
-    let field = |name: &str| fields.get(name).map(|s| s.trim()).filter(|s| !s.is_empty());
-    let flag = |name: &str| field(name) == Some("1");
+/// Records the accepted parts as files, each with the form fields that came
+/// before it.
+fn commit(host: &Shared, parts: Vec<Part>, order: Vec<String>) -> Vec<FileOutcome> {
     let storage_left = host.opts().storage_left;
     let now_ms = host.clock.now_ms();
     let mut st = lock(&host.state);
-    // Quirk: a wrong or missing key is not refused; the file is stored with no owner.
-    let owner = field("key").and_then(|k| st.login_for_key(k));
-    let requested_fld = field("fld_id")
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    // A folder that is missing or not the uploader's puts the file in the root.
-    let fld_id = match (&owner, st.folders.get(&requested_fld)) {
-        (Some(o), Some(f)) if &f.owner == o => requested_fld,
-        _ => 0,
-    };
-    let cat_id = field("cat_id").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let tags = field("tags").unwrap_or("").to_owned();
-    let descr = field("file_descr").unwrap_or("").to_owned();
-    let mut used = owner.as_deref().map_or(0, |o| st.usage(o).0);
+    let mut used_by: HashMap<String, u64> = HashMap::new();
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
+        let fields = &part.fields;
+        let field = |name: &str| fields.get(name).map(|s| s.trim()).filter(|s| !s.is_empty());
+        let flag = |name: &str| field(name) == Some("1");
+        // Quirk: a wrong or missing key is not refused; the file is stored with no owner.
+        let owner = field("key").and_then(|k| st.login_for_key(k));
+        let requested_fld = field("fld_id")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        // A folder that is missing or not the uploader's puts the file in the root.
+        let fld_id = match (&owner, st.folders.get(&requested_fld)) {
+            (Some(o), Some(f)) if &f.owner == o => requested_fld,
+            _ => 0,
+        };
+        let cat_id = field("cat_id").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let tags = field("tags").unwrap_or("").to_owned();
+        let descr = field("file_descr").unwrap_or("").to_owned();
+        let used = match &owner {
+            Some(o) => *used_by.entry(o.clone()).or_insert_with(|| st.usage(o).0),
+            None => 0,
+        };
         let mut blob = match part.outcome {
             Ok(b) => b,
             Err(msg) => {
@@ -358,7 +376,9 @@ fn commit(
             continue;
         }
         blob.keep = true;
-        used += blob.size;
+        if let Some(o) = &owner {
+            used_by.insert(o.clone(), used + blob.size);
+        }
         let title = field("file_title").map(str::to_owned).unwrap_or_else(|| {
             Path::new(&part.filename)
                 .file_stem()
@@ -372,7 +392,7 @@ fn commit(
             FileRec {
                 code: code.clone(),
                 title,
-                descr: descr.clone(),
+                descr,
                 fld_id,
                 size: blob.size,
                 owner: owner.clone(),
@@ -381,7 +401,7 @@ fn commit(
                 public: flag("file_public"),
                 adult: flag("file_adult"),
                 cat_id,
-                tags: tags.clone(),
+                tags,
                 blob: path,
                 stuck: false,
                 encoded: false,

@@ -526,3 +526,63 @@ async fn a_file_changed_after_upload_is_uploaded_again_as_a_new_version() {
     );
     assert_eq!(host.files().len(), 2, "the old version stays on the host");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_error_after_the_host_stored_the_file_is_adopted_not_resent() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "p.mp4", &common::content("p", 30_000));
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Proxy")], "");
+    host.faults().times(Fault::StoredThen502, Scope::Upload, 1);
+    let summary = scan(&cfg).await;
+    assert!(summary.failed.is_empty());
+    assert_eq!(host.files().len(), 1, "{:?}", host.files());
+    assert_eq!(
+        host.uploads_started(),
+        1,
+        "adopted after the 502, not sent again"
+    );
+    let store = Store::open(&cfg.state.database).unwrap();
+    let row = store.list(None).unwrap().remove(0);
+    assert_eq!(
+        row.file_code.as_deref(),
+        Some(host.files()[0].code.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_on_a_host_whose_listing_lags_still_gives_one_copy() {
+    let host = vidsync::testhost::TestHost::start_with(vidsync::testhost::HostOptions {
+        // Below `list_grace` (retry_max = 400 ms in the test config).
+        list_lag: Duration::from_millis(300),
+        ..vidsync::testhost::HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        common::write(
+            root.path(),
+            &format!("l{i}.mp4"),
+            &common::content(&format!("l{i}"), 20_000),
+        );
+    }
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lag")], "");
+    host.faults().always(Fault::LoseReply, Scope::Upload);
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(daemon::scan_once(cfg.clone(), stop.clone()));
+    // Every upload is stored, every reply lost: only searches can finish them.
+    let done = common::wait_for(Duration::from_secs(30), || h.is_finished()).await;
+    assert!(done, "scan finished");
+    let summary = h.await.unwrap().unwrap();
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    let files = host.files();
+    assert_eq!(
+        files.len(),
+        3,
+        "one copy each, though nothing was listed at first: {files:?}"
+    );
+    assert_eq!(host.uploads_started(), 3);
+}
