@@ -87,6 +87,8 @@ pub struct HostOptions {
     pub login: String,
     /// Key of the default account; `None` = 16 random `[a-z0-9]` characters from the seed.
     pub key: Option<String>,
+    /// Titles longer than this many characters are cut (None: kept whole).
+    pub max_title_chars: Option<usize>,
     /// A new file shows in file/list and folder/list only this long after
     /// it was stored (replicated listings lag behind on some hosts).
     pub list_lag: Duration,
@@ -109,6 +111,7 @@ impl Default for HostOptions {
             login: "demo".to_owned(),
             key: None,
             list_lag: Duration::ZERO,
+            max_title_chars: None,
             api_port: 0,
             upload_port: 0,
         }

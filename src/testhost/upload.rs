@@ -321,6 +321,7 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
 /// before it.
 fn commit(host: &Shared, parts: Vec<Part>, order: Vec<String>) -> Vec<FileOutcome> {
     let storage_left = host.opts().storage_left;
+    let max_title = host.opts().max_title_chars;
     let now_ms = host.clock.now_ms();
     let mut st = lock(&host.state);
     let mut used_by: HashMap<String, u64> = HashMap::new();
@@ -385,6 +386,11 @@ fn commit(host: &Shared, parts: Vec<Part>, order: Vec<String>) -> Vec<FileOutcom
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| part.filename.clone())
         });
+        // Hosts store titles in a column of limited width: longer ones are cut.
+        let title = match max_title {
+            Some(n) if title.chars().count() > n => title.chars().take(n).collect(),
+            _ => title,
+        };
         let seq = st.next_seq;
         st.next_seq += 1;
         st.files.insert(

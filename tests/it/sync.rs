@@ -586,3 +586,29 @@ async fn a_lost_reply_on_a_host_whose_listing_lags_still_gives_one_copy() {
     );
     assert_eq!(host.uploads_started(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_title_the_host_cuts_is_still_recognised_after_a_lost_reply() {
+    let host = vidsync::testhost::TestHost::start_with(vidsync::testhost::HostOptions {
+        max_title_chars: Some(100),
+        ..vidsync::testhost::HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let stem = "A very long programme title, episode ".repeat(5);
+    common::write(
+        root.path(),
+        &format!("{stem}.mp4"),
+        &common::content("long", 20_000),
+    );
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Long")], "");
+    host.faults().times(Fault::LoseReply, Scope::Upload, 1);
+    let summary = scan(&cfg).await;
+    assert!(summary.failed.is_empty());
+    let files = host.files();
+    assert_eq!(files.len(), 1, "adopted despite the cut title: {files:?}");
+    assert_eq!(files[0].title.chars().count(), 100);
+    assert_eq!(host.uploads_started(), 1);
+}
