@@ -88,6 +88,10 @@ pub struct Shared {
     /// on every tick).
     touched: Mutex<HashMap<i64, HashSet<PathBuf>>>,
     pub dirty_notify: Notify,
+    /// Wakes the fix-up task (moves, renames, trash on the host).
+    pub fixups: Notify,
+    /// Full scans due at a time (a directory rename waiting for its retry).
+    rescan_due: Mutex<HashMap<i64, std::time::Instant>>,
     /// Remote fix-ups (folder renames, file moves, trash moves) that failed:
     /// failures in a row and the earliest next try, so a host that keeps
     /// refusing is not asked again on every scan.
@@ -113,7 +117,29 @@ impl Shared {
         let client = Client::new(&config.api)?;
         let mut roots = Vec::new();
         for entry in &config.syncs {
-            let id = store.ensure_root(&entry.local, &entry.remote.join("/"))?;
+            let remote = entry.remote.join("/");
+            if store.root_by_local(&entry.local)?.is_none() {
+                // A sync folder that resolves to a new directory (a symlink
+                // repointed to a copy on a new disk) is the same library:
+                // if exactly one unconfigured root had this remote path, its
+                // records follow (files match again by path, size and mtime).
+                let orphans: Vec<_> = store
+                    .roots()?
+                    .into_iter()
+                    .filter(|r| r.remote == remote)
+                    .filter(|r| !config.syncs.iter().any(|e| e.local == r.local))
+                    .collect();
+                if let [old] = orphans.as_slice() {
+                    tracing::warn!(
+                        from = %old.local.display(),
+                        to = %entry.local.display(),
+                        remote = %remote,
+                        "sync folder now resolves to another directory; its records follow it"
+                    );
+                    store.relocate_root(old.id, &entry.local)?;
+                }
+            }
+            let id = store.ensure_root(&entry.local, &remote)?;
             let mut exclude = config.watch.exclude.clone();
             exclude.extend(entry.exclude.iter().cloned());
             let filter = Filter::new(&config.watch.extensions, &exclude)
@@ -138,6 +164,8 @@ impl Shared {
             dirty: Mutex::new(HashSet::new()),
             touched: Mutex::new(HashMap::new()),
             dirty_notify: Notify::new(),
+            fixups: Notify::new(),
+            rescan_due: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             fix_gates: Mutex::new(HashMap::new()),
             heartbeat: AtomicI64::new(now_ms()),
@@ -276,6 +304,32 @@ impl Shared {
         lock(&self.fix_gates).remove(key);
     }
 
+    /// Scan this root again when the gate `key` opens (not before: a walk
+    /// of a large library on every tick while a host keeps refusing is
+    /// what must not happen).
+    pub fn rescan_when_allowed(&self, root_id: i64, key: &str) {
+        let Some(at) = lock(&self.fix_gates).get(key).map(|(_, at)| *at) else {
+            self.request_rescan(root_id);
+            return;
+        };
+        let mut due = lock(&self.rescan_due);
+        let slot = due.entry(root_id).or_insert(at);
+        *slot = (*slot).min(at);
+    }
+
+    /// Roots whose timed rescan has come.
+    fn take_due_rescans(&self) -> HashSet<i64> {
+        let now = std::time::Instant::now();
+        let mut due = lock(&self.rescan_due);
+        let ready: HashSet<i64> = due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        due.retain(|id, _| !ready.contains(id));
+        ready
+    }
+
     // ---- watcher hints ----
 
     /// Is a writer still at work on this file? A file seen written stays
@@ -299,6 +353,12 @@ impl Shared {
     /// inotify: closed after writing, removed, or renamed away.
     pub fn mark_closed(&self, path: &Path) {
         lock(&self.writers).remove(path);
+    }
+
+    /// inotify: a path removed or renamed away, file or directory: no
+    /// writer mark below it stays.
+    pub fn mark_closed_under(&self, path: &Path) {
+        lock(&self.writers).retain(|p, _| !p.starts_with(path));
     }
 
     /// After an event overflow nothing is known about open files: fall back
@@ -446,7 +506,8 @@ async fn scanner(
         shared.beat();
         // Full walks for roots whose tree changed (or on a timer); targeted
         // passes for files written and files settling.
-        let full = shared.take_dirty();
+        let mut full = shared.take_dirty();
+        full.extend(shared.take_due_rescans());
         let mut touched = shared.take_touched();
         for root in &shared.roots {
             if stop.is_cancelled() {
@@ -471,6 +532,32 @@ async fn scanner(
             if let Err(e) = result {
                 tracing::error!(root = %root.entry.local.display(), error = %e, "scan failed");
             }
+        }
+    }
+}
+
+/// Run the remote fix-ups of every root once.
+async fn fix_up_all(shared: &Shared) {
+    for root in &shared.roots {
+        if let Err(e) = crate::scan::fix_remote_places(shared, root).await {
+            tracing::error!(root = %root.entry.local.display(), error = %e, "remote fix-ups failed");
+        }
+    }
+}
+
+/// The fix-up task: tell the host about local moves, renames and (with the
+/// trash policy) deletions. Apart from the scanner, because its calls are
+/// paced: hundreds of renames must not hold up the noticing of new files.
+async fn fixups(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = shared.fixups.notified() => {}
+            // Retries whose gates have opened.
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        if shared.key_ok() {
+            fix_up_all(&shared).await;
         }
     }
 }
@@ -657,6 +744,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
         set.spawn(crate::upload::worker(shared.clone(), n, tasks.clone()));
     }
     set.spawn(scanner(shared.clone(), poll_roots.clone(), tasks.clone()));
+    set.spawn(fixups(shared.clone(), tasks.clone()));
     set.spawn(key_watch(shared.clone(), tasks.clone()));
     set.spawn(crate::reconcile::task(shared.clone(), tasks.clone()));
     tracing::info!(roots = shared.roots.len(), "vidsync running");
@@ -694,12 +782,39 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
     }
     set.spawn(progress_writer(shared.clone(), tasks.clone()));
     let tick = shared.scan_tick();
+    // One walk of each root; then only the files settling are looked at
+    // again (a large library is not walked on every tick until the last
+    // upload is done).
+    scan_all(&shared).await;
+    fix_up_all(&shared).await;
     loop {
-        scan_all(&shared).await;
-        let busy = shared
-            .store
-            .in_states(&[State::Waiting, State::Queued, State::Uploading])?;
-        if busy.is_empty() {
+        let mut full = shared.take_dirty();
+        full.extend(shared.take_due_rescans());
+        for root in &shared.roots {
+            let r = if full.contains(&root.id) {
+                crate::scan::scan_root(&shared, root).await.map(|_| ())
+            } else if shared.has_waiting(root.id) {
+                let paths = shared
+                    .store
+                    .waiting_in_root(root.id)?
+                    .iter()
+                    .map(|r| r.path())
+                    .collect();
+                crate::scan::scan_paths(&shared, root, &paths).map(|_| ())
+            } else {
+                Ok(())
+            };
+            if let Err(e) = r {
+                tracing::error!(root = %root.entry.local.display(), error = %e, "scan failed");
+            }
+        }
+        let counts = shared.store.counts()?;
+        let busy: u64 = counts
+            .iter()
+            .filter(|(s, _)| matches!(s, State::Waiting | State::Queued | State::Uploading))
+            .map(|(_, n)| *n)
+            .sum();
+        if busy == 0 {
             break;
         }
         if !shared.key_ok() {
@@ -718,6 +833,7 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
     requeue_cut_uploads(&shared)?;
     let interrupted = stop.is_cancelled();
     if !interrupted {
+        fix_up_all(&shared).await;
         match crate::reconcile::pass(&shared, false, false).await {
             Ok(r) => tracing::info!("reconcile: {}", r.summary()),
             Err(e) => tracing::warn!(error = %e, "reconcile failed"),

@@ -162,16 +162,25 @@ pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, Store
             shared.store.set_meta(&dev_key, &now_dev.to_string())?;
         }
     }
-    if !rename_dirs(shared, root, &walked).await? {
-        // Applying the walk now would move the files one by one into a new
-        // folder and leave the old one behind: wait for the rename.
-        return Ok(ScanReport::default());
-    }
-    let report = apply(shared, root, &walked.files, &walked.unreadable)?;
-    fix_remote_places(shared, root).await?;
+    let pending = rename_dirs(shared, root, &walked).await?;
+    // A directory rename still to be done on the host: leave both sides
+    // alone for now (applying them would move the files one by one into a
+    // new folder and leave the old one behind); the rest of the root goes on.
+    let under = |rel: &str, dir: &str| rel.starts_with(&format!("{dir}/"));
+    let files: Vec<Observed> = walked
+        .files
+        .into_iter()
+        .filter(|o| !pending.iter().any(|(_, new)| under(&o.rel_path, new)))
+        .collect();
+    let mut unreadable = walked.unreadable;
+    unreadable.extend(pending.into_iter().map(|(old, _)| old));
+    let report = apply(shared, root, &files, &unreadable)?;
     if report.queued > 0 {
         shared.wake.notify_waiters();
     }
+    // Moves and deletions may need the host told: the fix-up task does it,
+    // outside this loop (it makes paced API calls).
+    shared.fixups.notify_one();
     Ok(report)
 }
 
@@ -189,28 +198,47 @@ pub fn apply(
     let now = now_ms();
     let mut report = ScanReport::default();
     let rows = store.files_in_root(root.id)?;
-    let mut by_path: HashMap<&str, &FileRow> =
-        rows.iter().map(|r| (r.rel_path.as_str(), r)).collect();
-    let mut fresh: Vec<&Observed> = Vec::new();
-
-    for obs in files {
-        let Some(row) = by_path.remove(obs.rel_path.as_str()) else {
-            fresh.push(obs);
-            continue;
-        };
-        apply_existing(shared, root, row, obs, now, &mut report)?;
-    }
-
+    let by_path: HashMap<&str, &FileRow> = rows.iter().map(|r| (r.rel_path.as_str(), r)).collect();
+    let seen: std::collections::HashSet<&str> = files.iter().map(|o| o.rel_path.as_str()).collect();
     let hidden = |rel: &str| {
         unreadable
             .iter()
             .any(|d| d.is_empty() || rel.starts_with(&format!("{d}/")))
     };
-    // Rows whose file is gone: moved (same inode elsewhere) or deleted.
-    let mut vanished: Vec<&FileRow> = by_path
-        .into_values()
-        .filter(|r| r.state != State::LocalDeleted && !hidden(&r.rel_path))
+    // Rows whose file is gone from its path: moved (same inode elsewhere),
+    // renamed over another file, or deleted.
+    let mut vanished: Vec<&FileRow> = rows
+        .iter()
+        .filter(|r| {
+            !seen.contains(r.rel_path.as_str())
+                && r.state != State::LocalDeleted
+                && !hidden(&r.rel_path)
+        })
         .collect();
+    let mut fresh: Vec<&Observed> = Vec::new();
+
+    for obs in files {
+        let Some(row) = by_path.get(obs.rel_path.as_str()) else {
+            fresh.push(obs);
+            continue;
+        };
+        // Another tracked file was renamed over this one (`mv tmp.mp4
+        // a.mp4`): its content is already known (and maybe on the host).
+        if row.state != State::Uploading
+            && (row.stat.ino != obs.stat.ino || row.stat.dev != obs.stat.dev)
+            && let Some(i) = vanished
+                .iter()
+                .position(|v| v.state != State::Uploading && same_file(&v.stat, &obs.stat))
+        {
+            let v = vanished.swap_remove(i);
+            tracing::info!(from = %v.rel_path, over = %row.rel_path, "file renamed over another");
+            store.merge_into(row.id, v.id, now)?;
+            report.moved += 1;
+            continue;
+        }
+        apply_existing(shared, root, row, obs, now, &mut report)?;
+    }
+
     for obs in fresh {
         // A file renamed while it is being uploaded: wait until the upload
         // has finished, then it is an ordinary move (not a second upload).
@@ -229,9 +257,7 @@ pub fn apply(
             store.move_file(row.id, root.id, &obs.rel_path, now)?;
             report.moved += 1;
         } else {
-            store.insert_file(root.id, &obs.rel_path, obs.stat, now)?;
-            report.new += 1;
-            report.waiting += 1;
+            adopt_or_insert(shared, root, obs, now, &mut report)?;
         }
     }
     for row in vanished {
@@ -258,6 +284,52 @@ pub fn apply(
         }
     }
     Ok(report)
+}
+
+/// A file at a path no row of this root has. Known by its inode elsewhere
+/// (moved from another sync root, or back after it had gone), it keeps its
+/// record and its file code; a second name of a file still present (a hard
+/// link) is the same video and is not uploaded again; otherwise it is new.
+fn adopt_or_insert(
+    shared: &Shared,
+    root: &Root,
+    obs: &Observed,
+    now: i64,
+    report: &mut ScanReport,
+) -> Result<(), StoreError> {
+    let store = &shared.store;
+    let same: Vec<FileRow> = store
+        .by_inode(obs.stat.dev, obs.stat.ino)?
+        .into_iter()
+        .filter(|r| same_file(&r.stat, &obs.stat))
+        .collect();
+    if same.iter().any(|r| r.state == State::Uploading) {
+        // Being sent under another name right now: decide afterwards.
+        return Ok(());
+    }
+    if let Some(r) = same
+        .iter()
+        .find(|r| r.state == State::LocalDeleted || !r.path().exists())
+    {
+        tracing::info!(from = %r.path().display(), to = %root.entry.local.join(&obs.rel_path).display(), "known file came back or moved between sync folders");
+        let came_back = r.state == State::LocalDeleted;
+        store.move_file(r.id, root.id, &obs.rel_path, now)?;
+        if came_back {
+            store.reappeared(r.id, now)?;
+        } else if r.root_id != root.id {
+            store.mark_misplaced(r.id)?;
+        }
+        report.moved += 1;
+        return Ok(());
+    }
+    if let Some(r) = same.first() {
+        tracing::debug!(path = %obs.rel_path, same_as = %r.path().display(), "a second name (hard link) of a tracked file; not uploaded again");
+        return Ok(());
+    }
+    store.insert_file(root.id, &obs.rel_path, obs.stat, now)?;
+    report.new += 1;
+    report.waiting += 1;
+    Ok(())
 }
 
 /// A tracked file seen on disk at its recorded path: note a change, queue
@@ -363,11 +435,7 @@ pub fn scan_paths(
         };
         match shared.store.file_by_path(root.id, rel)? {
             Some(row) => apply_existing(shared, root, &row, &obs, now, &mut report)?,
-            None => {
-                shared.store.insert_file(root.id, rel, obs.stat, now)?;
-                report.new += 1;
-                report.waiting += 1;
-            }
+            None => adopt_or_insert(shared, root, &obs, now, &mut report)?,
         }
     }
     if report.queued > 0 {
@@ -378,31 +446,40 @@ pub fn scan_paths(
 
 /// A remembered directory whose path is gone while a new directory has its
 /// inode was renamed or moved: rename its remote folder and move the rows.
-/// Returns false while a rename is still to be done (failed, or waiting for
-/// its retry time): the caller must not apply the walk yet.
+/// Returns the renames still to be done (failed, or waiting for their retry
+/// time) as (old dir, new dir).
 async fn rename_dirs(
     shared: &Shared,
     root: &Root,
     walked: &crate::scan::Walk,
-) -> Result<bool, StoreError> {
-    let mut all_done = true;
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut pending = Vec::new();
     let known = shared.store.folders(root.id)?;
     let present: HashMap<&str, u64> = walked.dirs.iter().map(|(d, i)| (d.as_str(), *i)).collect();
+    let unreadable = |rel: &str| {
+        walked
+            .unreadable
+            .iter()
+            .any(|d| d.is_empty() || rel == d || rel.starts_with(&format!("{d}/")))
+    };
     for (rel_dir, fld_id, ino) in known {
         let (Some(ino), false) = (ino, rel_dir.is_empty()) else {
             continue;
         };
-        if present.contains_key(rel_dir.as_str()) {
+        if present.contains_key(rel_dir.as_str()) || unreadable(&rel_dir) {
             continue;
         }
         let Some((new_dir, _)) = walked.dirs.iter().find(|(d, i)| {
             *i == ino && !d.is_empty() && shared.store.folder(root.id, d).ok().flatten().is_none()
         }) else {
+            // Gone for good: forget the inode, or a new directory that gets
+            // it from the filesystem later would pass for a rename.
+            shared.store.clear_folder_ino(root.id, &rel_dir)?;
             continue;
         };
         let gate = format!("dir:{}:{rel_dir}", root.id);
         if !shared.retry_allowed(&gate) {
-            all_done = false;
+            pending.push((rel_dir.clone(), new_dir.clone()));
             continue;
         }
         let new_name = new_dir.rsplit('/').next().unwrap_or(new_dir);
@@ -418,7 +495,8 @@ async fn rename_dirs(
                 Err(e) => {
                     tracing::warn!(dir = %new_dir, error = %e, "cannot resolve the new parent folder; will retry");
                     shared.retry_failed(&gate);
-                    all_done = false;
+                    shared.rescan_when_allowed(root.id, &gate);
+                    pending.push((rel_dir.clone(), new_dir.clone()));
                     continue;
                 }
             }
@@ -441,14 +519,12 @@ async fn rename_dirs(
             Err(e) => {
                 tracing::warn!(from = %rel_dir, to = %new_dir, error = %e, "cannot rename the remote folder; will retry");
                 shared.retry_failed(&gate);
-                all_done = false;
+                shared.rescan_when_allowed(root.id, &gate);
+                pending.push((rel_dir.clone(), new_dir.clone()));
             }
         }
     }
-    if !all_done {
-        shared.request_rescan(root.id);
-    }
-    Ok(all_done)
+    Ok(pending)
 }
 
 /// Uploaded files whose local path changed since they were placed on the
@@ -456,7 +532,7 @@ async fn rename_dirs(
 /// `placed_path` changes only after a successful edit, so a failed edit is
 /// tried again on the next pass. Files whose path did not change are left
 /// alone, so a title edited by hand on the host is not fought over.
-async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), StoreError> {
+pub async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), StoreError> {
     for row in shared.store.misplaced(root.id)? {
         let (Some(code), Some(fld)) = (&row.file_code, row.fld_id) else {
             continue;
@@ -556,32 +632,37 @@ async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), Store
             id
         }
     };
-    for row in pending.into_iter().filter(|r| r.fld_id != Some(trash_id)) {
-        let Some(code) = &row.file_code else { continue };
-        let gate = format!("trash:{}", row.id);
-        if !shared.retry_allowed(&gate) {
-            continue;
-        }
+    // One file/edit moves up to 50 files: a deleted season costs a call
+    // or two, not one per episode.
+    let gate = format!("trash:{}", root.id);
+    if !shared.retry_allowed(&gate) {
+        return Ok(());
+    }
+    let to_move: Vec<&FileRow> = pending
+        .into_iter()
+        .filter(|r| r.fld_id != Some(trash_id))
+        .collect();
+    for batch in to_move.chunks(crate::api::FILE_INFO_BATCH) {
+        let codes: Vec<String> = batch.iter().filter_map(|r| r.file_code.clone()).collect();
         let edit = crate::api::FileEdit {
             fld_id: Some(trash_id),
             ..Default::default()
         };
-        match shared
-            .client
-            .file_edit(std::slice::from_ref(code), &edit)
-            .await
-        {
+        match shared.client.file_edit(&codes, &edit).await {
             Ok(()) => {
                 shared.retry_succeeded(&gate);
-                tracing::info!(path = %row.rel_path, code = %code, "deleted locally; moved to the trash folder on the host");
-                let title = row.title.clone().unwrap_or_default();
-                shared
-                    .store
-                    .set_remote_place(row.id, trash_id, &title, now_ms())?;
+                for row in batch {
+                    tracing::info!(path = %row.rel_path, code = ?row.file_code, "deleted locally; moved to the trash folder on the host");
+                    let title = row.title.clone().unwrap_or_default();
+                    shared
+                        .store
+                        .set_remote_place(row.id, trash_id, &title, now_ms())?;
+                }
             }
             Err(e) => {
                 shared.retry_failed(&gate);
-                tracing::warn!(path = %row.rel_path, error = %e, "cannot move to the trash folder; will retry")
+                tracing::warn!(files = batch.len(), error = %e, "cannot move to the trash folder; will retry");
+                break;
             }
         }
     }

@@ -177,6 +177,12 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                     now_ms(),
                     "adopted after an interrupted upload",
                 )?;
+                if search_fld != fld_id || search_title != title {
+                    // Found where the attempt put it; the file has moved or
+                    // been renamed since: the fix-ups move it on the host.
+                    store.mark_misplaced(row.id)?;
+                    shared.fixups.notify_one();
+                }
                 shared.after_success();
                 return Ok(());
             }

@@ -194,6 +194,22 @@ pub fn start(
     Some(watcher)
 }
 
+/// Was anything tracked at or below this path (now gone)? If not, its
+/// disappearance changes nothing (a finished `x.mkv.part`, an rsync
+/// temporary, a folder of other files).
+fn tracked_at_or_under(
+    shared: &Shared,
+    root_id: i64,
+    root: &std::path::Path,
+    path: &std::path::Path,
+) -> bool {
+    let Some(rel) = path.strip_prefix(root).ok().and_then(|r| r.to_str()) else {
+        return true;
+    };
+    // When in doubt (a database error), look.
+    shared.store.has_at_or_under(root_id, rel).unwrap_or(true)
+}
+
 fn handle(shared: &Shared, ev: &notify::Event) {
     if ev.need_rescan() {
         shared.forget_writers();
@@ -222,8 +238,18 @@ fn handle(shared: &Shared, ev: &notify::Event) {
             }
             EventKind::Modify(ModifyKind::Metadata(_)) => shared.touch(root.id, path),
             EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => {
-                shared.mark_closed(path);
-                shared.request_rescan(root.id);
+                // Marks under a renamed or removed directory go with it.
+                shared.mark_closed_under(path);
+                match std::fs::symlink_metadata(path) {
+                    // A file renamed into place (a finished download, an
+                    // rsync temporary): one file to look at. Where it came
+                    // from is found by its inode.
+                    Ok(md) if md.file_type().is_file() => shared.touch(root.id, path),
+                    // Gone, and nothing tracked was there: nothing to do.
+                    Err(_) if !tracked_at_or_under(shared, root.id, &root.entry.local, path) => {}
+                    // A directory, or a tracked name gone: the tree changed.
+                    _ => shared.request_rescan(root.id),
+                }
             }
             // Opening and reading (our own upload reads) change nothing.
             EventKind::Access(_) => {}

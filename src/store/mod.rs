@@ -936,6 +936,111 @@ impl Store {
         })
     }
 
+    /// Is a file tracked at `rel`, or below it if it is a directory?
+    /// (Range on the (root_id, rel_path) index: "rel/" to "rel0".)
+    pub fn has_at_or_under(&self, root_id: i64, rel: &str) -> Result<bool> {
+        self.conn()
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM files WHERE root_id = ?1
+                   AND (rel_path = ?2 OR (rel_path >= ?2 || '/' AND rel_path < ?2 || '0')))",
+                params![root_id, rel],
+                |r| r.get(0),
+            )
+            .map_err(self.err("looking up a path"))
+    }
+
+    /// Rows of any root whose file had this device and inode.
+    pub fn by_inode(&self, dev: u64, ino: u64) -> Result<Vec<FileRow>> {
+        self.query_files(
+            "looking up an inode",
+            "WHERE f.dev = ?1 AND f.ino = ?2 ORDER BY f.id",
+            &[&(dev as i64), &(ino as i64)],
+        )
+    }
+
+    /// The file of row `source` now sits at the path of row `target` (a
+    /// rename over it): `target` takes over the source's identity (code,
+    /// place on the host, state) and history; its own old code goes to the
+    /// history as replaced, like a new version; `source` is removed.
+    pub fn merge_into(&self, target: i64, source: i64, now: i64) -> Result<()> {
+        self.tx("recording a rename over a file", |tx| {
+            let (old_code, src_path): (Option<String>, String) = tx.query_row(
+                "SELECT t.file_code, s.rel_path FROM files t, files s WHERE t.id = ?1 AND s.id = ?2",
+                params![target, source],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            history(
+                tx,
+                target,
+                now,
+                "replaced",
+                old_code.as_deref(),
+                Some(&format!("replaced by the file renamed from {src_path}")),
+            )?;
+            tx.execute(
+                "UPDATE history SET file_id = ?1 WHERE file_id = ?2",
+                params![target, source],
+            )?;
+            tx.execute(
+                "UPDATE files SET (size, mtime_ns, dev, ino, state, file_code, fld_id, title,
+                   attempts, last_error, next_attempt_at, unknown_since, stable_since, playable,
+                   encoding, encoding_progress, deleted_by, remote_event_at, placed_path) =
+                   (SELECT size, mtime_ns, dev, ino, state, file_code, fld_id, title,
+                     attempts, last_error, next_attempt_at, unknown_since, stable_since, playable,
+                     encoding, encoding_progress, deleted_by, remote_event_at, placed_path
+                    FROM files WHERE id = ?2),
+                   updated_at = ?3
+                 WHERE id = ?1",
+                params![target, source, now],
+            )?;
+            tx.execute("DELETE FROM progress WHERE file_id = ?1", params![source])?;
+            tx.execute("DELETE FROM files WHERE id = ?1", params![source])?;
+            history(tx, target, now, "moved", None, Some(&format!("from {src_path}")))
+        })
+    }
+
+    /// Make the next pass check this uploaded file's place on the host
+    /// (it moved between sync roots, or came back from the trash).
+    pub fn mark_misplaced(&self, id: i64) -> Result<()> {
+        self.tx("marking a file for a remote move", |tx| {
+            tx.execute(
+                "UPDATE files SET placed_path = '' WHERE id = ?1 AND file_code IS NOT NULL",
+                params![id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A remembered directory is gone: forget its inode, so that a new
+    /// directory that gets the freed inode is not taken for a rename.
+    pub fn clear_folder_ino(&self, root_id: i64, rel_dir: &str) -> Result<()> {
+        self.tx("forgetting a directory inode", |tx| {
+            tx.execute(
+                "UPDATE folders SET ino = NULL WHERE root_id = ?1 AND rel_dir = ?2",
+                params![root_id, rel_dir],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Is a root registered at this local path?
+    pub fn root_by_local(&self, local: &Path) -> Result<Option<RootRow>> {
+        Ok(self.roots()?.into_iter().find(|r| r.local == local))
+    }
+
+    /// A sync folder now resolves to another directory (a symlink pointed
+    /// elsewhere, the library copied to a new disk): its records follow.
+    pub fn relocate_root(&self, root_id: i64, local: &Path) -> Result<()> {
+        let local_s = path_text(local);
+        self.tx("moving a sync root", |tx| {
+            tx.execute(
+                "UPDATE roots SET local = ?2 WHERE id = ?1",
+                params![root_id, local_s],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Drop a row that never reached the host (a waiting file that vanished).
     pub fn forget(&self, id: i64) -> Result<()> {
         self.tx("forgetting a file", |tx| {

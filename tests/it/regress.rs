@@ -344,3 +344,282 @@ async fn a_changed_remote_path_is_honoured() {
             .collect::<Vec<_>>()
     );
 }
+
+async fn scan3(cfg: &vidsync::config::Config) -> daemon::ScanSummary {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        daemon::scan_once(cfg.clone(), CancellationToken::new()),
+    )
+    .await
+    .expect("scan finishes")
+    .expect("scan succeeds")
+}
+
+fn rows3(cfg: &vidsync::config::Config) -> Vec<(String, State, Option<String>)> {
+    let s = Store::open(&cfg.state.database).unwrap();
+    s.list(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.rel_path, r.state, r.file_code))
+        .collect()
+}
+
+/// `mv b.mp4 a.mp4` over an uploaded a.mp4: b's content is already on the
+/// host (b's code); nothing needs uploading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_over_a_tracked_file_uploads_nothing() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    common::write(root.path(), "a.mp4", &common::content("a", 4000));
+    common::write(root.path(), "b.mp4", &common::content("b", 5000));
+    scan3(&cfg).await;
+    assert_eq!(host.uploads_started(), 2);
+    std::fs::rename(root.path().join("b.mp4"), root.path().join("a.mp4")).unwrap();
+    scan3(&cfg).await;
+    assert_eq!(
+        host.uploads_started(),
+        2,
+        "content already on the host was uploaded again; rows: {:?}",
+        rows3(&cfg)
+    );
+}
+
+/// A file moved out of the sync folder (seen as deleted) and later moved
+/// back to another subfolder: same inode, size, mtime: it is the file that
+/// is on the host already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_comes_back_elsewhere_is_not_uploaded_again() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    common::write(root.path(), "a.mp4", &common::content("a", 4000));
+    scan3(&cfg).await;
+    assert_eq!(host.uploads_started(), 1);
+    std::fs::rename(root.path().join("a.mp4"), outside.path().join("a.mp4")).unwrap();
+    scan3(&cfg).await;
+    std::fs::create_dir(root.path().join("sub")).unwrap();
+    std::fs::rename(outside.path().join("a.mp4"), root.path().join("sub/a.mp4")).unwrap();
+    scan3(&cfg).await;
+    assert_eq!(
+        host.uploads_started(),
+        1,
+        "uploaded again; rows: {:?}",
+        rows3(&cfg)
+    );
+}
+
+/// `mv` from one sync folder to another (same disk): one file, one copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_across_sync_roots_is_not_a_second_upload() {
+    let host = common::host().await;
+    let base = tempfile::tempdir().unwrap();
+    let r1 = base.path().join("Movies");
+    let r2 = base.path().join("Shows");
+    std::fs::create_dir_all(&r1).unwrap();
+    std::fs::create_dir_all(&r2).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(&r1, "Movies"), (&r2, "Shows")], "");
+    common::write(&r1, "a.mp4", &common::content("a", 4000));
+    scan3(&cfg).await;
+    assert_eq!(host.uploads_started(), 1);
+    std::fs::rename(r1.join("a.mp4"), r2.join("a.mp4")).unwrap();
+    scan3(&cfg).await;
+    assert_eq!(
+        host.uploads_started(),
+        1,
+        "moved across roots -> uploaded again; rows: {:?}",
+        rows3(&cfg)
+    );
+}
+
+/// The sync folder is a symlink; the admin moves the library to a new disk
+/// (cp -a) and repoints the link. The config text did not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repointing_a_symlinked_sync_root_does_not_reupload_the_library() {
+    let host = common::host().await;
+    let base = tempfile::tempdir().unwrap();
+    let d1 = base.path().join("disk1");
+    let d2 = base.path().join("disk2");
+    let link = base.path().join("media");
+    std::fs::create_dir_all(&d1).unwrap();
+    std::os::unix::fs::symlink(&d1, &link).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        common::write(
+            &d1,
+            &format!("m{i}.mp4"),
+            &common::content(&format!("m{i}"), 3000),
+        );
+    }
+    let (cfg, _) = common::config(&host, state.path(), &[(&link, "Lib")], "");
+    scan3(&cfg).await;
+    assert_eq!(host.uploads_started(), 3);
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&d1)
+        .arg(&d2)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&d2, &link).unwrap();
+    // A restart (or SIGHUP) parses the same config text again.
+    let (cfg, _) = common::config(&host, state.path(), &[(&link, "Lib")], "");
+    scan3(&cfg).await;
+    assert_eq!(
+        host.uploads_started(),
+        3,
+        "the whole library was uploaded again; rows: {:?}",
+        rows3(&cfg)
+    );
+}
+
+/// A directory deleted, then later a new directory created that gets the
+/// freed inode (ext4 reuses it at once): the remote folder of the deleted
+/// directory must not be renamed to the new name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_directory_inode_is_not_a_rename() {
+    use std::os::unix::fs::MetadataExt;
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    common::write(root.path(), "Old/e1.mp4", &common::content("e1", 4000));
+    scan3(&cfg).await;
+    let old_ino = std::fs::metadata(root.path().join("Old")).unwrap().ino();
+    std::fs::remove_dir_all(root.path().join("Old")).unwrap();
+    scan3(&cfg).await;
+    // Create directories until one gets the freed inode (ext4 hands it out
+    // again soon), name it "New", remove the others.
+    let mut found = false;
+    for i in 0..5000 {
+        let d = root.path().join(format!("t{i}"));
+        std::fs::create_dir(&d).unwrap();
+        if std::fs::metadata(&d).unwrap().ino() == old_ino {
+            std::fs::rename(&d, root.path().join("New")).unwrap();
+            found = true;
+            break;
+        }
+    }
+    for e in std::fs::read_dir(root.path()).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_str().unwrap().starts_with('t') {
+            std::fs::remove_dir(p).unwrap();
+        }
+    }
+    if !found {
+        // The filesystem did not hand the inode out again: nothing to show.
+        eprintln!("skipped: the freed inode {old_ino} was not reused by this filesystem");
+        return;
+    }
+    common::write(root.path(), "New/x.mp4", &common::content("x", 4500));
+    scan3(&cfg).await;
+    let names: Vec<String> = host.folders().into_iter().map(|f| f.name).collect();
+    assert!(
+        names.contains(&"Old".to_string()),
+        "the deleted directory's remote folder was renamed: folders {names:?}; rows {:?}",
+        rows3(&cfg)
+    );
+}
+
+/// A directory rename the host keeps refusing (folder/edit 502): the root
+/// must not stall, and the daemon must not walk it in a loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_folder_rename_does_not_stall_the_root() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    // A library with many non-video files: each walk stats them all.
+    for d in 0..20 {
+        let dir = root.path().join(format!("misc{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..1000 {
+            std::fs::write(dir.join(format!("{i}.txt")), b"x").unwrap();
+        }
+    }
+    common::write(root.path(), "D/a.mp4", &common::content("a", 4000));
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(daemon::run(cfg.clone(), stop.clone()));
+    assert!(common::wait_for(Duration::from_secs(20), || host.uploads_started() == 1).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    host.faults()
+        .always(Fault::Http502, Scope::endpoint("folder/edit"));
+    std::fs::rename(root.path().join("D"), root.path().join("E")).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::write(root.path(), "new.mp4", &common::content("new", 4000));
+    let uploaded = common::wait_for(Duration::from_secs(6), || host.uploads_started() == 2).await;
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+    assert!(
+        uploaded,
+        "new.mp4 not uploaded within 6 s while a folder rename is pending; rows {:?}",
+        rows3(&cfg)
+    );
+}
+
+/// Many renames at once (a renaming tool): the file/edit calls are paced;
+/// meanwhile a new file must still be seen (the scanner loop must go round).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_fixups_do_not_block_the_scanner_loop() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    for i in 0..30 {
+        common::write(
+            root.path(),
+            &format!("a{i}.mp4"),
+            &common::content(&format!("a{i}"), 2000),
+        );
+    }
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    scan3(&cfg).await;
+    assert_eq!(host.uploads_started(), 30);
+    // The same library with the default-ish pacing of a real host.
+    let text = common::config_toml(&host, state.path(), &[(root.path(), "Lib")], "")
+        .replace("requests_per_minute = 60000", "requests_per_minute = 120");
+    let (cfg, _) = common::config_from_text(&text, state.path());
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(daemon::run(cfg.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 0..30 {
+        std::fs::rename(
+            root.path().join(format!("a{i}.mp4")),
+            root.path().join(format!("b{i}.mp4")),
+        )
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::write(root.path(), "new.mp4", &common::content("new", 3000));
+    let seen = common::wait_for(Duration::from_secs(4), || {
+        rows3(&cfg).iter().any(|(p, _, _)| p == "new.mp4")
+    })
+    .await;
+    let edits = host.request_count("file/edit");
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+    assert!(
+        seen,
+        "new.mp4 not even recorded 4 s after it was written: the scanner loop is inside the fix-ups ({edits} file/edit calls so far)"
+    );
+}
+
+/// A hard link (`ln a.mp4 b.mp4`, or an *arr import by hard link) is the
+/// same file: same device and inode. Policy question: uploaded twice today.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_link_is_not_uploaded_twice() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    common::write(root.path(), "a.mp4", &common::content("a", 4000));
+    scan3(&cfg).await;
+    std::fs::hard_link(root.path().join("a.mp4"), root.path().join("b.mp4")).unwrap();
+    scan3(&cfg).await;
+    assert_eq!(host.uploads_started(), 1, "rows: {:?}", rows3(&cfg));
+}
