@@ -98,6 +98,8 @@ pub struct Shared {
     fix_gates: Mutex<HashMap<String, (u32, std::time::Instant)>>,
     /// When the scanner loop last went round (unix ms).
     heartbeat: AtomicI64,
+    /// Last progress sample of each upload: (sent, at ms, smoothed rate).
+    rates: Mutex<HashMap<i64, (u64, i64, f64)>>,
     /// Bytes sent of each upload in flight: (total, sent).
     inflight: Mutex<HashMap<i64, (u64, Arc<AtomicU64>)>>,
 }
@@ -167,6 +169,7 @@ impl Shared {
             fixups: Notify::new(),
             rescan_due: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
+            rates: Mutex::new(HashMap::new()),
             fix_gates: Mutex::new(HashMap::new()),
             heartbeat: AtomicI64::new(now_ms()),
         })
@@ -416,8 +419,21 @@ impl Shared {
             .iter()
             .map(|(id, (total, sent))| (*id, sent.load(Ordering::Relaxed), *total))
             .collect();
+        let mut rates = lock(&self.rates);
+        rates.retain(|id, _| snapshot.iter().any(|(i, _, _)| i == id));
         for (id, sent, total) in snapshot {
-            if let Err(e) = self.store.set_progress(id, sent, total, now) {
+            // The rate over the last flushes (smoothed), not the average
+            // since the upload began (which counts waits for the pacer).
+            let rate = match rates.get(&id) {
+                Some((prev_sent, prev_at, prev_rate)) => {
+                    let dt = (now - prev_at).max(1) as f64 / 1000.0;
+                    let current = sent.saturating_sub(*prev_sent) as f64 / dt;
+                    0.5 * current + 0.5 * prev_rate
+                }
+                None => 0.0,
+            };
+            rates.insert(id, (sent, now, rate));
+            if let Err(e) = self.store.set_progress(id, sent, total, rate as u64, now) {
                 tracing::debug!(error = %e, "cannot record progress");
             }
         }

@@ -81,12 +81,11 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         .progress()?
         .iter()
         .map(|p| {
-            let secs = ((p.updated_at - p.started_at).max(1) as f64) / 1000.0;
             json!({
                 "path": p.path.to_string_lossy(),
                 "sent": p.sent,
                 "total": p.total,
-                "rate": (p.sent as f64 / secs) as u64,
+                "rate": p.rate,
             })
         })
         .collect();

@@ -73,6 +73,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE files ADD COLUMN placed_path TEXT;
     ALTER TABLE files ADD COLUMN encoding_progress INTEGER;
     UPDATE files SET placed_path = rel_path WHERE file_code IS NOT NULL;",
+    // 3: the current rate of an upload in flight (bytes/s over the last
+    // seconds, not the average since it began).
+    "ALTER TABLE progress ADD COLUMN rate INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

@@ -174,6 +174,8 @@ pub struct Progress {
     pub total: u64,
     pub started_at: i64,
     pub updated_at: i64,
+    /// Bytes per second over the last few seconds.
+    pub rate: u64,
 }
 
 /// The one owner of the SQLite connection.
@@ -1248,14 +1250,22 @@ impl Store {
 
     // ---- progress (written at a bounded rate by the uploader) ----
 
-    pub fn set_progress(&self, file_id: i64, sent: u64, total: u64, now: i64) -> Result<()> {
+    pub fn set_progress(
+        &self,
+        file_id: i64,
+        sent: u64,
+        total: u64,
+        rate: u64,
+        now: i64,
+    ) -> Result<()> {
         self.tx("recording progress", |tx| {
             tx.execute(
-                "INSERT INTO progress (file_id, sent, total, started_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)
+                "INSERT INTO progress (file_id, sent, total, started_at, updated_at, rate)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)
                  ON CONFLICT(file_id) DO UPDATE SET sent = excluded.sent,
-                   total = excluded.total, updated_at = excluded.updated_at",
-                params![file_id, sent as i64, total as i64, now],
+                   total = excluded.total, updated_at = excluded.updated_at,
+                   rate = excluded.rate",
+                params![file_id, sent as i64, total as i64, now, rate as i64],
             )?;
             Ok(())
         })
@@ -1280,7 +1290,8 @@ impl Store {
         let conn = self.conn();
         let mut st = conn
             .prepare(
-                "SELECT p.file_id, r.local, f.rel_path, p.sent, p.total, p.started_at, p.updated_at
+                "SELECT p.file_id, r.local, f.rel_path, p.sent, p.total, p.started_at, p.updated_at,
+                   p.rate
                  FROM progress p JOIN files f ON f.id = p.file_id JOIN roots r ON r.id = f.root_id
                  ORDER BY p.started_at",
             )
@@ -1294,6 +1305,7 @@ impl Store {
                     total: r.get::<_, i64>(4)? as u64,
                     started_at: r.get(5)?,
                     updated_at: r.get(6)?,
+                    rate: r.get::<_, i64>(7)?.max(0) as u64,
                 })
             })
             .and_then(|rows| rows.collect())

@@ -612,3 +612,54 @@ async fn a_long_title_the_host_cuts_is_still_recognised_after_a_lost_reply() {
     assert_eq!(files[0].title.chars().count(), 100);
     assert_eq!(host.uploads_started(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_an_upload_in_flight_with_bytes_and_rate() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    // Large enough that loopback socket buffers cannot swallow it at once.
+    let size = 24 * 1024 * 1024;
+    common::write(root.path(), "slow.mp4", &common::content("slow", size));
+    common::write(root.path(), "later.mp4", &common::content("later", 1000));
+    let text = common::config_toml(&host, state.path(), &[(root.path(), "St")], "")
+        .replace("concurrency = 2", "concurrency = 1");
+    let (cfg, _) = common::config_from_text(&text, state.path());
+    host.faults().always(
+        Fault::SlowRead {
+            bytes_per_sec: 4 * 1024 * 1024,
+        },
+        Scope::Upload,
+    );
+    let (token, h) = start(&cfg);
+    let db = cfg.state.database.clone();
+    let mut seen = serde_json::Value::Null;
+    let ok = common::wait_for(Duration::from_secs(20), || {
+        let Ok(store) = Store::open_existing(&db) else {
+            return false;
+        };
+        let st = vidsync::report::status_json(&store).unwrap();
+        let up = &st["uploading"][0];
+        let good = up["total"].as_u64() == Some(size as u64)
+            && up["sent"]
+                .as_u64()
+                .is_some_and(|s| s > 0 && s < size as u64)
+            && up["rate"].as_u64().is_some_and(|r| r > 100_000)
+            && st["counts"]["uploading"] == 1
+            && st["queue"].as_u64().is_some();
+        if good {
+            seen = st;
+        }
+        good
+    })
+    .await;
+    assert!(ok, "status showed the upload in flight with its rate");
+    assert!(
+        seen["uploading"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("slow.mp4")
+    );
+    host.faults().clear();
+    stop(token, h).await;
+}
