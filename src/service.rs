@@ -9,6 +9,11 @@ use crate::api::{Client, ErrorClass, StorageLeft};
 use crate::config::{Config, LogConfig, LogFormat};
 use crate::daemon::{self, RunError};
 
+/// Swaps the log filter of the running subscriber (a SIGHUP with a new
+/// `[log] level`).
+type FilterReload = Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync>;
+static FILTER_RELOAD: std::sync::OnceLock<FilterReload> = std::sync::OnceLock::new();
+
 /// Set up `tracing`: level from `RUST_LOG` or the config, colours only on a
 /// terminal (journald shows escape codes as garbage), JSON when asked.
 pub fn init_logging(log: &LogConfig, quiet: bool) {
@@ -18,13 +23,52 @@ pub fn init_logging(log: &LogConfig, quiet: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    let _ = match log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    match log.format {
+        LogFormat::Json => {
+            let builder = builder
+                .json()
+                .with_env_filter(filter)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            if builder.try_init().is_ok() {
+                let _ = FILTER_RELOAD.set(Box::new(move |f| {
+                    handle.reload(f).map_err(|e| e.to_string())
+                }));
+            }
+        }
+        LogFormat::Text => {
+            let builder = builder.with_env_filter(filter).with_filter_reloading();
+            let handle = builder.reload_handle();
+            if builder.try_init().is_ok() {
+                let _ = FILTER_RELOAD.set(Box::new(move |f| {
+                    handle.reload(f).map_err(|e| e.to_string())
+                }));
+            }
+        }
+    }
+}
+
+/// Apply a reloaded `[log]` section: the level takes effect at once (unless
+/// `RUST_LOG` overrides it); the format is chosen at start only.
+fn reload_logging(old: &LogConfig, new: &LogConfig) {
+    if old.format != new.format {
+        tracing::warn!("SIGHUP: log.format changes apply at the next start");
+    }
+    if old.level == new.level || std::env::var_os("RUST_LOG").is_some() {
+        return;
+    }
+    let Some(reload) = FILTER_RELOAD.get() else {
+        return;
     };
+    match tracing_subscriber::EnvFilter::try_new(&new.level) {
+        Ok(f) => match reload(f) {
+            Ok(()) => tracing::info!(level = %new.level, "SIGHUP: log level changed"),
+            Err(e) => tracing::warn!(error = %e, "SIGHUP: cannot change the log level"),
+        },
+        Err(e) => tracing::warn!(error = %e, "SIGHUP: bad log level"),
+    }
 }
 
 /// SIGTERM/SIGINT cancel `stop` (a graceful stop); a second SIGINT exits at
@@ -133,6 +177,7 @@ pub async fn run_service(config: Config) -> ExitCode {
                         tracing::error!("SIGHUP: the host rejects the new configuration's API key; keeping the old one");
                     }
                     Ok(new) => {
+                        reload_logging(&config.log, &new.log);
                         tracing::info!(syncs = new.syncs.len(), "SIGHUP: configuration reloaded; restarting the workers");
                         crate::sdnotify::reloading();
                         inner.cancel();

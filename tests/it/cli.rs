@@ -546,3 +546,52 @@ async fn a_file_being_written_is_followed_without_walking_the_whole_tree_each_ti
     // most; every write is handled by a targeted pass.
     assert!(walks <= 3, "{walks} full walks while one file was written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_new_log_level() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (_, path) = common::config(
+        &host,
+        state.path(),
+        &[(root.path(), "Log")],
+        "[log]\nlevel = \"warn\"\n",
+    );
+    let mut child = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    common::config(
+        &host,
+        state.path(),
+        &[(root.path(), "Log")],
+        "[log]\nlevel = \"debug\"\n",
+    );
+    signal(child.id(), "HUP");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    signal(child.id(), "TERM");
+    let stderr = child.stderr.take().unwrap();
+    let log = tokio::task::spawn_blocking(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut s).unwrap();
+        s
+    })
+    .await
+    .unwrap();
+    assert!(child.wait().unwrap().success(), "{log}");
+    assert!(log.contains("log level changed"), "{log}");
+    // At `warn` the first start said nothing; after the reload, the restart
+    // and the scans are logged.
+    assert_eq!(log.matches("vidsync running").count(), 1, "{log}");
+    assert!(
+        log.contains("full scan"),
+        "debug lines after the reload: {log}"
+    );
+}
