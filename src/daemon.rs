@@ -36,6 +36,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The scanner loop counts as hung after this long without going round.
 pub const HUNG_AFTER: Duration = Duration::from_secs(600);
 
+/// Does `dir` hold the library the root `root_id` recorded? At least half
+/// of a sample of its files must be there with the same size and mtime (a
+/// copy made with `cp -a` or `rsync -a`), so that an unrelated folder given
+/// the same remote path does not inherit (and delete) the old records.
+fn same_library(store: &Store, root_id: i64, dir: &Path) -> Result<bool, StoreError> {
+    let rows: Vec<_> = store
+        .files_in_root(root_id)?
+        .into_iter()
+        .filter(|r| r.state != State::LocalDeleted)
+        .take(50)
+        .collect();
+    if rows.is_empty() {
+        return Ok(false);
+    }
+    let found = rows
+        .iter()
+        .filter(|r| {
+            std::fs::symlink_metadata(dir.join(&r.rel_path)).is_ok_and(|md| {
+                let st = crate::scan::stat_of(&md);
+                st.size == r.stat.size && st.mtime_ns == r.stat.mtime_ns
+            })
+        })
+        .count();
+    Ok(found * 2 >= rows.len())
+}
+
 /// A configured sync entry with its store id and compiled filter.
 #[derive(Debug)]
 pub struct Root {
@@ -92,6 +118,12 @@ pub struct Shared {
     pub fixups: Notify,
     /// Full scans due at a time (a directory rename waiting for its retry).
     rescan_due: Mutex<HashMap<i64, std::time::Instant>>,
+    /// Directory renames still to be done on the host, per root: (old, new).
+    /// Files on either side are left alone until then.
+    pending_renames: Mutex<HashMap<i64, Vec<(String, String)>>>,
+    /// Wait for a refused folder rename (`run`), or give up on it at once and
+    /// move the files one by one (`scan`, which must finish).
+    hold_renames: AtomicBool,
     /// Remote fix-ups (folder renames, file moves, trash moves) that failed:
     /// failures in a row and the earliest next try, so a host that keeps
     /// refusing is not asked again on every scan.
@@ -131,7 +163,9 @@ impl Shared {
                     .filter(|r| r.remote == remote)
                     .filter(|r| !config.syncs.iter().any(|e| e.local == r.local))
                     .collect();
-                if let [old] = orphans.as_slice() {
+                if let [old] = orphans.as_slice()
+                    && same_library(&store, old.id, &entry.local)?
+                {
                     tracing::warn!(
                         from = %old.local.display(),
                         to = %entry.local.display(),
@@ -168,6 +202,8 @@ impl Shared {
             dirty_notify: Notify::new(),
             fixups: Notify::new(),
             rescan_due: Mutex::new(HashMap::new()),
+            pending_renames: Mutex::new(HashMap::new()),
+            hold_renames: AtomicBool::new(true),
             inflight: Mutex::new(HashMap::new()),
             rates: Mutex::new(HashMap::new()),
             fix_gates: Mutex::new(HashMap::new()),
@@ -318,6 +354,28 @@ impl Shared {
         let mut due = lock(&self.rescan_due);
         let slot = due.entry(root_id).or_insert(at);
         *slot = (*slot).min(at);
+    }
+
+    pub fn holds_renames(&self) -> bool {
+        self.hold_renames.load(Ordering::Relaxed)
+    }
+
+    pub fn set_pending_renames(&self, root_id: i64, pending: Vec<(String, String)>) {
+        let mut p = lock(&self.pending_renames);
+        if pending.is_empty() {
+            p.remove(&root_id);
+        } else {
+            p.insert(root_id, pending);
+        }
+    }
+
+    /// Is this relative path on either side of a rename still to be done?
+    pub fn under_pending_rename(&self, root_id: i64, rel: &str) -> bool {
+        lock(&self.pending_renames).get(&root_id).is_some_and(|v| {
+            v.iter().any(|(old, new)| {
+                rel.starts_with(&format!("{old}/")) || rel.starts_with(&format!("{new}/"))
+            })
+        })
     }
 
     /// Roots whose timed rescan has come.
@@ -791,6 +849,7 @@ pub struct ScanSummary {
 /// file, then return (or return early when `stop` is cancelled).
 pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSummary, RunError> {
     let (_lock, shared) = prepare(config).await?;
+    shared.hold_renames.store(false, Ordering::Relaxed);
     let tasks = CancellationToken::new();
     let mut set = JoinSet::new();
     for n in 0..shared.config.upload.concurrency {

@@ -114,6 +114,7 @@ pub struct ScanReport {
     pub moved: usize,
     pub deleted: usize,
     pub waiting: usize,
+    pub reappeared: usize,
 }
 
 fn same_file(a: &Stat, b: &Stat) -> bool {
@@ -163,6 +164,7 @@ pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, Store
         }
     }
     let pending = rename_dirs(shared, root, &walked).await?;
+    shared.set_pending_renames(root.id, pending.clone());
     // A directory rename still to be done on the host: leave both sides
     // alone for now (applying them would move the files one by one into a
     // new folder and leave the old one behind); the rest of the root goes on.
@@ -216,12 +218,40 @@ pub fn apply(
         })
         .collect();
     let mut fresh: Vec<&Observed> = Vec::new();
+    // New paths by inode: where a tracked file may have gone.
+    let mut untracked: HashMap<(u64, u64), &Observed> = files
+        .iter()
+        .filter(|o| !by_path.contains_key(o.rel_path.as_str()))
+        .map(|o| ((o.stat.dev, o.stat.ino), o))
+        .collect();
+    let mut claimed: std::collections::HashSet<&str> = std::collections::HashSet::new();
 
     for obs in files {
+        if claimed.contains(obs.rel_path.as_str()) {
+            continue;
+        }
         let Some(row) = by_path.get(obs.rel_path.as_str()) else {
             fresh.push(obs);
             continue;
         };
+        // The tracked file was moved away and another took its place
+        // (`mv a.mp4 old.mp4`, then a new a.mp4): the row follows its file,
+        // and this path holds a new one.
+        if row.state != State::Uploading
+            && (row.stat.ino != obs.stat.ino || row.stat.dev != obs.stat.dev)
+            && let Some(moved_to) = untracked
+                .remove(&(row.stat.dev, row.stat.ino))
+                .filter(|o| same_file(&row.stat, &o.stat))
+        {
+            tracing::info!(from = %row.rel_path, to = %moved_to.rel_path, "file moved; a new file took its place");
+            store.move_file(row.id, root.id, &moved_to.rel_path, now)?;
+            claimed.insert(moved_to.rel_path.as_str());
+            report.moved += 1;
+            // This path is free now: whatever is here is matched like any
+            // new path (it may be another tracked file renamed here).
+            fresh.push(obs);
+            continue;
+        }
         // Another tracked file was renamed over this one (`mv tmp.mp4
         // a.mp4`): its content is already known (and maybe on the host).
         if row.state != State::Uploading
@@ -231,15 +261,21 @@ pub fn apply(
                 .position(|v| v.state != State::Uploading && same_file(&v.stat, &obs.stat))
         {
             let v = vanished.swap_remove(i);
-            tracing::info!(from = %v.rel_path, over = %row.rel_path, "file renamed over another");
-            store.merge_into(row.id, v.id, now)?;
-            report.moved += 1;
+            if store.merge_into(row.id, v.id, now)? {
+                tracing::info!(from = %v.rel_path, over = %row.rel_path, "file renamed over another");
+                report.moved += 1;
+            } else {
+                shared.request_rescan(root.id);
+            }
             continue;
         }
         apply_existing(shared, root, row, obs, now, &mut report)?;
     }
 
-    for obs in fresh {
+    for obs in fresh
+        .into_iter()
+        .filter(|o| !claimed.contains(o.rel_path.as_str()))
+    {
         // A file renamed while it is being uploaded: wait until the upload
         // has finished, then it is an ordinary move (not a second upload).
         if vanished
@@ -307,9 +343,19 @@ fn adopt_or_insert(
         // Being sent under another name right now: decide afterwards.
         return Ok(());
     }
+    // Still there under its recorded path (same device and inode): this is
+    // a second name. Gone, or another file there now: it moved here.
+    let at_its_path = |r: &FileRow| {
+        std::fs::symlink_metadata(r.path())
+            .map(|md| {
+                let st = stat_of(&md);
+                st.dev == r.stat.dev && st.ino == r.stat.ino
+            })
+            .unwrap_or(false)
+    };
     if let Some(r) = same
         .iter()
-        .find(|r| r.state == State::LocalDeleted || !r.path().exists())
+        .find(|r| r.state == State::LocalDeleted || !at_its_path(r))
     {
         tracing::info!(from = %r.path().display(), to = %root.entry.local.join(&obs.rel_path).display(), "known file came back or moved between sync folders");
         let came_back = r.state == State::LocalDeleted;
@@ -356,6 +402,7 @@ fn apply_existing(
         State::Dmca => {}
         State::LocalDeleted if !changed => {
             store.reappeared(row.id, now)?;
+            report.reappeared += 1;
         }
         _ if changed => {
             store.file_changed(row.id, obs.stat, now)?;
@@ -412,7 +459,7 @@ pub fn scan_paths(
                 .map(|(d, _)| d.to_string())
                 .unwrap_or_default();
         }
-        if !wanted {
+        if !wanted || shared.under_pending_rename(root.id, rel) {
             continue;
         }
         let md = match p.symlink_metadata() {
@@ -434,12 +481,21 @@ pub fn scan_paths(
             stat: stat_of(&md),
         };
         match shared.store.file_by_path(root.id, rel)? {
+            // Another file now at a tracked path: a rename over it, or a
+            // move and a replacement. That needs the whole picture.
+            Some(row) if row.stat.ino != obs.stat.ino || row.stat.dev != obs.stat.dev => {
+                shared.request_rescan(root.id);
+            }
             Some(row) => apply_existing(shared, root, &row, &obs, now, &mut report)?,
             None => adopt_or_insert(shared, root, &obs, now, &mut report)?,
         }
     }
     if report.queued > 0 {
         shared.wake.notify_waiters();
+    }
+    if report != ScanReport::default() {
+        // A file came back or moved: its place on the host may need fixing.
+        shared.fixups.notify_one();
     }
     Ok(report)
 }
@@ -516,6 +572,11 @@ async fn rename_dirs(
                 shared.retry_succeeded(&gate);
                 shared.store.forget_folder_tree(root.id, &rel_dir)?;
             }
+            Err(e) if !shared.holds_renames() => {
+                // `scan` must finish: mirror into a new folder instead.
+                tracing::warn!(from = %rel_dir, to = %new_dir, error = %e, "cannot rename the remote folder; moving its files one by one");
+                shared.store.forget_folder_tree(root.id, &rel_dir)?;
+            }
             Err(e) => {
                 tracing::warn!(from = %rel_dir, to = %new_dir, error = %e, "cannot rename the remote folder; will retry");
                 shared.retry_failed(&gate);
@@ -556,7 +617,7 @@ pub async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), Store
         if want_fld == fld && old_title == title {
             shared
                 .store
-                .set_remote_place(row.id, fld, &title, now_ms())?;
+                .set_remote_place(row.id, fld, &title, &row.rel_path, now_ms())?;
             continue;
         }
         let edit = crate::api::FileEdit {
@@ -574,7 +635,7 @@ pub async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), Store
                 shared.retry_succeeded(&gate);
                 shared
                     .store
-                    .set_remote_place(row.id, want_fld, &title, now_ms())?;
+                    .set_remote_place(row.id, want_fld, &title, &row.rel_path, now_ms())?;
             }
             Err(e) => {
                 tracing::warn!(path = %row.rel_path, error = %e, "cannot move/retitle on the host; will retry");
@@ -653,10 +714,7 @@ async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), Store
                 shared.retry_succeeded(&gate);
                 for row in batch {
                     tracing::info!(path = %row.rel_path, code = ?row.file_code, "deleted locally; moved to the trash folder on the host");
-                    let title = row.title.clone().unwrap_or_default();
-                    shared
-                        .store
-                        .set_remote_place(row.id, trash_id, &title, now_ms())?;
+                    shared.store.record_trashed(row.id, trash_id, now_ms())?;
                 }
             }
             Err(e) => {

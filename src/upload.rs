@@ -170,17 +170,18 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         match search_host(shared, search_fld, &search_title, since).await {
             Ok(Some(code)) => {
                 tracing::info!(path = %path.display(), code = %code, "found the file on the host after an interrupted upload; adopted it");
-                store.finish_uploaded(
+                // Found where the attempt put it; if the file has moved or
+                // been renamed since, the fix-ups move it on the host.
+                let misplaced = search_fld != fld_id || search_title != title;
+                store.finish_uploaded_at(
                     row.id,
                     &code,
                     search_fld,
                     now_ms(),
                     "adopted after an interrupted upload",
+                    misplaced,
                 )?;
-                if search_fld != fld_id || search_title != title {
-                    // Found where the attempt put it; the file has moved or
-                    // been renamed since: the fix-ups move it on the host.
-                    store.mark_misplaced(row.id)?;
+                if misplaced {
                     shared.fixups.notify_one();
                 }
                 shared.after_success();

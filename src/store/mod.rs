@@ -753,15 +753,30 @@ impl Store {
         now: i64,
         how: &str,
     ) -> Result<()> {
+        self.finish_uploaded_at(id, code, fld_id, now, how, false)
+    }
+
+    /// `finish_uploaded`; `misplaced` = the host has it at an older place
+    /// (adopted after the file moved): the next pass moves it, in the same
+    /// transaction so a crash cannot forget it.
+    pub fn finish_uploaded_at(
+        &self,
+        id: i64,
+        code: &str,
+        fld_id: u64,
+        now: i64,
+        how: &str,
+        misplaced: bool,
+    ) -> Result<()> {
         self.tx("recording an upload", |tx| {
             tx.execute(
                 "UPDATE files SET state = 'uploaded', file_code = ?2, fld_id = ?3,
                    unknown_since = NULL, next_attempt_at = NULL, last_error = NULL,
                    playable = 0, encoding = NULL, encoding_progress = NULL,
                    deleted_by = NULL, remote_event_at = NULL,
-                   placed_path = rel_path, updated_at = ?4
+                   placed_path = CASE WHEN ?5 THEN '' ELSE rel_path END, updated_at = ?4
                  WHERE id = ?1",
-                params![id, code, fld_id as i64, now],
+                params![id, code, fld_id as i64, now, misplaced],
             )?;
             history(tx, id, now, "uploaded", Some(code), Some(how))
         })
@@ -865,14 +880,38 @@ impl Store {
     }
 
     /// After a move on the host: the new folder and title.
-    pub fn set_remote_place(&self, id: i64, fld_id: u64, title: &str, now: i64) -> Result<()> {
+    /// The host now has the file in `fld_id` under `title`, as worked out
+    /// for the local path `placed`. If the file moved again meanwhile, its
+    /// `rel_path` differs from `placed` and the next pass moves it again.
+    pub fn set_remote_place(
+        &self,
+        id: i64,
+        fld_id: u64,
+        title: &str,
+        placed: &str,
+        now: i64,
+    ) -> Result<()> {
         self.tx("recording a remote move", |tx| {
             tx.execute(
-                "UPDATE files SET fld_id = ?2, title = ?3, placed_path = rel_path, updated_at = ?4
+                "UPDATE files SET fld_id = ?2, title = ?3, placed_path = ?4, updated_at = ?5
                  WHERE id = ?1",
-                params![id, fld_id as i64, title, now],
+                params![id, fld_id as i64, title, placed, now],
             )?;
             Ok(())
+        })
+    }
+
+    /// The host moved this file to the trash folder. If the file came back
+    /// locally meanwhile, it is marked to be moved out again.
+    pub fn record_trashed(&self, id: i64, trash_fld: u64, now: i64) -> Result<()> {
+        self.tx("recording a trash move", |tx| {
+            tx.execute(
+                "UPDATE files SET fld_id = ?2, updated_at = ?3,
+                   placed_path = CASE WHEN state = 'local_deleted' THEN placed_path ELSE '' END
+                 WHERE id = ?1",
+                params![id, trash_fld as i64, now],
+            )?;
+            history(tx, id, now, "trashed", None, None)
         })
     }
 
@@ -964,13 +1003,19 @@ impl Store {
     /// rename over it): `target` takes over the source's identity (code,
     /// place on the host, state) and history; its own old code goes to the
     /// history as replaced, like a new version; `source` is removed.
-    pub fn merge_into(&self, target: i64, source: i64, now: i64) -> Result<()> {
+    pub fn merge_into(&self, target: i64, source: i64, now: i64) -> Result<bool> {
         self.tx("recording a rename over a file", |tx| {
-            let (old_code, src_path): (Option<String>, String) = tx.query_row(
-                "SELECT t.file_code, s.rel_path FROM files t, files s WHERE t.id = ?1 AND s.id = ?2",
+            let (old_code, src_path, busy): (Option<String>, String, bool) = tx.query_row(
+                "SELECT t.file_code, s.rel_path,
+                   t.state = 'uploading' OR s.state = 'uploading'
+                 FROM files t, files s WHERE t.id = ?1 AND s.id = ?2",
                 params![target, source],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
+            if busy {
+                // An upload worker took one of them meanwhile: later.
+                return Ok(false);
+            }
             history(
                 tx,
                 target,
@@ -997,7 +1042,15 @@ impl Store {
             )?;
             tx.execute("DELETE FROM progress WHERE file_id = ?1", params![source])?;
             tx.execute("DELETE FROM files WHERE id = ?1", params![source])?;
-            history(tx, target, now, "moved", None, Some(&format!("from {src_path}")))
+            history(
+                tx,
+                target,
+                now,
+                "moved",
+                None,
+                Some(&format!("from {src_path}")),
+            )?;
+            Ok(true)
         })
     }
 
@@ -1038,6 +1091,11 @@ impl Store {
             tx.execute(
                 "UPDATE roots SET local = ?2 WHERE id = ?1",
                 params![root_id, local_s],
+            )?;
+            // Directory inodes of the old place mean nothing here.
+            tx.execute(
+                "UPDATE folders SET ino = NULL WHERE root_id = ?1",
+                params![root_id],
             )?;
             Ok(())
         })

@@ -623,3 +623,134 @@ async fn a_hard_link_is_not_uploaded_twice() {
     scan3(&cfg).await;
     assert_eq!(host.uploads_started(), 1, "rows: {:?}", rows3(&cfg));
 }
+
+// ---- review 4 ----
+
+fn row_of(cfg: &vidsync::config::Config, rel: &str) -> Option<vidsync::store::FileRow> {
+    let s = Store::open(&cfg.state.database).unwrap();
+    s.list(None)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.rel_path == rel)
+}
+
+/// the fix-up task runs beside the scanner. A file moved again while
+/// its file/edit is in flight: set_remote_place stamps placed_path with the
+/// *current* rel_path, so the second move is never sent to the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_during_a_fixup_edit_is_not_lost() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    common::write(root.path(), "a.mp4", &common::content("a", 4000));
+    scan3(&cfg).await;
+    let code = row_of(&cfg, "a.mp4").unwrap().file_code.unwrap();
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(daemon::run(cfg.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    host.faults().always(
+        Fault::Delay(Duration::from_secs(2)),
+        Scope::endpoint("file/edit"),
+    );
+    std::fs::rename(root.path().join("a.mp4"), root.path().join("b.mp4")).unwrap();
+    // The scanner records b.mp4 and the fix-up sends its edit (held 2 s).
+    assert!(
+        common::wait_for(Duration::from_secs(3), || host.request_count("file/edit")
+            > 0
+            || row_of(&cfg, "b.mp4").is_some())
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    std::fs::rename(root.path().join("b.mp4"), root.path().join("c.mp4")).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    host.faults().clear();
+    let want = vidsync::engine::render_title(&cfg.upload.title_template, "c.mp4");
+    let ok = common::wait_for(Duration::from_secs(8), || {
+        host.file(&code).is_some_and(|f| f.title == want)
+    })
+    .await;
+    let row = row_of(&cfg, "c.mp4");
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+    assert!(
+        ok,
+        "host title {:?}, want {want:?}; row placed_path {:?} rel_path {:?}",
+        host.file(&code).map(|f| f.title),
+        row.as_ref().and_then(|r| r.placed_path.clone()),
+        row.as_ref().map(|r| r.rel_path.clone())
+    );
+}
+
+/// with on_local_delete = "trash", a file that comes back while its
+/// trash move is in flight stays in the trash on the host, recorded as placed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_back_during_its_trash_move_leaves_the_trash() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let text = common::config_toml(&host, state.path(), &[], "")
+        + &format!(
+            "[[sync]]\nlocal = \"{}\"\nremote = \"Lib\"\non_local_delete = \"trash\"\ntrash = \"Trash/vidsync\"\n",
+            root.path().display()
+        );
+    let (cfg, _) = common::config_from_text(&text, state.path());
+    common::write(root.path(), "a.mp4", &common::content("a", 4000));
+    scan3(&cfg).await;
+    let code = row_of(&cfg, "a.mp4").unwrap().file_code.unwrap();
+    let lib_fld = host.file(&code).unwrap().fld_id;
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(daemon::run(cfg.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    host.faults().always(
+        Fault::Delay(Duration::from_secs(2)),
+        Scope::endpoint("file/edit"),
+    );
+    std::fs::rename(root.path().join("a.mp4"), outside.path().join("a.mp4")).unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(3), || row_of(&cfg, "a.mp4")
+            .is_some_and(|r| r.state == State::LocalDeleted))
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    std::fs::rename(outside.path().join("a.mp4"), root.path().join("a.mp4")).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    host.faults().clear();
+    let ok = common::wait_for(Duration::from_secs(8), || {
+        host.file(&code).is_some_and(|f| f.fld_id == lib_fld)
+    })
+    .await;
+    let row = row_of(&cfg, "a.mp4");
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+    assert!(
+        ok,
+        "present file left in the host's trash: host fld {:?} (Lib {lib_fld}); row {:?}",
+        host.file(&code).map(|f| f.fld_id),
+        row.map(|r| (r.state, r.fld_id, r.placed_path, r.rel_path))
+    );
+}
+
+/// `mv a.mp4 old.mp4` then a new a.mp4 (an *arr upgrade keeping the
+/// old copy, a recorder rotating): old.mp4 is content already on the host,
+/// yet it is uploaded again (a.mp4's row takes the new inode first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_then_replace_does_not_upload_the_moved_file_again() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    common::write(root.path(), "a.mp4", &common::content("a", 4000));
+    scan3(&cfg).await;
+    assert_eq!(host.uploads_started(), 1);
+    std::fs::rename(root.path().join("a.mp4"), root.path().join("old.mp4")).unwrap();
+    common::write(root.path(), "a.mp4", &common::content("a2", 6000));
+    scan3(&cfg).await;
+    assert_eq!(
+        host.uploads_started(),
+        2,
+        "old.mp4 (already on the host) uploaded again; rows: {:?}",
+        rows3(&cfg)
+    );
+}
