@@ -407,6 +407,12 @@ impl Shared {
     /// inotify: the file was created (weak hint) or written (strong).
     pub fn mark_writing(&self, path: &Path, written: bool) {
         let mut w = lock(&self.writers);
+        // Weak marks of files never closed (hard links) would pile up over
+        // months: drop the expired ones now and then.
+        if w.len() > 10_000 {
+            let stale = (self.config.watch.settle * 4).max(Duration::from_secs(30));
+            w.retain(|_, (t, strong)| *strong || t.elapsed() < stale);
+        }
         let strong = written || w.get(path).is_some_and(|(_, s)| *s);
         w.insert(path.to_path_buf(), (std::time::Instant::now(), strong));
     }

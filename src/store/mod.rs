@@ -803,7 +803,20 @@ impl Store {
                  WHERE id = ?1",
                 params![id, error, next_at, i64::from(counted), definite, now],
             )?;
-            history(tx, id, now, "retry", None, Some(error))
+            // A quota that lasts for days retries a file many times: keep
+            // one history line per distinct reason in a row, not one per try.
+            let last: Option<(String, Option<String>)> = tx
+                .query_row(
+                    "SELECT event, detail FROM history WHERE file_id = ?1 ORDER BY id DESC LIMIT 1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let repeat = last.is_some_and(|(e, d)| e == "retry" && d.as_deref() == Some(error));
+            if counted || !repeat {
+                history(tx, id, now, "retry", None, Some(error))?;
+            }
+            Ok(())
         })
     }
 

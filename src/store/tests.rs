@@ -212,3 +212,29 @@ fn a_version_1_database_is_upgraded_without_losing_anything() {
     assert_eq!(s.folder(1, "").unwrap(), Some(7));
     assert_eq!(s.history(1).unwrap().len(), 1);
 }
+
+#[test]
+fn an_account_wide_wait_leaves_one_history_line_per_reason() {
+    let (_d, s) = open();
+    let root = s.ensure_root(Path::new("/srv/a"), "").unwrap();
+    let id = s.insert_file(root, "a.mp4", stat(1, 1), 1).unwrap();
+    for t in 0..100 {
+        s.retry_later(id, "too many files uploaded last 24h", t, false, true, t)
+            .unwrap();
+    }
+    s.retry_later(id, "No servers available", 200, false, true, 200)
+        .unwrap();
+    s.retry_later(id, "HTTP 502", 300, true, false, 300)
+        .unwrap();
+    s.retry_later(id, "HTTP 502", 400, true, false, 400)
+        .unwrap();
+    let retries: Vec<Option<String>> = s
+        .history(id)
+        .unwrap()
+        .into_iter()
+        .filter(|h| h.event == "retry")
+        .map(|h| h.detail)
+        .collect();
+    assert_eq!(retries.len(), 4, "{retries:?}");
+    assert_eq!(s.file(id).unwrap().unwrap().attempts, 2);
+}
