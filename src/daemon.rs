@@ -277,11 +277,23 @@ impl Shared {
 
     pub fn account_pause_until(&self) -> Option<i64> {
         let t = self.account_pause_until.load(Ordering::SeqCst);
-        (t > now_ms()).then_some(t)
+        let now = now_ms();
+        if t > now + self.longest_delay_ms() {
+            // Set by a clock that has gone back since: over.
+            self.account_pause_until.store(0, Ordering::SeqCst);
+            return None;
+        }
+        (t > now).then_some(t)
     }
 
     pub fn pause_account_until(&self, t: i64) {
         self.account_pause_until.fetch_max(t, Ordering::SeqCst);
+    }
+
+    /// No retry is scheduled further ahead than this (twice `retry_max`):
+    /// anything later comes from a clock that went back.
+    pub fn longest_delay_ms(&self) -> i64 {
+        (self.config.upload.retry_max.as_millis() as i64).saturating_mul(2)
     }
 
     /// Count an account-wide refusal; returns the streak length.

@@ -45,7 +45,11 @@ pub async fn worker(shared: Arc<Shared>, n: usize, stop: CancellationToken) {
                 continue;
             }
         }
-        let row = match shared.store.claim_next(now_ms(), &[]) {
+        let now = now_ms();
+        let row = match shared
+            .store
+            .claim_next(now, now + shared.longest_delay_ms())
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the upload queue");
@@ -123,7 +127,7 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         store.retry_later(
             row.id,
             "sync entry no longer configured",
-            now_ms() + 3_600_000,
+            now_ms() + shared.config.upload.retry_max.as_millis() as i64,
             false,
             false,
             now_ms(),

@@ -693,27 +693,24 @@ impl Store {
     }
 
     /// Take the next due queued file and mark it `uploading` (the attempt is
-    /// recorded before anything is sent). `exclude` are ids already being
-    /// worked on by this process.
-    pub fn claim_next(&self, now: i64, exclude: &[i64]) -> Result<Option<FileRow>> {
+    /// recorded before anything is sent).
+    pub fn claim_next(&self, now: i64, horizon: i64) -> Result<Option<FileRow>> {
         let conn = self.conn();
         let mut conn = conn;
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(self.err("claiming an upload"))?;
-        let excluded = exclude
-            .iter()
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        let sql = format!(
-            "SELECT f.id FROM files f WHERE f.state = 'queued'
-               AND (f.next_attempt_at IS NULL OR f.next_attempt_at <= ?1)
-               AND f.id NOT IN ({excluded})
-             ORDER BY COALESCE(f.next_attempt_at, 0), f.id LIMIT 1"
-        );
+        // A retry scheduled beyond `horizon` (no delay is that long) was
+        // scheduled by a clock that has since gone back: it is due now.
         let id: Option<i64> = tx
-            .query_row(&sql, params![now], |r| r.get(0))
+            .query_row(
+                "SELECT f.id FROM files f WHERE f.state = 'queued'
+                   AND (f.next_attempt_at IS NULL OR f.next_attempt_at <= ?1
+                        OR f.next_attempt_at > ?2)
+                 ORDER BY COALESCE(f.next_attempt_at, 0), f.id LIMIT 1",
+                params![now, horizon],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(self.err("claiming an upload"))?;
         let Some(id) = id else {

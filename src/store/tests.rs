@@ -25,10 +25,13 @@ fn lifecycle_of_one_file() {
     let id = s.insert_file(root, "x/y.mp4", stat(10, 5), 100).unwrap();
     assert_eq!(s.file(id).unwrap().unwrap().state, State::Waiting);
     s.queue(id, 200).unwrap();
-    let claimed = s.claim_next(300, &[]).unwrap().unwrap();
+    let claimed = s.claim_next(300, i64::MAX).unwrap().unwrap();
     assert_eq!(claimed.id, id);
     assert_eq!(claimed.state, State::Uploading);
-    assert!(s.claim_next(300, &[]).unwrap().is_none(), "claimed once");
+    assert!(
+        s.claim_next(300, i64::MAX).unwrap().is_none(),
+        "claimed once"
+    );
     s.begin_attempt(id, 7, "y", 310).unwrap();
     assert_eq!(s.file(id).unwrap().unwrap().unknown_since, Some(310));
     s.retry_later(id, "lost reply", 1000, true, false, 320)
@@ -38,8 +41,11 @@ fn lifecycle_of_one_file() {
         (f.state, f.attempts, f.unknown_since),
         (State::Queued, 1, Some(310))
     );
-    assert!(s.claim_next(999, &[]).unwrap().is_none(), "not due yet");
-    s.claim_next(1000, &[]).unwrap().unwrap();
+    assert!(
+        s.claim_next(999, i64::MAX).unwrap().is_none(),
+        "not due yet"
+    );
+    s.claim_next(1000, i64::MAX).unwrap().unwrap();
     s.begin_attempt(id, 7, "y", 1010).unwrap();
     assert_eq!(
         s.file(id).unwrap().unwrap().unknown_since,
@@ -77,7 +83,7 @@ fn changed_content_after_upload_keeps_old_code_in_history() {
     let root = s.ensure_root(Path::new("/srv/a"), "").unwrap();
     let id = s.insert_file(root, "v.mp4", stat(10, 5), 1).unwrap();
     s.queue(id, 2).unwrap();
-    s.claim_next(3, &[]).unwrap();
+    s.claim_next(3, i64::MAX).unwrap();
     s.finish_uploaded(id, "oldcode00001", 0, 4, "upload")
         .unwrap();
     s.file_changed(id, stat(20, 5), 5).unwrap();
@@ -120,7 +126,7 @@ fn retry_failed_by_path_and_counts() {
     let b = s.insert_file(root, "b.mp4", stat(1, 2), 1).unwrap();
     for id in [a, b] {
         s.queue(id, 1).unwrap();
-        s.claim_next(1, &[]).unwrap();
+        s.claim_next(1, i64::MAX).unwrap();
         s.fail(id, "unallowed video extension", true, true, 2)
             .unwrap();
     }
@@ -237,4 +243,17 @@ fn an_account_wide_wait_leaves_one_history_line_per_reason() {
         .collect();
     assert_eq!(retries.len(), 4, "{retries:?}");
     assert_eq!(s.file(id).unwrap().unwrap().attempts, 2);
+}
+
+#[test]
+fn a_retry_scheduled_before_the_clock_went_back_is_due() {
+    let (_d, s) = open();
+    let root = s.ensure_root(Path::new("/srv/a"), "").unwrap();
+    let id = s.insert_file(root, "a.mp4", stat(1, 1), 1).unwrap();
+    s.queue(id, 1).unwrap();
+    // Scheduled 30 s ahead of a clock that was a day fast.
+    let day = 86_400_000;
+    s.retry_later(id, "x", day + 30_000, false, true, day)
+        .unwrap();
+    assert!(s.claim_next(1_000, 1_000 + 7_200_000).unwrap().is_some());
 }
