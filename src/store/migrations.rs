@@ -76,6 +76,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 3: the current rate of an upload in flight (bytes/s over the last
     // seconds, not the average since it began).
     "ALTER TABLE progress ADD COLUMN rate INTEGER NOT NULL DEFAULT 0;",
+    // 4: codes in the history are looked up when adopting after a lost reply.
+    "CREATE INDEX history_code ON history(file_code);",
 ];
 
 /// The schema version this build writes.

@@ -524,11 +524,13 @@ impl Store {
         )
     }
 
-    /// Is this file code recorded for some file (now, not in history)?
+    /// Is this file code recorded for some file, now or in the history (an
+    /// earlier version's code must not be adopted for a new version)?
     pub fn code_known(&self, code: &str) -> Result<bool> {
         self.conn()
             .query_row(
-                "SELECT EXISTS(SELECT 1 FROM files WHERE file_code = ?1)",
+                "SELECT EXISTS(SELECT 1 FROM files WHERE file_code = ?1)
+                     OR EXISTS(SELECT 1 FROM history WHERE file_code = ?1)",
                 params![code],
                 |r| r.get(0),
             )

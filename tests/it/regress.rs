@@ -754,3 +754,96 @@ async fn move_then_replace_does_not_upload_the_moved_file_again() {
         rows3(&cfg)
     );
 }
+
+// ---- review 5 ----
+
+async fn scan5(cfg: &vidsync::config::Config) -> daemon::ScanSummary {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        daemon::scan_once(cfg.clone(), CancellationToken::new()),
+    )
+    .await
+    .expect("scan finishes")
+    .expect("scan succeeds")
+}
+
+/// a.mp4 is uploaded (code A). Its content then changes (a re-encode lands
+/// under the same name); the new version's upload is stored by the host
+/// but the proxy answers 502 (outcome unknown). The search that follows
+/// lists the folder for the title: it sees the OLD version A (no longer
+/// in `files.file_code`, only in history, so not excluded) and the new
+/// copy B, and adopts the earliest: A. The row claims the new content is
+/// on the host as A (old bytes); B is an orphan duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_after_a_lost_reply_does_not_adopt_the_old_version() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    common::write(root.path(), "a.mp4", &common::content("v1", 4000));
+    scan5(&cfg).await;
+    let s = Store::open(&cfg.state.database).unwrap();
+    let old = s.list(None).unwrap()[0]
+        .file_code
+        .clone()
+        .expect("v1 uploaded");
+    drop(s);
+    // New content (different size), same name.
+    std::thread::sleep(Duration::from_millis(20));
+    let v2 = common::content("v2", 5000);
+    common::write(root.path(), "a.mp4", &v2);
+    host.faults().times(Fault::StoredThen502, Scope::Upload, 1);
+    scan5(&cfg).await;
+    let s = Store::open(&cfg.state.database).unwrap();
+    let row = s.list(None).unwrap().remove(0);
+    let code = row.file_code.clone().expect("a code");
+    let files: Vec<_> = host.files().into_iter().map(|f| f.code).collect();
+    eprintln!(
+        "old code {old}, row {:?} code {code}, host files {files:?}",
+        row.state
+    );
+    assert_ne!(
+        code, old,
+        "the new version was recorded under the OLD version's code"
+    );
+    assert_eq!(
+        host.file_bytes(&code).unwrap(),
+        v2,
+        "row's code does not hold the new content"
+    );
+}
+
+/// Same, with the connection cut mid-body (the host stores nothing): the
+/// search adopts the old version A, and the new content never reaches the
+/// host at all, while the row says `uploaded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_cut_mid_upload_is_not_lost() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    common::write(root.path(), "a.mp4", &common::content("v1", 4000));
+    scan5(&cfg).await;
+    std::thread::sleep(Duration::from_millis(20));
+    let v2 = common::content("v2", 5000);
+    common::write(root.path(), "a.mp4", &v2);
+    host.faults().times(Fault::DropMidUpload, Scope::Upload, 1);
+    scan5(&cfg).await;
+    let on_host = host
+        .files()
+        .iter()
+        .any(|f| host.file_bytes(&f.code).as_deref() == Some(&v2[..]));
+    let s = Store::open(&cfg.state.database).unwrap();
+    let row = s.list(None).unwrap().remove(0);
+    eprintln!(
+        "row {:?} {:?}, host files {}",
+        row.state,
+        row.file_code,
+        host.files().len()
+    );
+    assert!(
+        on_host,
+        "the new version is not on the host, yet the row is {:?}",
+        row.state
+    );
+}
