@@ -135,3 +135,14 @@ pub async fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool
     }
     cond()
 }
+
+/// One `scan` pass in-process, bounded in time.
+pub async fn scan(cfg: &Config) -> vidsync::daemon::ScanSummary {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        vidsync::daemon::scan_once(cfg.clone(), tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("scan finishes")
+    .expect("scan succeeds")
+}

@@ -22,13 +22,7 @@ fn row<'a>(rows: &'a [FileRow], rel: &str) -> &'a FileRow {
 }
 
 async fn scan(cfg: &vidsync::config::Config) {
-    let s = tokio::time::timeout(
-        Duration::from_secs(60),
-        daemon::scan_once(cfg.clone(), CancellationToken::new()),
-    )
-    .await
-    .expect("scan finishes")
-    .expect("scan succeeds");
+    let s = common::scan(cfg).await;
     assert!(s.failed.is_empty(), "{:?}", s.failed);
 }
 

@@ -345,16 +345,6 @@ async fn a_changed_remote_path_is_honoured() {
     );
 }
 
-async fn scan3(cfg: &vidsync::config::Config) -> daemon::ScanSummary {
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        daemon::scan_once(cfg.clone(), CancellationToken::new()),
-    )
-    .await
-    .expect("scan finishes")
-    .expect("scan succeeds")
-}
-
 fn rows3(cfg: &vidsync::config::Config) -> Vec<(String, State, Option<String>)> {
     let s = Store::open(&cfg.state.database).unwrap();
     s.list(None)
@@ -374,10 +364,10 @@ async fn a_rename_over_a_tracked_file_uploads_nothing() {
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
     common::write(root.path(), "a.mp4", &common::content("a", 4000));
     common::write(root.path(), "b.mp4", &common::content("b", 5000));
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(host.uploads_started(), 2);
     std::fs::rename(root.path().join("b.mp4"), root.path().join("a.mp4")).unwrap();
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(
         host.uploads_started(),
         2,
@@ -397,13 +387,13 @@ async fn a_file_that_comes_back_elsewhere_is_not_uploaded_again() {
     let state = tempfile::tempdir().unwrap();
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
     common::write(root.path(), "a.mp4", &common::content("a", 4000));
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(host.uploads_started(), 1);
     std::fs::rename(root.path().join("a.mp4"), outside.path().join("a.mp4")).unwrap();
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     std::fs::create_dir(root.path().join("sub")).unwrap();
     std::fs::rename(outside.path().join("a.mp4"), root.path().join("sub/a.mp4")).unwrap();
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(
         host.uploads_started(),
         1,
@@ -424,10 +414,10 @@ async fn a_move_across_sync_roots_is_not_a_second_upload() {
     let state = tempfile::tempdir().unwrap();
     let (cfg, _) = common::config(&host, state.path(), &[(&r1, "Movies"), (&r2, "Shows")], "");
     common::write(&r1, "a.mp4", &common::content("a", 4000));
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(host.uploads_started(), 1);
     std::fs::rename(r1.join("a.mp4"), r2.join("a.mp4")).unwrap();
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(
         host.uploads_started(),
         1,
@@ -456,7 +446,7 @@ async fn repointing_a_symlinked_sync_root_does_not_reupload_the_library() {
         );
     }
     let (cfg, _) = common::config(&host, state.path(), &[(&link, "Lib")], "");
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(host.uploads_started(), 3);
     let st = std::process::Command::new("cp")
         .arg("-a")
@@ -469,7 +459,7 @@ async fn repointing_a_symlinked_sync_root_does_not_reupload_the_library() {
     std::os::unix::fs::symlink(&d2, &link).unwrap();
     // A restart (or SIGHUP) parses the same config text again.
     let (cfg, _) = common::config(&host, state.path(), &[(&link, "Lib")], "");
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(
         host.uploads_started(),
         3,
@@ -489,10 +479,10 @@ async fn a_reused_directory_inode_is_not_a_rename() {
     let state = tempfile::tempdir().unwrap();
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
     common::write(root.path(), "Old/e1.mp4", &common::content("e1", 4000));
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     let old_ino = std::fs::metadata(root.path().join("Old")).unwrap().ino();
     std::fs::remove_dir_all(root.path().join("Old")).unwrap();
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     // Create directories until one gets the freed inode (ext4 hands it out
     // again soon), name it "New", remove the others.
     let mut found = false;
@@ -517,7 +507,7 @@ async fn a_reused_directory_inode_is_not_a_rename() {
         return;
     }
     common::write(root.path(), "New/x.mp4", &common::content("x", 4500));
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     let names: Vec<String> = host.folders().into_iter().map(|f| f.name).collect();
     assert!(
         names.contains(&"Old".to_string()),
@@ -578,7 +568,7 @@ async fn remote_fixups_do_not_block_the_scanner_loop() {
         );
     }
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(host.uploads_started(), 30);
     // The same library with the default-ish pacing of a real host.
     let text = common::config_toml(&host, state.path(), &[(root.path(), "Lib")], "")
@@ -618,9 +608,9 @@ async fn a_hard_link_is_not_uploaded_twice() {
     let state = tempfile::tempdir().unwrap();
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
     common::write(root.path(), "a.mp4", &common::content("a", 4000));
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     std::fs::hard_link(root.path().join("a.mp4"), root.path().join("b.mp4")).unwrap();
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(host.uploads_started(), 1, "rows: {:?}", rows3(&cfg));
 }
 
@@ -644,7 +634,7 @@ async fn a_move_during_a_fixup_edit_is_not_lost() {
     let state = tempfile::tempdir().unwrap();
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
     common::write(root.path(), "a.mp4", &common::content("a", 4000));
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     let code = row_of(&cfg, "a.mp4").unwrap().file_code.unwrap();
     let stop = CancellationToken::new();
     let h = tokio::spawn(daemon::run(cfg.clone(), stop.clone()));
@@ -697,7 +687,7 @@ async fn a_file_back_during_its_trash_move_leaves_the_trash() {
         );
     let (cfg, _) = common::config_from_text(&text, state.path());
     common::write(root.path(), "a.mp4", &common::content("a", 4000));
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     let code = row_of(&cfg, "a.mp4").unwrap().file_code.unwrap();
     let lib_fld = host.file(&code).unwrap().fld_id;
     let stop = CancellationToken::new();
@@ -742,11 +732,11 @@ async fn move_then_replace_does_not_upload_the_moved_file_again() {
     let state = tempfile::tempdir().unwrap();
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
     common::write(root.path(), "a.mp4", &common::content("a", 4000));
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(host.uploads_started(), 1);
     std::fs::rename(root.path().join("a.mp4"), root.path().join("old.mp4")).unwrap();
     common::write(root.path(), "a.mp4", &common::content("a2", 6000));
-    scan3(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(
         host.uploads_started(),
         2,
@@ -756,16 +746,6 @@ async fn move_then_replace_does_not_upload_the_moved_file_again() {
 }
 
 // ---- review 5 ----
-
-async fn scan5(cfg: &vidsync::config::Config) -> daemon::ScanSummary {
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        daemon::scan_once(cfg.clone(), CancellationToken::new()),
-    )
-    .await
-    .expect("scan finishes")
-    .expect("scan succeeds")
-}
 
 /// a.mp4 is uploaded (code A). Its content then changes (a re-encode lands
 /// under the same name); the new version's upload is stored by the host
@@ -781,7 +761,7 @@ async fn a_new_version_after_a_lost_reply_does_not_adopt_the_old_version() {
     let state = tempfile::tempdir().unwrap();
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
     common::write(root.path(), "a.mp4", &common::content("v1", 4000));
-    scan5(&cfg).await;
+    common::scan(&cfg).await;
     let s = Store::open(&cfg.state.database).unwrap();
     let old = s.list(None).unwrap()[0]
         .file_code
@@ -793,7 +773,7 @@ async fn a_new_version_after_a_lost_reply_does_not_adopt_the_old_version() {
     let v2 = common::content("v2", 5000);
     common::write(root.path(), "a.mp4", &v2);
     host.faults().times(Fault::StoredThen502, Scope::Upload, 1);
-    scan5(&cfg).await;
+    common::scan(&cfg).await;
     let s = Store::open(&cfg.state.database).unwrap();
     let row = s.list(None).unwrap().remove(0);
     let code = row.file_code.clone().expect("a code");
@@ -823,12 +803,12 @@ async fn a_new_version_cut_mid_upload_is_not_lost() {
     let state = tempfile::tempdir().unwrap();
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
     common::write(root.path(), "a.mp4", &common::content("v1", 4000));
-    scan5(&cfg).await;
+    common::scan(&cfg).await;
     std::thread::sleep(Duration::from_millis(20));
     let v2 = common::content("v2", 5000);
     common::write(root.path(), "a.mp4", &v2);
     host.faults().times(Fault::DropMidUpload, Scope::Upload, 1);
-    scan5(&cfg).await;
+    common::scan(&cfg).await;
     let on_host = host
         .files()
         .iter()

@@ -40,16 +40,6 @@ fn folder_path(host: &TestHost, mut id: u64) -> String {
     parts.join("/")
 }
 
-async fn scan(cfg: &vidsync::config::Config) -> daemon::ScanSummary {
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        daemon::scan_once(cfg.clone(), CancellationToken::new()),
-    )
-    .await
-    .expect("scan finishes")
-    .expect("scan succeeds")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_mirrors_two_trees_once_and_a_second_scan_uploads_nothing() {
     let host = common::host().await;
@@ -87,7 +77,7 @@ async fn scan_mirrors_two_trees_once_and_a_second_scan_uploads_nothing() {
         &[(movies.path(), "Movies/Main"), (shows.path(), "Shows")],
         "",
     );
-    let summary = scan(&cfg).await;
+    let summary = common::scan(&cfg).await;
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
 
     let files = host.files();
@@ -148,7 +138,7 @@ async fn scan_mirrors_two_trees_once_and_a_second_scan_uploads_nothing() {
     drop(store);
 
     let uploads = host.uploads_started();
-    let summary = scan(&cfg).await;
+    let summary = common::scan(&cfg).await;
     assert!(summary.failed.is_empty());
     assert_eq!(
         host.uploads_started(),
@@ -335,7 +325,7 @@ async fn every_file_lands_exactly_once_through_heavy_faults() {
     let text = common::config_toml(&host, state.path(), &[(root.path(), "F/x")], "")
         .replace("max_attempts = 8", "max_attempts = 100");
     let (cfg, _) = common::config_from_text(&text, state.path());
-    let summary = scan(&cfg).await;
+    let summary = common::scan(&cfg).await;
     faults.clear();
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     let places = by_place(&host);
@@ -362,7 +352,7 @@ async fn a_file_the_host_refuses_fails_once_and_the_others_go_on() {
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "")], "");
     host.faults()
         .times(Fault::unallowed_extension(), Scope::Upload, 1);
-    let summary = scan(&cfg).await;
+    let summary = common::scan(&cfg).await;
     assert_eq!(summary.failed.len(), 1);
     assert!(
         summary.failed[0].1.contains("unallowed video extension"),
@@ -371,7 +361,7 @@ async fn a_file_the_host_refuses_fails_once_and_the_others_go_on() {
     );
     common::write(root.path(), "good1.mp4", &common::content("g1", 1000));
     common::write(root.path(), "good2.mp4", &common::content("g2", 1000));
-    let summary = scan(&cfg).await;
+    let summary = common::scan(&cfg).await;
     assert_eq!(summary.failed.len(), 1, "still only the refused one");
     let store = Store::open(&cfg.state.database).unwrap();
     let bad = store.list(Some(State::Failed)).unwrap();
@@ -389,7 +379,7 @@ async fn a_file_the_host_refuses_fails_once_and_the_others_go_on() {
     // `retry` puts it back; the host now accepts it.
     assert_eq!(store.retry_failed(&[], daemon::now_ms()).unwrap(), 1);
     drop(store);
-    let summary = scan(&cfg).await;
+    let summary = common::scan(&cfg).await;
     assert!(summary.failed.is_empty());
     assert_eq!(host.files().len(), 3);
 }
@@ -416,7 +406,7 @@ async fn awkward_file_names_are_uploaded_and_titled_exactly() {
         common::write(root.path(), n, &common::content(n, 2000));
     }
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "")], "");
-    let summary = scan(&cfg).await;
+    let summary = common::scan(&cfg).await;
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
     let files = host.files();
     assert_eq!(files.len(), names.len());
@@ -433,7 +423,7 @@ async fn awkward_file_names_are_uploaded_and_titled_exactly() {
     }
     // Uploading again finds nothing to do (titles matched exactly, including escapes).
     let before = host.uploads_started();
-    scan(&cfg).await;
+    common::scan(&cfg).await;
     assert_eq!(host.uploads_started(), before);
 }
 
@@ -503,13 +493,13 @@ async fn a_file_changed_after_upload_is_uploaded_again_as_a_new_version() {
     let state = tempfile::tempdir().unwrap();
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Ver")], "");
     let p = common::write(root.path(), "v.mp4", &common::content("one", 3000));
-    scan(&cfg).await;
+    common::scan(&cfg).await;
     let store = Store::open(&cfg.state.database).unwrap();
     let first = store.list(None).unwrap().remove(0);
     let old_code = first.file_code.clone().unwrap();
     // New content (a re-encode): different size and mtime.
     std::fs::write(&p, common::content("two", 4000)).unwrap();
-    scan(&cfg).await;
+    common::scan(&cfg).await;
     let now = store.file(first.id).unwrap().unwrap();
     let new_code = now.file_code.clone().unwrap();
     assert_ne!(new_code, old_code);
@@ -535,7 +525,7 @@ async fn a_proxy_error_after_the_host_stored_the_file_is_adopted_not_resent() {
     common::write(root.path(), "p.mp4", &common::content("p", 30_000));
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Proxy")], "");
     host.faults().times(Fault::StoredThen502, Scope::Upload, 1);
-    let summary = scan(&cfg).await;
+    let summary = common::scan(&cfg).await;
     assert!(summary.failed.is_empty());
     assert_eq!(host.files().len(), 1, "{:?}", host.files());
     assert_eq!(
@@ -605,7 +595,7 @@ async fn a_long_title_the_host_cuts_is_still_recognised_after_a_lost_reply() {
     );
     let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Long")], "");
     host.faults().times(Fault::LoseReply, Scope::Upload, 1);
-    let summary = scan(&cfg).await;
+    let summary = common::scan(&cfg).await;
     assert!(summary.failed.is_empty());
     let files = host.files();
     assert_eq!(files.len(), 1, "adopted despite the cut title: {files:?}");
