@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Client, ErrorClass};
-use crate::config::{Config, SyncEntry, WatchMode};
+use crate::config::{Config, SyncEntry};
 use crate::engine::Filter;
 use crate::folders::{FolderError, Folders};
 use crate::store::{State, Store, StoreError};
@@ -385,7 +385,7 @@ impl Shared {
     pub fn under_pending_rename(&self, root_id: i64, rel: &str) -> bool {
         lock(&self.pending_renames).get(&root_id).is_some_and(|v| {
             v.iter().any(|(old, new)| {
-                rel.starts_with(&format!("{old}/")) || rel.starts_with(&format!("{new}/"))
+                crate::engine::is_under(rel, old) || crate::engine::is_under(rel, new)
             })
         })
     }
@@ -605,27 +605,39 @@ async fn scanner(
             if stop.is_cancelled() {
                 return;
             }
-            let result = if full.contains(&root.id) {
-                crate::scan::scan_root(&shared, root).await.map(|_| ())
-            } else {
-                let mut paths = touched.remove(&root.id).unwrap_or_default();
-                if shared.has_waiting(root.id) {
-                    match shared.store.waiting_in_root(root.id) {
-                        Ok(rows) => paths.extend(rows.iter().map(|r| r.path())),
-                        Err(e) => tracing::error!(error = %e, "cannot read settling files"),
-                    }
-                }
-                if paths.is_empty() {
-                    Ok(())
-                } else {
-                    crate::scan::scan_paths(&shared, root, &paths).map(|_| ())
-                }
-            };
+            let paths = touched.remove(&root.id).unwrap_or_default();
+            let result = pass_root(&shared, root, full.contains(&root.id), paths).await;
             if let Err(e) = result {
                 tracing::error!(root = %root.entry.local.display(), error = %e, "scan failed");
             }
         }
     }
+}
+
+/// One pass over a root: a full walk when its tree changed, otherwise a
+/// targeted pass over the files written (`paths`) and the files settling.
+async fn pass_root(
+    shared: &Shared,
+    root: &Root,
+    full: bool,
+    mut paths: HashSet<PathBuf>,
+) -> Result<(), StoreError> {
+    if full {
+        return crate::scan::scan_root(shared, root).await.map(|_| ());
+    }
+    if shared.has_waiting(root.id) {
+        paths.extend(
+            shared
+                .store
+                .waiting_in_root(root.id)?
+                .iter()
+                .map(|r| r.path()),
+        );
+    }
+    if paths.is_empty() {
+        return Ok(());
+    }
+    crate::scan::scan_paths(shared, root, &paths).map(|_| ())
 }
 
 /// Run the remote fix-ups of every root once.
@@ -884,19 +896,7 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
         let mut full = shared.take_dirty();
         full.extend(shared.take_due_rescans());
         for root in &shared.roots {
-            let r = if full.contains(&root.id) {
-                crate::scan::scan_root(&shared, root).await.map(|_| ())
-            } else if shared.has_waiting(root.id) {
-                let paths = shared
-                    .store
-                    .waiting_in_root(root.id)?
-                    .iter()
-                    .map(|r| r.path())
-                    .collect();
-                crate::scan::scan_paths(&shared, root, &paths).map(|_| ())
-            } else {
-                Ok(())
-            };
+            let r = pass_root(&shared, root, full.contains(&root.id), HashSet::new()).await;
             if let Err(e) = r {
                 tracing::error!(root = %root.entry.local.display(), error = %e, "scan failed");
             }
@@ -959,9 +959,4 @@ pub async fn reconcile_once(
         tracing::warn!(error = %e, "encoding poll failed");
     }
     Ok(report)
-}
-
-/// The watch mode that applies to a root (used by `watch`).
-pub fn wants_notify(mode: WatchMode) -> bool {
-    !matches!(mode, WatchMode::Poll)
 }

@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::daemon::{Root, Shared, now_ms};
-use crate::engine;
+use crate::engine::{self, is_under, rel_dir_of};
 use crate::store::{FileRow, Stat, State, StoreError};
 
 /// One video file found on disk.
@@ -121,10 +121,6 @@ fn same_file(a: &Stat, b: &Stat) -> bool {
     a.dev == b.dev && a.ino == b.ino && a.size == b.size && a.mtime_ns == b.mtime_ns
 }
 
-fn rel_dir_of(rel_path: &str) -> &str {
-    rel_path.rsplit_once('/').map_or("", |(d, _)| d)
-}
-
 /// Scan one root now: walk it, detect renamed directories, apply the walk to
 /// the store, then fix the remote place of moved files.
 pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, StoreError> {
@@ -168,11 +164,10 @@ pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, Store
     // A directory rename still to be done on the host: leave both sides
     // alone for now (applying them would move the files one by one into a
     // new folder and leave the old one behind); the rest of the root goes on.
-    let under = |rel: &str, dir: &str| rel.starts_with(&format!("{dir}/"));
     let files: Vec<Observed> = walked
         .files
         .into_iter()
-        .filter(|o| !pending.iter().any(|(_, new)| under(&o.rel_path, new)))
+        .filter(|o| !pending.iter().any(|(_, new)| is_under(&o.rel_path, new)))
         .collect();
     let mut unreadable = walked.unreadable;
     unreadable.extend(pending.into_iter().map(|(old, _)| old));
@@ -202,11 +197,7 @@ pub fn apply(
     let rows = store.files_in_root(root.id)?;
     let by_path: HashMap<&str, &FileRow> = rows.iter().map(|r| (r.rel_path.as_str(), r)).collect();
     let seen: std::collections::HashSet<&str> = files.iter().map(|o| o.rel_path.as_str()).collect();
-    let hidden = |rel: &str| {
-        unreadable
-            .iter()
-            .any(|d| d.is_empty() || rel.starts_with(&format!("{d}/")))
-    };
+    let hidden = |rel: &str| unreadable.iter().any(|d| is_under(rel, d));
     // Rows whose file is gone from its path: moved (same inode elsewhere),
     // renamed over another file, or deleted.
     let mut vanished: Vec<&FileRow> = rows
@@ -446,18 +437,13 @@ pub fn scan_paths(
         else {
             continue;
         };
-        let mut dirs = rel
-            .rsplit_once('/')
-            .map(|(d, _)| d)
-            .unwrap_or("")
-            .to_string();
+        // The file, and every directory above it, must be one the walk
+        // would enter.
+        let mut dir = rel_dir_of(rel);
         let mut wanted = root.filter.wants_file(rel);
-        while wanted && !dirs.is_empty() {
-            wanted = root.filter.wants_dir(&dirs);
-            dirs = dirs
-                .rsplit_once('/')
-                .map(|(d, _)| d.to_string())
-                .unwrap_or_default();
+        while wanted && !dir.is_empty() {
+            wanted = root.filter.wants_dir(dir);
+            dir = rel_dir_of(dir);
         }
         if !wanted || shared.under_pending_rename(root.id, rel) {
             continue;
@@ -516,7 +502,7 @@ async fn rename_dirs(
         walked
             .unreadable
             .iter()
-            .any(|d| d.is_empty() || rel == d || rel.starts_with(&format!("{d}/")))
+            .any(|d| rel == d || is_under(rel, d))
     };
     for (rel_dir, fld_id, ino) in known {
         let (Some(ino), false) = (ino, rel_dir.is_empty()) else {

@@ -158,7 +158,7 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         }
     }
     let title = engine::render_title(&shared.config.upload.title_template, &row.rel_path);
-    let rel_dir = row.rel_path.rsplit_once('/').map_or("", |(d, _)| d);
+    let rel_dir = engine::rel_dir_of(&row.rel_path);
     let fld_id = match shared.folder_for(root, rel_dir).await {
         Ok(f) => f,
         Err(e) => {

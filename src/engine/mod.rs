@@ -88,14 +88,25 @@ pub fn after_error(
     }
 }
 
+/// The directory part of a relative path ("" at the root).
+pub fn rel_dir_of(rel_path: &str) -> &str {
+    rel_path.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+/// Is `rel` below the directory `dir` ("" is the root: everything is)?
+pub fn is_under(rel: &str, dir: &str) -> bool {
+    dir.is_empty()
+        || rel
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// The title of an uploaded file: the template (checked by config) filled
 /// from the relative path; a template that renders empty (`{dir}` at the
 /// root) falls back to the file name without extension.
 pub fn render_title(template: &str, rel_path: &str) -> String {
-    let (dir, name) = match rel_path.rsplit_once('/') {
-        Some((d, n)) => (d, n),
-        None => ("", rel_path),
-    };
+    let dir = rel_dir_of(rel_path);
+    let name = rel_path.rsplit('/').next().unwrap_or(rel_path);
     let (stem, ext) = match name.rsplit_once('.') {
         Some((s, e)) if !s.is_empty() => (s, e),
         _ => (name, ""),
@@ -224,6 +235,22 @@ mod tests {
                 counted: false
             }
         );
+    }
+
+    #[test]
+    fn paths_under_directories() {
+        let cases = [
+            ("a/b.mp4", "a", true),
+            ("a/b/c.mp4", "a", true),
+            ("ab/c.mp4", "a", false),
+            ("a", "a", false),
+            ("x.mp4", "", true),
+        ];
+        for (rel, dir, want) in cases {
+            assert_eq!(is_under(rel, dir), want, "{rel} under {dir}");
+        }
+        assert_eq!(rel_dir_of("a/b/c.mp4"), "a/b");
+        assert_eq!(rel_dir_of("c.mp4"), "");
     }
 
     #[test]
