@@ -479,7 +479,7 @@ pub fn scan_paths(
     if report.queued > 0 {
         shared.wake.notify_waiters();
     }
-    if report != ScanReport::default() {
+    if report.moved > 0 || report.reappeared > 0 {
         // A file came back or moved: its place on the host may need fixing.
         shared.fixups.notify_one();
     }
@@ -641,11 +641,8 @@ async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), Store
     if root.entry.on_local_delete != crate::config::LocalDeletePolicy::Trash {
         return Ok(());
     }
-    let rows = shared.store.files_in_root(root.id)?;
-    let pending: Vec<_> = rows
-        .iter()
-        .filter(|r| r.state == State::LocalDeleted && r.file_code.is_some())
-        .collect();
+    let rows = shared.store.deleted_on_host_too(root.id)?;
+    let pending: Vec<&FileRow> = rows.iter().collect();
     if pending.is_empty() {
         return Ok(());
     }

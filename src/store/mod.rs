@@ -966,6 +966,17 @@ impl Store {
         )
     }
 
+    /// Files deleted locally that still have a code on the host (for the
+    /// trash policy), without loading the rest of the root.
+    pub fn deleted_on_host_too(&self, root_id: i64) -> Result<Vec<FileRow>> {
+        self.query_files(
+            "listing local deletions",
+            "WHERE f.root_id = ?1 AND f.state = 'local_deleted' AND f.file_code IS NOT NULL
+             ORDER BY f.id",
+            &[&root_id],
+        )
+    }
+
     /// Is any file of this root present locally (tracked, not deleted)?
     pub fn has_present(&self, root_id: i64) -> Result<bool> {
         self.conn()
