@@ -112,6 +112,16 @@ pub struct ApiConfig {
     /// Optional upload bandwidth limit in bytes per second.
     pub bandwidth_limit: Option<u64>,
     pub paths: ApiPaths,
+    /// The host runs with the `sanitize_filename` option: stored titles also
+    /// have every run of characters other than letters, digits, `.`, `_`
+    /// and `-` turned into `_` (see `engine::host_title`).
+    pub sanitize_filename: bool,
+    /// Accept plain-http upload servers (other than loopback); the key then
+    /// travels in clear text. Off: such a server is tried as https first.
+    pub allow_http_upload: bool,
+    /// Test seam, never read from TOML: host names resolved to these
+    /// addresses instead of through DNS (a test host posing as another machine).
+    pub resolve: Vec<(String, std::net::SocketAddr)>,
 }
 
 // ---------------------------------------------------------------------------
@@ -266,6 +276,9 @@ pub struct SyncEntry {
     pub trash: Option<Vec<String>>,
     /// Extra globs for this entry, on top of `watch.exclude`.
     pub exclude: Vec<String>,
+    /// A file with no upload on record whose remote folder already holds a
+    /// file with its title (as the host stores it) is adopted, not uploaded.
+    pub adopt_existing: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -422,6 +435,8 @@ struct RawApi {
     connect_timeout: Spanned<String>,
     read_timeout: Spanned<String>,
     bandwidth_limit: Spanned<ByteRate>,
+    sanitize_filename: bool,
+    allow_http_upload: bool,
     paths: RawPaths,
 }
 
@@ -481,6 +496,7 @@ struct RawSync {
     on_local_delete: Spanned<LocalDeletePolicy>,
     trash: Option<Spanned<String>>,
     exclude: Vec<Spanned<String>>,
+    adopt_existing: bool,
 }
 
 /// `[api.paths]`: generated from the list of `ApiPaths` fields so that the
@@ -611,6 +627,8 @@ impl Default for RawApi {
             connect_timeout: dflt_str("10s"),
             read_timeout: dflt_str("60s"),
             bandwidth_limit: dflt(ByteRate(0)),
+            sanitize_filename: false,
+            allow_http_upload: false,
             paths: RawPaths::default(),
         }
     }
@@ -682,6 +700,7 @@ impl Default for RawSync {
             on_local_delete: dflt(LocalDeletePolicy::Keep),
             trash: None,
             exclude: Vec::new(),
+            adopt_existing: true,
         }
     }
 }
@@ -808,6 +827,9 @@ fn validate(
         connect_timeout: duration(ctx, "api.connect_timeout", &api.connect_timeout, false)?,
         read_timeout: duration(ctx, "api.read_timeout", &api.read_timeout, false)?,
         bandwidth_limit: (bandwidth > 0).then_some(bandwidth),
+        sanitize_filename: api.sanitize_filename,
+        allow_http_upload: api.allow_http_upload,
+        resolve: Vec::new(),
         paths: api.paths.resolve(ctx)?,
     };
 
@@ -1312,6 +1334,7 @@ fn check_syncs(
             on_local_delete,
             trash,
             exclude: globs(ctx, "[[sync]] exclude", e.exclude)?,
+            adopt_existing: e.adopt_existing,
         });
     }
     Ok(out)
@@ -2358,6 +2381,9 @@ local = "{}"
             "connect_timeout",
             "read_timeout",
             "bandwidth_limit",
+            "sanitize_filename",
+            "allow_http_upload",
+            "adopt_existing",
             "database",
             "settle",
             "rescan",

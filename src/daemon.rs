@@ -23,6 +23,9 @@ use crate::folders::{FolderError, Folders};
 use crate::store::{State, Store, StoreError};
 
 /// Unix time in milliseconds: the one clock of the daemon's records.
+/// Meta key of the current account-wide pause: `{"until": ms, "reason": text}`.
+pub const META_PAUSE: &str = "account_pause";
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -290,6 +293,22 @@ impl Shared {
         self.account_pause_until.fetch_max(t, Ordering::SeqCst);
     }
 
+    /// Tell `status` why uploads wait for the account (quota, rate limit,
+    /// a daily limit, plain-http upload servers) and until when.
+    pub fn record_pause(&self, until: i64, reason: &str) {
+        let reason = match self.client.held() {
+            Some((d, why)) if d > Duration::from_secs(70) => format!(
+                "{why}; API calls resume in {} min",
+                d.as_secs().div_ceil(60)
+            ),
+            _ => reason.to_string(),
+        };
+        let v = serde_json::json!({"until": until, "reason": reason});
+        if let Err(e) = self.store.set_meta(META_PAUSE, &v.to_string()) {
+            tracing::debug!(error = %e, "cannot record the account pause");
+        }
+    }
+
     /// No retry is scheduled further ahead than this (twice `retry_max`):
     /// anything later comes from a clock that went back.
     pub fn longest_delay_ms(&self) -> i64 {
@@ -526,6 +545,18 @@ impl Shared {
                     crate::api::StorageLeft::Unlimited => "unlimited".into(),
                 };
                 let _ = self.store.set_meta("storage_left", &left);
+                if info.storage_left.over_quota() {
+                    // A negative storage_left is the quota exceeded, not the
+                    // key: uploads wait (account-wide) and say why.
+                    let until = now_ms() + self.config.upload.retry_max.as_millis() as i64;
+                    let msg = format!(
+                        "the account is over its storage quota (storage left: {left} bytes); uploads wait until space is freed"
+                    );
+                    tracing::warn!("{msg}");
+                    self.pause_account_until(until);
+                    self.record_pause(until, &msg);
+                    self.record_error(&msg);
+                }
                 Ok(())
             }
             Err(e) => {

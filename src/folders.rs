@@ -36,11 +36,14 @@ pub struct Folders {
 
 /// Hosts refuse folder names shorter than two characters; a one-letter
 /// directory ("A", "B" for an alphabetical library) gets a trailing "_".
+/// `<`, `>`, `"` and NUL, which folder/edit would silently skip, become
+/// spaces, so a rename is never lost.
 pub fn remote_name(local: &str) -> String {
-    if local.chars().count() < 2 {
-        format!("{local}_")
+    let name = crate::engine::edit_safe(local);
+    if name.chars().count() < 2 {
+        format!("{name}_")
     } else {
-        local.to_string()
+        name
     }
 }
 

@@ -120,6 +120,12 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         })
         .collect();
     let stuck = encoding.iter().filter(|e| e["status"] == "STUCK").count();
+    // An account-wide pause still in force: until when, and why.
+    let paused: Value = store
+        .meta(crate::daemon::META_PAUSE)?
+        .and_then(|v| serde_json::from_str::<Value>(&v).ok())
+        .filter(|v| v["until"].as_i64().is_some_and(|t| t > now))
+        .unwrap_or(Value::Null);
     let last_reconcile: Value = store
         .meta(crate::reconcile::META_LAST)?
         .and_then(|v| serde_json::from_str(&v).ok())
@@ -136,6 +142,7 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         "last_error_at": last_error_at,
         "key_ok": store.meta("key_ok")?.map(|v| v == "true"),
         "storage_left": store.meta("storage_left")?,
+        "paused": paused,
     }))
 }
 
@@ -190,6 +197,11 @@ pub fn status(config: &Config, as_json: bool) -> ExitCode {
         show("key_ok"),
         show("storage_left")
     );
+    if let Some(reason) = v["paused"]["reason"].as_str() {
+        let secs =
+            (v["paused"]["until"].as_i64().unwrap_or(0) - crate::daemon::now_ms()).max(0) / 1000;
+        println!("uploads paused for {secs} s: {reason}");
+    }
     if let Some(list) = v["encoding"].as_array() {
         for e in list {
             println!(

@@ -588,7 +588,7 @@ pub async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), Store
         if !shared.retry_allowed(&gate) {
             continue;
         }
-        let title = engine::render_title(&shared.config.upload.title_template, &row.rel_path);
+        let title = crate::upload::title_for(shared, &row.rel_path);
         let dir = rel_dir_of(&row.rel_path);
         let want_fld = match shared.folder_for(root, dir).await {
             Ok(f) => f,
@@ -611,11 +611,7 @@ pub async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), Store
             fld_id: (want_fld != fld).then_some(want_fld),
             ..Default::default()
         };
-        match shared
-            .client
-            .file_edit(std::slice::from_ref(code), &edit)
-            .await
-        {
+        match edit_keeping_tags(shared, &root.entry.tags, std::slice::from_ref(code), &edit).await {
             Ok(()) => {
                 tracing::info!(path = %row.rel_path, code = %code, fld_id = want_fld, title = %title, "moved/retitled on the host");
                 shared.retry_succeeded(&gate);
@@ -630,6 +626,100 @@ pub async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), Store
         }
     }
     trash_local_deletions(shared, root).await
+}
+
+/// Split a host's tag list ("a, b") into tags.
+fn split_tags(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The tags a file keeps through an edit: those the host reports (the
+/// user's, the host's own show tag) and the sync entry's, once each, in a
+/// form file/edit does not skip.
+fn merged_tags(host: &[String], entry: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in host.iter().chain(entry) {
+        let t = engine::edit_safe(t);
+        if !t.is_empty() && !out.iter().any(|o| o.eq_ignore_ascii_case(&t)) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// file/edit that keeps each file's tags, then checks that it took.
+///
+/// On the real software every file/edit deletes all tags of the named
+/// files and adds only the `tags` sent, so the tags are read first
+/// (file/info, 50 codes a call) and sent again; files with different tags
+/// go in separate edits. The host answers "true" whatever happened (a code
+/// that is not ours, a value it skipped), so the result is verified with
+/// file/info. Codes the host no longer has are left out.
+pub async fn edit_keeping_tags(
+    shared: &Shared,
+    entry_tags: &[String],
+    codes: &[String],
+    edit: &crate::api::FileEdit,
+) -> Result<(), crate::api::ApiError> {
+    use std::collections::BTreeMap;
+    let infos = shared.client.file_info(codes).await?;
+    let mut groups: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
+    for info in infos.iter().filter(|i| i.status == 200) {
+        if !codes.contains(&info.file_code) {
+            continue;
+        }
+        let tags = merged_tags(&split_tags(&info.tags), entry_tags);
+        groups.entry(tags).or_default().push(info.file_code.clone());
+    }
+    for (tags, group) in &groups {
+        let mut e = edit.clone();
+        e.tags = Some(tags.join(","));
+        if let Some(t) = &e.title {
+            e.title = Some(engine::edit_safe(t));
+        }
+        shared.client.file_edit(group, &e).await?;
+    }
+    // Verify: the folder, the title and the tags are what was sent.
+    let wanted: HashMap<&str, &Vec<String>> = groups
+        .iter()
+        .flat_map(|(tags, g)| g.iter().map(move |c| (c.as_str(), tags)))
+        .collect();
+    let after = shared
+        .client
+        .file_info(&wanted.keys().map(|c| c.to_string()).collect::<Vec<_>>())
+        .await?;
+    for info in after.iter().filter(|i| i.status == 200) {
+        let Some(tags) = wanted.get(info.file_code.as_str()) else {
+            continue;
+        };
+        let mut have = split_tags(&info.tags);
+        let mut want = (*tags).clone();
+        have.sort_by_key(|t| t.to_lowercase());
+        want.sort_by_key(|t| t.to_lowercase());
+        let fld_ok = edit.fld_id.is_none_or(|f| info.file_fld_id == Some(f));
+        let title_ok = edit
+            .title
+            .as_ref()
+            .is_none_or(|t| info.file_title.trim() == engine::edit_safe(t));
+        let tags_ok = have.len() == want.len()
+            && have
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b));
+        if !(fld_ok && title_ok && tags_ok) {
+            return Err(crate::api::ApiError::Protocol {
+                endpoint: "file/edit".into(),
+                detail: format!(
+                    "the host did not apply the edit to {} (folder ok: {fld_ok}, title ok: {title_ok}, tags ok: {tags_ok})",
+                    info.file_code
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// With `on_local_delete = "trash"`, a file deleted locally is moved to the
@@ -692,7 +782,7 @@ async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), Store
             fld_id: Some(trash_id),
             ..Default::default()
         };
-        match shared.client.file_edit(&codes, &edit).await {
+        match edit_keeping_tags(shared, &root.entry.tags, &codes, &edit).await {
             Ok(()) => {
                 shared.retry_succeeded(&gate);
                 for row in batch {

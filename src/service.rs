@@ -350,7 +350,11 @@ pub async fn check(config: &Config) -> ExitCode {
     match client.account_info().await {
         Ok(info) => {
             let left = match info.storage_left {
-                StorageLeft::Bytes(b) => human_bytes(b),
+                StorageLeft::Bytes(b) if b < 0 => format!(
+                    "-{} (OVER QUOTA: uploads wait until space is freed)",
+                    human_bytes(b.unsigned_abs())
+                ),
+                StorageLeft::Bytes(b) => human_bytes(b.unsigned_abs()),
                 StorageLeft::Unlimited => "unlimited".into(),
             };
             println!("host: {}", config.api.url);
@@ -360,7 +364,12 @@ pub async fn check(config: &Config) -> ExitCode {
                 if info.premium { "premium" } else { "free" }
             );
             println!("files: {}", info.files_total);
-            println!("storage used: {}", human_bytes(info.storage_used));
+            // Reported as the host gives it: in KB on the documented
+            // deployment, but hosts differ, so no unit is guessed.
+            println!(
+                "storage used: {} (as the host reports it; KB on most hosts)",
+                info.storage_used
+            );
             println!("storage left: {left}");
             ExitCode::SUCCESS
         }

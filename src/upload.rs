@@ -94,29 +94,98 @@ fn policy(shared: &Shared) -> RetryPolicy {
     }
 }
 
-/// Look on the host for a copy of this file uploaded since `since_ms`.
-async fn search_host(
+/// The most candidates whose size is asked with file/direct_link for one
+/// file (each costs an API call).
+const MAX_SIZED_CANDIDATES: usize = 8;
+
+/// Look on the host, in folder `fld_id`, for a copy of the local file `row`
+/// whose title (as the host stores it) is `title`: after an upload whose
+/// outcome is unknown (`since_ms`: files created since the attempt began),
+/// or for a file with no upload on record (`since_ms` None: the whole
+/// folder). Codes other rows hold are never candidates; other local files
+/// of the folder with the same title are rivals (see `engine::choose_adoption`).
+pub async fn find_copy(
     shared: &Shared,
+    row: &FileRow,
     fld_id: u64,
     title: &str,
-    since_ms: i64,
-) -> Result<Option<String>, ApiError> {
+    since_ms: Option<i64>,
+) -> Result<engine::Adoption, ApiError> {
+    let sanitize = shared.config.api.sanitize_filename;
     // "created = last N minutes" avoids any time zone arithmetic: the host's
     // clock is local time without a zone. Two minutes of margin for skew.
-    let minutes = ((now_ms() - since_ms).max(0) as u64).div_ceil(60_000) + 2;
+    let created = since_ms
+        .map(|since| Created::LastMinutes(((now_ms() - since).max(0) as u64).div_ceil(60_000) + 2));
     let q = FileListQuery {
         fld_id: Some(fld_id),
-        created: Some(Created::LastMinutes(minutes)),
+        created,
         ..Default::default()
     };
-    // No title filter: hosts filter on their stored (escaped) title, which
-    // would miss titles with `(` or `&`. The folder and time window keep the
-    // listing short; titles are compared here, unescaped.
-    let mut listed = shared.client.file_list_all(&q).await?;
-    // A file already recorded for another local file (two files with one
-    // title in one folder: "Film.mp4", "Film.mkv") is not ours to adopt.
-    listed.retain(|f| !shared.store.code_known(&f.file_code).unwrap_or(true));
-    Ok(engine::find_adoptable(&listed, title, fld_id).map(|f| f.file_code.clone()))
+    // No title filter: the host matches it against its stored, escaped
+    // title and ignores it when it holds `"`. The folder (and time window)
+    // keep the listing short; titles are compared here, in stored form.
+    let listed = shared.client.file_list_all(&q).await?;
+    let mut candidates = Vec::new();
+    for f in listed {
+        if f.fld_id != fld_id || !engine::same_title(&f.title, title, sanitize) {
+            continue;
+        }
+        // A file already recorded for another local file (or an earlier
+        // version of this one) is not ours to adopt.
+        if shared.store.code_known(&f.file_code).unwrap_or(true) {
+            continue;
+        }
+        candidates.push(engine::Candidate {
+            file: f,
+            size: None,
+        });
+    }
+    // Where the host gives direct links, the original's size tells files
+    // with one title apart.
+    for c in candidates.iter_mut().take(MAX_SIZED_CANDIDATES) {
+        c.size = shared.client.original_size(&c.file.file_code).await?;
+    }
+    let rel_dir = engine::rel_dir_of(&row.rel_path);
+    let rivals: Vec<engine::Rival> = shared
+        .store
+        .codeless_in_dir(row.root_id, rel_dir)
+        .map_err(|e| ApiError::Protocol {
+            endpoint: "store".into(),
+            detail: e.to_string(),
+        })?
+        .into_iter()
+        .filter(|r| r.id != row.id)
+        // After a lost reply only files that were sent could own a copy made
+        // since; a file never on record could own any copy.
+        .filter(|r| since_ms.is_none() || r.unknown_since.is_some())
+        .map(|r| engine::Rival {
+            title: title_for(shared, &r.rel_path),
+            size: r.stat.size,
+        })
+        .collect();
+    let mode = if since_ms.is_some() {
+        engine::AdoptMode::LostReply
+    } else {
+        engine::AdoptMode::Existing
+    };
+    Ok(engine::choose_adoption(
+        mode,
+        &candidates,
+        title,
+        row.stat.size,
+        fld_id,
+        &rivals,
+        sanitize,
+    ))
+}
+
+/// The title a file is sent with: the template, then the host's rewriting,
+/// so that what the host stores is exactly this.
+pub fn title_for(shared: &Shared, rel_path: &str) -> String {
+    engine::stored_title(
+        &engine::render_title(&shared.config.upload.title_template, rel_path),
+        shared.config.api.sanitize_filename,
+    )
 }
 
 async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
@@ -157,22 +226,62 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
             return Ok(());
         }
     }
-    let title = engine::render_title(&shared.config.upload.title_template, &row.rel_path);
+    let title = title_for(shared, &row.rel_path);
     let rel_dir = engine::rel_dir_of(&row.rel_path);
     let fld_id = match shared.folder_for(root, rel_dir).await {
         Ok(f) => f,
         Err(e) => {
+            if e.api().is_some_and(ApiError::is_folder_missing) {
+                // A remembered folder was deleted on the host or is not
+                // ours: forget the ids so the next try finds or creates it.
+                tracing::warn!(path = %path.display(), error = %e, "remote folder gone; it will be found or created again");
+                store.forget_folder_tree(row.root_id, "")?;
+            }
             let class = e.api().map_or(ErrorClass::Transient, ApiError::class);
+            let class = if e.api().is_some_and(ApiError::is_folder_missing) {
+                ErrorClass::Transient
+            } else {
+                class
+            };
             return after_error(shared, &row, host_side(class), &e.to_string(), true);
         }
     };
+
+    // A file never on record may already be on the host (a lost database,
+    // another tool): adopt its copy instead of uploading a second one.
+    if row.unknown_since.is_none() && root.entry.adopt_existing && !store.ever_had_code(row.id)? {
+        match find_copy(shared, &row, fld_id, &title, None).await {
+            Ok(engine::Adoption::Adopt(code)) => {
+                tracing::info!(path = %path.display(), code = %code, "already on the host; adopted instead of uploading");
+                store.adopt_if_idle(row.id, &code, fld_id, &title, now_ms(), "adopted", true)?;
+                shared.after_success();
+                return Ok(());
+            }
+            Ok(engine::Adoption::Nothing) => {}
+            Ok(engine::Adoption::Ambiguous { codes, why }) => {
+                return hold_ambiguous(shared, &row, &codes, &why, true);
+            }
+            Err(e) => {
+                return after_error(
+                    shared,
+                    &row,
+                    host_side(e.class()),
+                    &format!("looking for a copy on the host: {e}"),
+                    true,
+                );
+            }
+        }
+    }
 
     // A previous attempt may have stored the file: find it before sending again.
     if let Some(since) = row.unknown_since {
         let search_fld = row.fld_id.unwrap_or(fld_id);
         let search_title = row.title.clone().unwrap_or_else(|| title.clone());
-        match search_host(shared, search_fld, &search_title, since).await {
-            Ok(Some(code)) => {
+        match find_copy(shared, &row, search_fld, &search_title, Some(since)).await {
+            Ok(engine::Adoption::Ambiguous { codes, why }) => {
+                return hold_ambiguous(shared, &row, &codes, &why, false);
+            }
+            Ok(engine::Adoption::Adopt(code)) => {
                 tracing::info!(path = %path.display(), code = %code, "found the file on the host after an interrupted upload; adopted it");
                 // Found where the attempt put it; if the file has moved or
                 // been renamed since, the fix-ups move it on the host.
@@ -191,7 +300,7 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                 shared.after_success();
                 return Ok(());
             }
-            Ok(None) => {}
+            Ok(engine::Adoption::Nothing) => {}
             Err(e) => {
                 return after_error(
                     shared,
@@ -250,8 +359,11 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
             let since = row
                 .unknown_since
                 .unwrap_or(now_ms() - started.elapsed().as_millis() as i64);
-            match search_host(shared, fld_id, &title, since).await {
-                Ok(Some(code)) => {
+            match find_copy(shared, &row, fld_id, &title, Some(since)).await {
+                Ok(engine::Adoption::Ambiguous { codes, why }) => {
+                    hold_ambiguous(shared, &row, &codes, &why, false)?;
+                }
+                Ok(engine::Adoption::Adopt(code)) => {
                     tracing::info!(path = %path.display(), code = %code, "the host had stored it; adopted");
                     store.finish_uploaded(
                         row.id,
@@ -281,6 +393,33 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Copies on the host that may be this file's, and none surely is: neither
+/// adopt nor upload. The file waits (not counted against it) and is shown
+/// by `vidsync adopt --dry-run`; `vidsync adopt` settles it.
+fn hold_ambiguous(
+    shared: &Shared,
+    row: &FileRow,
+    codes: &[String],
+    why: &str,
+    definite: bool,
+) -> Result<(), StoreError> {
+    let msg = format!(
+        "ambiguous: the host has {} ({}) that may be this file: {why}; not uploading again; see `vidsync adopt --dry-run`",
+        if codes.len() == 1 {
+            "a copy".to_string()
+        } else {
+            format!("{} copies", codes.len())
+        },
+        codes.join(", ")
+    );
+    tracing::warn!(path = %row.path().display(), "{msg}");
+    shared.record_error(&format!("{}: {msg}", row.path().display()));
+    let next = now_ms() + shared.config.upload.retry_max.as_millis() as i64;
+    shared
+        .store
+        .retry_later(row.id, &msg, next, false, definite, now_ms())
 }
 
 /// An error of an API call made around the upload (upload/server,
@@ -345,10 +484,19 @@ fn after_error_at_least(
     );
     match decision {
         AfterError::Retry { delay, counted } => {
-            let next = now + delay.max(min_delay).as_millis() as i64;
+            // The client knows when a used-up rate limit (a minute, or a
+            // day) lets calls through again: no retry before then.
+            // (Capped: a pause longer than the retry horizon would be taken
+            // for a clock gone back; the client refuses calls meanwhile
+            // without sending them, so waking early costs nothing.)
+            let held = shared.client.held().map_or(Duration::ZERO, |(d, _)| {
+                d.min(shared.config.upload.retry_max)
+            });
+            let next = now + delay.max(min_delay).max(held).as_millis() as i64;
             if class == ErrorClass::AccountWide {
                 // Quota and rate limits concern every file: hold all workers.
                 shared.pause_account_until(next);
+                shared.record_pause(next, msg);
             }
             shared
                 .store
@@ -356,9 +504,9 @@ fn after_error_at_least(
         }
         AfterError::Fail => {
             tracing::error!(path = %row.path().display(), error = %msg, "upload failed for good");
-            shared
-                .store
-                .fail(row.id, msg, class != ErrorClass::Permanent, definite, now)
+            // Every try counts, the one the host refused for good too: a
+            // file refused at its first try shows `attempts: 1`.
+            shared.store.fail(row.id, msg, true, definite, now)
         }
         AfterError::PauseForKey => {
             shared.key_rejected(msg);

@@ -79,6 +79,32 @@ pub enum ApiError {
         msg: String,
         class: ErrorClass,
     },
+    /// A 403 about a folder ("Folder not exist or not yours"): the folder
+    /// is missing or belongs to someone else. Not a key problem: the caller
+    /// forgets the folder id and finds or creates the folder again.
+    #[error("{endpoint}: the remote folder is missing or not this account's ({msg})")]
+    FolderMissing { endpoint: String, msg: String },
+    /// The host disables this call for the API (403 "This function not
+    /// allowed in API").
+    #[error("{endpoint}: this host disables {endpoint} for the API ({msg})")]
+    Disabled { endpoint: String, msg: String },
+    /// The file is still being fetched (upload/url) and has no links yet.
+    #[error("{endpoint}: the file is still being uploaded to the host")]
+    NotReady { endpoint: String },
+    /// The upload body was sent and the reply carried no file code and no
+    /// per-file verdict (an array, HTML, invalid JSON, a cut body, an error
+    /// status): the host may have stored the file.
+    #[error(
+        "{endpoint}: the host's reply to the upload is unclear ({detail}); the file may be stored"
+    )]
+    Unclear { endpoint: String, detail: String },
+    /// upload/server named a plain-http server on another machine, https did
+    /// not work there, and plain http is not allowed (the key would travel
+    /// in clear text).
+    #[error(
+        "upload: the host hands out plain-http upload servers ({server}); https to it failed ({detail}); not sending the API key in clear text (set [api] allow_http_upload = true to allow it)"
+    )]
+    InsecureUploadServer { server: String, detail: String },
     #[error("{what} {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -109,6 +135,12 @@ impl ApiError {
             ApiError::KeyRejected { .. } => ErrorClass::KeyRejected,
             ApiError::RateLimited { .. } | ApiError::NoServers { .. } => ErrorClass::AccountWide,
             ApiError::Host { .. } => ErrorClass::Permanent,
+            // The caller re-resolves the folder; as a plain error it is
+            // the request that is wrong for this object.
+            ApiError::FolderMissing { .. } | ApiError::Disabled { .. } => ErrorClass::Permanent,
+            ApiError::NotReady { .. } | ApiError::Unclear { .. } => ErrorClass::Transient,
+            // The user must decide: wait for the account, like a quota.
+            ApiError::InsecureUploadServer { .. } => ErrorClass::AccountWide,
             ApiError::FileRejected { class, .. } => *class,
             // A local file that cannot be read may be being replaced or on an
             // unmounted disk: try again later, counted against the file.
@@ -129,8 +161,25 @@ impl ApiError {
             | ApiError::KeyRejected { endpoint, .. }
             | ApiError::RateLimited { endpoint, .. }
             | ApiError::NoServers { endpoint }
-            | ApiError::Host { endpoint, .. } => endpoint == UPLOAD_ENDPOINT,
+            | ApiError::Host { endpoint, .. }
+            | ApiError::FolderMissing { endpoint, .. }
+            | ApiError::Disabled { endpoint, .. }
+            | ApiError::NotReady { endpoint }
+            | ApiError::Unclear { endpoint, .. } => endpoint == UPLOAD_ENDPOINT,
+            // Decided before anything of the file was sent.
+            ApiError::InsecureUploadServer { .. } => false,
         }
+    }
+
+    /// A folder call refused because the folder is gone or not ours.
+    pub fn is_folder_missing(&self) -> bool {
+        matches!(self, ApiError::FolderMissing { .. })
+    }
+
+    /// A rate limit counted per day ("Requests limit reached: 1000 per
+    /// day"): waiting a minute will not help.
+    pub fn is_daily_limit(&self) -> bool {
+        matches!(self, ApiError::RateLimited { msg, .. } if msg.to_ascii_lowercase().contains("day"))
     }
 
     /// The numeric XVS status of a JSON error reply, if this is one.
@@ -161,6 +210,14 @@ impl ApiError {
         if (status == 403 || status == 400) && key_words {
             return ApiError::KeyRejected { endpoint, msg };
         }
+        // 403 is also how the software says "Folder not exist or not
+        // yours" and "This function not allowed in API".
+        if status == 403 && lower.contains("folder") {
+            return ApiError::FolderMissing { endpoint, msg };
+        }
+        if status == 403 && lower.contains("not allowed") && lower.contains("api") {
+            return ApiError::Disabled { endpoint, msg };
+        }
         ApiError::Host {
             endpoint,
             status,
@@ -170,12 +227,28 @@ impl ApiError {
 
     /// Classify a per-file upload rejection message.
     pub(crate) fn upload_rejection(filename: &str, msg: &str) -> ApiError {
+        let msg = strip_backend_prefix(msg);
         ApiError::FileRejected {
             filename: filename.to_string(),
             msg: msg.to_string(),
             class: classify_rejection(msg),
         }
     }
+}
+
+/// Per-file errors from the storage back end arrive prefixed with numbers
+/// (`0:0:0:not enough disk space on your account`): drop them so the
+/// message is classified and shown like the bare one.
+pub fn strip_backend_prefix(msg: &str) -> &str {
+    let mut rest = msg.trim();
+    while let Some((head, tail)) = rest.split_once(':') {
+        if !head.is_empty() && head.trim().chars().all(|c| c.is_ascii_digit()) {
+            rest = tail.trim_start();
+        } else {
+            break;
+        }
+    }
+    rest
 }
 
 /// The messages hosts of this family send per file, sorted by what they mean.
@@ -239,7 +312,29 @@ mod tests {
         ];
         for (msg, class) in cases {
             assert_eq!(classify_rejection(msg), class, "{msg}");
+            // The storage back end's prefix changes nothing.
+            let prefixed = format!("0:0:0:{msg}");
+            let e = ApiError::upload_rejection("f.mp4", &prefixed);
+            assert_eq!(e.class(), class, "{prefixed}");
+            assert!(e.to_string().ends_with(&format!(": {msg}")), "{e}");
         }
+    }
+
+    #[test]
+    fn a_403_about_a_folder_or_a_disabled_call_is_not_the_key() {
+        let e = ApiError::from_status("folder/list", 403, "Folder not exist or not yours");
+        assert!(e.is_folder_missing());
+        assert_ne!(e.class(), ErrorClass::KeyRejected);
+        let e = ApiError::from_status("file/direct_link", 403, "This function not allowed in API");
+        assert!(matches!(e, ApiError::Disabled { .. }), "{e:?}");
+        assert!(e.to_string().contains("disables"), "{e}");
+        assert!(
+            ApiError::from_status("x", 403, "Requests limit reached: 1000 per day")
+                .is_daily_limit()
+        );
+        assert!(
+            !ApiError::from_status("x", 403, "Requests limit reached: 5 per min").is_daily_limit()
+        );
     }
 
     #[test]

@@ -119,7 +119,21 @@ struct Inner {
     /// Paths of the deleted/DMCA lists once a host has shown which it serves.
     learned_deleted: Mutex<Option<String>>,
     learned_dmca: Mutex<Option<String>>,
+    allow_http_upload: bool,
+    /// No call before this instant: the host's rate limit is (nearly) used
+    /// up for its current minute or day. With the reason, for errors.
+    hold: Mutex<Option<(tokio::time::Instant, String)>>,
+    /// The host answered "not allowed in API" to file/direct_link.
+    direct_link_disabled: AtomicBool,
 }
+
+/// How long `get` waits in place for a rate-limit hold; a longer hold (a
+/// daily limit) fails the call at once, so that no call burns the day's
+/// counter and the caller can pause with a clear reason.
+const MAX_INLINE_HOLD: Duration = Duration::from_secs(70);
+/// Below this many calls left in the host's period, calls are spread over
+/// what remains of it instead of spent at once.
+const SLOW_DOWN_BELOW: i64 = 3;
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -152,6 +166,11 @@ impl Client {
             endpoint: "client setup".into(),
             source: e.without_url(),
         };
+        let builder = || {
+            cfg.resolve
+                .iter()
+                .fold(builder(), |b, (name, addr)| b.resolve(name, *addr))
+        };
         let http = builder()
             .read_timeout(cfg.read_timeout)
             .build()
@@ -176,6 +195,9 @@ impl Client {
                 read_timeout: cfg.read_timeout,
                 learned_deleted: Mutex::new(None),
                 learned_dmca: Mutex::new(None),
+                allow_http_upload: cfg.allow_http_upload,
+                hold: Mutex::new(None),
+                direct_link_disabled: AtomicBool::new(false),
             }),
         })
     }
@@ -245,20 +267,41 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        let env: Envelope = serde_json::from_slice(&body).map_err(|_| {
+        // Only an object is a reply: serde would also read a struct from
+        // a JSON array, which some broken hosts send.
+        let env: Envelope = match serde_json::from_slice::<Value>(&body) {
+            Ok(v @ Value::Object(_)) => serde_json::from_value(v).ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
             let text = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
             ApiError::NotJson {
                 endpoint: endpoint.to_string(),
                 snippet: redact::redact(&text, &self.inner.key),
             }
         })?;
+        self.note_rate_limit(&env);
         match env.status {
             Some(200) => Ok(env),
-            Some(s) => Err(ApiError::from_status(
-                endpoint,
-                u16::try_from(s).unwrap_or(u16::MAX),
-                &redact::redact(&env.msg, &self.inner.key),
-            )),
+            Some(s) => {
+                let err = ApiError::from_status(
+                    endpoint,
+                    u16::try_from(s).unwrap_or(u16::MAX),
+                    &redact::redact(&env.msg, &self.inner.key),
+                );
+                if let ApiError::RateLimited { .. } = &err {
+                    let (wait, what) = if err.is_daily_limit() {
+                        (secs_to_next_day(&env.server_time), "daily")
+                    } else {
+                        (secs_to_next_minute(&env.server_time), "per-minute")
+                    };
+                    self.hold_for(
+                        Duration::from_secs(wait),
+                        format!("the host's {what} API call limit is reached"),
+                    );
+                }
+                Err(err)
+            }
             None => Err(ApiError::Protocol {
                 endpoint: endpoint.to_string(),
                 detail: "reply has no status".into(),
@@ -266,10 +309,63 @@ impl Client {
         }
     }
 
+    /// Hosts that limit calls say in every reply how many are left in the
+    /// current period (`requests_available`). Spend the last few slowly
+    /// and, at zero, hold every call until the host's next minute.
+    fn note_rate_limit(&self, env: &Envelope) {
+        let Some(left) = env.requests_available else {
+            return;
+        };
+        let rest = secs_to_next_minute(&env.server_time);
+        if left <= 0 {
+            self.hold_for(
+                Duration::from_secs(rest),
+                "the host's API call limit for this minute is used up".into(),
+            );
+        } else if left < SLOW_DOWN_BELOW {
+            let gap = Duration::from_secs(rest) / (left as u32 + 1);
+            self.hold_for(gap, "few API calls left in the host's minute".into());
+        }
+    }
+
+    fn hold_for(&self, d: Duration, why: String) {
+        let until = tokio::time::Instant::now() + d;
+        let mut h = lock(&self.inner.hold);
+        if h.as_ref().is_none_or(|(t, _)| *t < until) {
+            if d > MAX_INLINE_HOLD {
+                tracing::warn!(wait_s = d.as_secs(), reason = %why, "API calls paused");
+            }
+            *h = Some((until, why));
+        }
+    }
+
+    /// While calls are held: how much longer, and why.
+    pub fn held(&self) -> Option<(Duration, String)> {
+        let h = lock(&self.inner.hold);
+        let (until, why) = h.as_ref()?;
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        (!left.is_zero()).then(|| (left, why.clone()))
+    }
+
+    /// Wait out a short hold; refuse at once during a long one.
+    async fn wait_for_hold(&self, endpoint: &str) -> Result<(), ApiError> {
+        if let Some((left, why)) = self.held() {
+            if left > MAX_INLINE_HOLD {
+                return Err(ApiError::RateLimited {
+                    endpoint: endpoint.to_string(),
+                    msg: format!("{why}; calls resume in {} min", left.as_secs().div_ceil(60)),
+                });
+            }
+            tokio::time::sleep(left).await;
+        }
+        Ok(())
+    }
+
     /// One paced GET of an API endpoint; returns the envelope of a 200 reply.
     async fn get(&self, path: &str, params: &[(&str, String)]) -> Result<Envelope, ApiError> {
         let url = self.endpoint_url(path)?;
         let endpoint = path.trim_start_matches("/api/");
+        self.wait_for_hold(endpoint).await?;
         self.inner.pacer.acquire().await;
         let mut query: Vec<(&str, &str)> = vec![("key", self.inner.key.expose())];
         query.extend(params.iter().map(|(k, v)| (*k, v.as_str())));
@@ -376,7 +472,9 @@ impl Client {
         params: &UploadParams,
         progress: Option<ProgressFn>,
     ) -> Result<String, ApiError> {
-        let server = self.upload_server().await?;
+        let server = self
+            .secure_upload_server(self.upload_server().await?)
+            .await?;
         let io_err = |what: &'static str| {
             let path = path.to_path_buf();
             move |source| ApiError::Io { path, what, source }
@@ -500,30 +598,58 @@ impl Client {
         .await
         .map_err(|_| ApiError::Timeout {
             endpoint: endpoint.into(),
-        })??;
-        let files = env.files.ok_or_else(|| ApiError::Protocol {
-            endpoint: endpoint.into(),
-            detail: "upload reply has no files list".into(),
         })?;
+        // The body went out: whatever the reply, short of a file code or a
+        // verdict on the file, the host may have stored it. Never "failed
+        // for good" on such a reply; search before sending again.
+        let unclear = |detail: String| ApiError::Unclear {
+            endpoint: endpoint.into(),
+            detail,
+        };
+        let env = env.map_err(|e| match e {
+            e @ (ApiError::Network { .. } | ApiError::Timeout { .. } | ApiError::Http { .. }) => e,
+            other => unclear(other.to_string()),
+        })?;
+        let files = env.files.ok_or_else(|| unclear("no files list".into()))?;
         let Some(f) = files.into_iter().next() else {
-            return Err(ApiError::Protocol {
-                endpoint: endpoint.into(),
-                detail: "upload reply lists no file".into(),
-            });
+            return Err(unclear("the files list is empty".into()));
         };
         // Only a non-empty code counts as success, whatever the status says.
         if !f.filecode.trim().is_empty() && f.status.eq_ignore_ascii_case("ok") {
             Ok(f.filecode.trim().to_string())
-        } else if f.status.eq_ignore_ascii_case("ok") {
-            Err(ApiError::Protocol {
-                endpoint: endpoint.into(),
-                detail: "upload reply says OK without a file code".into(),
-            })
+        } else if f.status.eq_ignore_ascii_case("ok") || f.status.trim().is_empty() {
+            Err(unclear("OK without a file code".into()))
         } else {
             Err(ApiError::upload_rejection(
                 &filename,
                 &redact::redact(&f.status, &self.inner.key),
             ))
+        }
+    }
+
+    /// The key travels in the upload's form body: a plain-http upload server
+    /// on another machine would see it in clear text. Try it as https
+    /// (same host and path) first; use plain http only on loopback or when
+    /// the user allowed it.
+    async fn secure_upload_server(&self, server: url::Url) -> Result<url::Url, ApiError> {
+        if server.scheme() != "http" || self.inner.allow_http_upload || is_loopback(&server) {
+            return Ok(server);
+        }
+        let mut https = server.clone();
+        if https.set_scheme("https").is_err() {
+            return Err(ApiError::InsecureUploadServer {
+                server: server_name(&server),
+                detail: "cannot form an https URL".into(),
+            });
+        }
+        // A HEAD costs no API call: it only asks whether anything answers
+        // TLS there. Any HTTP answer will do.
+        match self.inner.http.head(https.clone()).send().await {
+            Ok(_) => Ok(https),
+            Err(e) => Err(ApiError::InsecureUploadServer {
+                server: server_name(&server),
+                detail: e.without_url().to_string(),
+            }),
         }
     }
 
@@ -634,41 +760,106 @@ impl Client {
             let res = self.file_list(&q).await?;
             let n = res.files.len();
             out.extend(res.files);
-            if n == 0 || u64::from(page) >= res.pages {
+            // `pages` and `results_total` come from a cached count that
+            // lags and is rounded down (1,001 files at 1,000 a page is "1
+            // page"): read until a page comes back short.
+            if (n as u64) < u64::from(q.per_page.unwrap_or(1000).clamp(1, 1000)) {
                 return Ok(out);
             }
             page += 1;
         }
     }
 
-    /// file/direct_link with all versions.
-    pub async fn direct_link(&self, code: &str) -> Result<DirectLinks, ApiError> {
+    /// A direct_link call: remembers a host that disables it, and turns
+    /// the "uploading" answer (a file still being fetched) into `NotReady`.
+    async fn direct_link_call(&self, params: &[(&str, String)]) -> Result<Value, ApiError> {
         let p = &self.inner.paths.file_direct_link;
-        let env = self.get(p, &[("file_code", code.to_string())]).await?;
-        self.parse(p, env.result)
+        let endpoint = p.trim_start_matches("/api/");
+        if self.inner.direct_link_disabled.load(Ordering::Relaxed) {
+            return Err(ApiError::Disabled {
+                endpoint: endpoint.to_string(),
+                msg: "refused earlier".into(),
+            });
+        }
+        match self.get(p, params).await {
+            Ok(env) if env.result.is_null() && env.msg.eq_ignore_ascii_case("uploading") => {
+                Err(ApiError::NotReady {
+                    endpoint: endpoint.to_string(),
+                })
+            }
+            Ok(env) => Ok(env.result),
+            Err(e @ ApiError::Disabled { .. }) => {
+                self.inner
+                    .direct_link_disabled
+                    .store(true, Ordering::Relaxed);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    /// file/direct_link for one quality (`n`, `h`, `l`, `o`): a plain URL.
-    pub async fn direct_link_quality(&self, code: &str, q: &str) -> Result<String, ApiError> {
-        let p = &self.inner.paths.file_direct_link;
-        let env = self
-            .get(p, &[("file_code", code.to_string()), ("q", q.to_string())])
+    /// file/direct_link with all versions; `hls` asks for the HLS link too.
+    pub async fn direct_link(&self, code: &str, hls: bool) -> Result<DirectLinks, ApiError> {
+        let mut q = vec![("file_code", code.to_string())];
+        if hls {
+            q.push(("hls", "1".to_string()));
+        }
+        let v = self.direct_link_call(&q).await?;
+        self.parse(&self.inner.paths.file_direct_link, v)
+    }
+
+    /// file/direct_link for one quality (`n`, `h`, `l`, `o`): a plain URL,
+    /// or `None` when the file has no such quality (the host answers "").
+    pub async fn direct_link_quality(
+        &self,
+        code: &str,
+        q: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let v = self
+            .direct_link_call(&[("file_code", code.to_string()), ("q", q.to_string())])
             .await?;
-        match env.result {
-            Value::String(s) => Ok(s),
+        match v {
+            Value::String(s) if s.trim().is_empty() => Ok(None),
+            Value::String(s) => Ok(Some(s)),
+            Value::Null => Ok(None),
             other => Err(ApiError::Protocol {
-                endpoint: p.to_string(),
+                endpoint: self.inner.paths.file_direct_link.clone(),
                 detail: format!("expected a URL string, got {}", kind_of(&other)),
             }),
         }
     }
 
-    /// file/clone: a new code for the same content.
-    pub async fn file_clone(&self, code: &str, title: Option<&str>) -> Result<Cloned, ApiError> {
+    /// The size of a file's original (`o` version), when the host gives
+    /// direct links: `None` when it disables them, the file is not ready,
+    /// or it has no original version. Used to tell apart files whose titles
+    /// are equal under the host's rules.
+    pub async fn original_size(&self, code: &str) -> Result<Option<u64>, ApiError> {
+        match self.direct_link(code, false).await {
+            Ok(d) => Ok(d
+                .versions
+                .iter()
+                .find(|v| v.name == "o")
+                .map(|v| v.size)
+                .filter(|s| *s > 0)),
+            Err(ApiError::Disabled { .. } | ApiError::NotReady { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// file/clone: a new code for the same content, optionally in a folder.
+    pub async fn file_clone(
+        &self,
+        code: &str,
+        title: Option<&str>,
+        fld_id: Option<u64>,
+    ) -> Result<Cloned, ApiError> {
         let p = &self.inner.paths.file_clone;
         let mut q = vec![("file_code", code.to_string())];
         if let Some(t) = title {
             q.push(("file_title", t.to_string()));
+        }
+        if let Some(f) = fld_id {
+            q.push(("fld_id", f.to_string()));
         }
         let env = self.get(p, &q).await?;
         self.parse(p, env.result)
@@ -808,7 +999,56 @@ impl ApiError {
                 | ApiError::Http { .. }
                 | ApiError::NotJson { .. }
                 | ApiError::Protocol { .. }
+                | ApiError::Unclear { .. }
         )
+    }
+}
+
+/// Plain http is fine where nothing leaves the machine.
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// "http://host:port" of an upload server, for messages (its path may
+/// carry a session id).
+fn server_name(u: &url::Url) -> String {
+    match u.port() {
+        Some(p) => format!("{}://{}:{p}", u.scheme(), u.host_str().unwrap_or("?")),
+        None => format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")),
+    }
+}
+
+/// Seconds until the host's next calendar minute, from its `server_time`
+/// ("YYYY-MM-DD HH:MM:SS"); a whole minute when it is missing or odd.
+/// One second of margin for the trip.
+fn secs_to_next_minute(server_time: &str) -> u64 {
+    let sec = server_time
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s < 60);
+    sec.map_or(61, |s| 60 - s + 1)
+}
+
+/// Seconds until the host's next day (its local midnight), from `server_time`.
+fn secs_to_next_day(server_time: &str) -> u64 {
+    let t = server_time.trim();
+    let hms: Option<Vec<u64>> = t
+        .rsplit(' ')
+        .next()
+        .map(|hms| hms.split(':').map(|x| x.parse::<u64>().ok()).collect())
+        .and_then(|v: Option<Vec<u64>>| v.filter(|v| v.len() == 3));
+    match hms {
+        Some(v) if v[0] < 24 && v[1] < 60 && v[2] < 60 => {
+            86_400 - (v[0] * 3600 + v[1] * 60 + v[2]) + 1
+        }
+        _ => 3600,
     }
 }
 
@@ -855,4 +1095,29 @@ fn upload_filename(path: &Path) -> String {
             c => c,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_periods_follow_the_host_clock() {
+        assert_eq!(secs_to_next_minute("2021-08-15 19:04:06"), 55);
+        assert_eq!(secs_to_next_minute("2021-08-15 19:04:59"), 2);
+        assert_eq!(secs_to_next_minute(""), 61);
+        assert_eq!(secs_to_next_day("2021-08-15 23:59:00"), 61);
+        assert_eq!(secs_to_next_day("2021-08-15 00:00:00"), 86_401);
+        assert_eq!(secs_to_next_day("garbage"), 3600);
+    }
+
+    #[test]
+    fn loopback_upload_servers_may_be_plain_http() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        assert!(is_loopback(&u("http://127.0.0.1:9/upload/01")));
+        assert!(is_loopback(&u("http://[::1]:9/upload/01")));
+        assert!(is_loopback(&u("http://localhost/upload/01")));
+        assert!(!is_loopback(&u("http://s1.host.example/upload/01")));
+        assert!(!is_loopback(&u("http://10.0.0.1/upload/01")));
+    }
 }

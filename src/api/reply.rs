@@ -39,6 +39,35 @@ pub(crate) mod lenient {
         to_u64(&v).ok_or_else(|| serde::de::Error::custom(format!("expected a number, got {v}")))
     }
 
+    fn to_i64(v: &Value) -> Option<i64> {
+        match v {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+            Value::String(s) => {
+                let s = s.trim();
+                s.parse::<i64>()
+                    .ok()
+                    .or_else(|| s.parse::<f64>().ok().map(|f| f as i64))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let v = Option::<Value>::deserialize(d)?;
+        Ok(v.as_ref().and_then(to_i64))
+    }
+
+    /// A signed number (storage left goes negative over quota).
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let v = Value::deserialize(d)?;
+        match &v {
+            Value::Null => Ok(0),
+            Value::String(s) if s.trim().is_empty() => Ok(0),
+            _ => to_i64(&v)
+                .ok_or_else(|| serde::de::Error::custom(format!("expected a number, got {v}"))),
+        }
+    }
+
     pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         let v = Option::<Value>::deserialize(d)?;
         Ok(v.as_ref().and_then(to_u64))
@@ -90,12 +119,28 @@ pub(crate) struct Envelope {
     /// Only upload replies have this.
     #[serde(default)]
     pub files: Option<Vec<UploadedFile>>,
+    /// Calls left in the current rate-limit period, on hosts that limit.
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    pub requests_available: Option<i64>,
+    /// The host's local time, "YYYY-MM-DD HH:MM:SS" (no zone).
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub server_time: String,
 }
 
+/// `storage_left` of account/info: the quota minus what is used, which is
+/// negative when the account is over quota (not a key problem), or
+/// "unlimited" when the account has no quota.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageLeft {
-    Bytes(u64),
+    Bytes(i64),
     Unlimited,
+}
+
+impl StorageLeft {
+    /// Over quota: uploads wait (account-wide) until space is freed.
+    pub fn over_quota(&self) -> bool {
+        matches!(self, StorageLeft::Bytes(b) if *b < 0)
+    }
 }
 
 fn storage_left<'de, D: Deserializer<'de>>(d: D) -> Result<StorageLeft, D::Error> {
@@ -105,7 +150,7 @@ fn storage_left<'de, D: Deserializer<'de>>(d: D) -> Result<StorageLeft, D::Error
     {
         return Ok(StorageLeft::Unlimited);
     }
-    lenient::u64(v)
+    lenient::i64(v)
         .map(StorageLeft::Bytes)
         .map_err(serde::de::Error::custom)
 }
@@ -122,6 +167,8 @@ pub struct AccountInfo {
     pub premium: bool,
     #[serde(default, deserialize_with = "lenient::string")]
     pub premium_expire: String,
+    /// As the host gives it (KB on the documented deployment): shown, never
+    /// computed with.
     #[serde(default, deserialize_with = "lenient::u64")]
     pub storage_used: u64,
     #[serde(deserialize_with = "storage_left")]
@@ -318,8 +365,9 @@ pub struct DmcaEntry {
     pub file_code: String,
     #[serde(default, deserialize_with = "lenient::string")]
     pub del_time: String,
-    #[serde(default, deserialize_with = "lenient::u64")]
-    pub del_in_sec: u64,
+    /// Negative when the deletion is overdue.
+    #[serde(default, deserialize_with = "lenient::i64")]
+    pub del_in_sec: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -387,6 +435,10 @@ mod tests {
         let v: AccountInfo =
             serde_json::from_str(r#"{"storage_left":"unlimited","storage_used":7}"#).unwrap();
         assert_eq!(v.storage_left, StorageLeft::Unlimited);
+        let v: AccountInfo =
+            serde_json::from_str(r#"{"storage_left":"-2048","storage_used":"1050"}"#).unwrap();
+        assert_eq!(v.storage_left, StorageLeft::Bytes(-2048));
+        assert!(v.storage_left.over_quota());
     }
 
     #[test]

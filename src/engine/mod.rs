@@ -4,8 +4,10 @@
 
 mod filter;
 pub mod reconcile;
+mod title;
 
 pub use filter::{Filter, FilterError};
+pub use title::{edit_safe, host_title, same_title, show_tag, stored_title};
 
 use std::time::Duration;
 
@@ -126,29 +128,105 @@ pub fn render_title(template: &str, rel_path: &str) -> String {
     }
 }
 
-/// After an upload whose outcome is unknown, pick the remote file that is
-/// ours among those listed in the folder since the attempt began: same
-/// folder and same title (hosts may cut long titles, so a long prefix of
-/// ours counts too). The oldest match wins: it is the first attempt's.
-pub fn find_adoptable<'a>(
-    listed: &'a [ListedFile],
-    title: &str,
-    fld_id: u64,
-) -> Option<&'a ListedFile> {
-    listed
-        .iter()
-        .filter(|f| f.fld_id == fld_id && title_matches(&f.title, title))
-        .min_by(|a, b| {
-            a.uploaded
-                .cmp(&b.uploaded)
-                .then(a.file_code.cmp(&b.file_code))
-        })
+/// Why a copy on the host is looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdoptMode {
+    /// After an upload whose outcome is unknown: the candidates were listed
+    /// in the folder since the attempt began, so several matches are our
+    /// own attempts and the oldest (the first attempt's) is ours.
+    LostReply,
+    /// A file with no upload on record (a lost database, another tool):
+    /// only a single candidate is taken.
+    Existing,
 }
 
-fn title_matches(remote: &str, ours: &str) -> bool {
-    let remote = remote.trim();
-    let ours = ours.trim();
-    remote == ours || (remote.chars().count() >= 50 && ours.starts_with(remote))
+/// A file on the host that may be a local file's copy. `size` is the size
+/// of its original (`o`) version from file/direct_link, when the host told.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub file: ListedFile,
+    pub size: Option<u64>,
+}
+
+/// Another local file of the same folder, with no code, that could own a
+/// copy on the host: its rendered title and size.
+#[derive(Debug, Clone)]
+pub struct Rival {
+    pub title: String,
+    pub size: u64,
+}
+
+/// What to do with the candidates for one local file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adoption {
+    /// This code is the file's copy.
+    Adopt(String),
+    /// No copy on the host: upload (or, after a lost reply, wait and resend).
+    Nothing,
+    /// Copies exist but none is surely this file's: do not upload, do not
+    /// adopt; wait, and let the user settle it (`vidsync adopt`).
+    Ambiguous { codes: Vec<String>, why: String },
+}
+
+/// Pick the copy of a local file among files listed in its remote folder
+/// (codes other rows hold already removed). Never adopts a copy another
+/// local file could own: where sizes are known they decide, otherwise a
+/// rival with the same title (under the host's rules) makes it ambiguous.
+pub fn choose_adoption(
+    mode: AdoptMode,
+    candidates: &[Candidate],
+    title: &str,
+    size: u64,
+    fld_id: u64,
+    rivals: &[Rival],
+    sanitize: bool,
+) -> Adoption {
+    let mut matching: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.file.fld_id == fld_id && same_title(&c.file.title, title, sanitize))
+        // A copy whose original has another size is not this file.
+        .filter(|c| c.size.is_none_or(|s| s == size))
+        .collect();
+    if matching.is_empty() {
+        return Adoption::Nothing;
+    }
+    matching.sort_by(|a, b| {
+        a.file
+            .uploaded
+            .cmp(&b.file.uploaded)
+            .then(a.file.file_code.cmp(&b.file.file_code))
+    });
+    let codes = || matching.iter().map(|c| c.file.file_code.clone()).collect();
+    let rivals: Vec<&Rival> = rivals
+        .iter()
+        .filter(|r| same_title(title, &r.title, sanitize))
+        .collect();
+    // A size that only this file has settles it, whatever the titles.
+    let sized: Vec<&&Candidate> = matching.iter().filter(|c| c.size.is_some()).collect();
+    let size_is_ours = !rivals.iter().any(|r| r.size == size);
+    let single_or_ours = mode == AdoptMode::LostReply || matching.len() == 1;
+    if !sized.is_empty() && size_is_ours && (mode == AdoptMode::LostReply || sized.len() == 1) {
+        return Adoption::Adopt(sized[0].file.file_code.clone());
+    }
+    if !rivals.is_empty() {
+        return Adoption::Ambiguous {
+            codes: codes(),
+            why: format!(
+                "{} other local file(s) in this folder have the same title as the host stores it, and the sizes do not tell them apart",
+                rivals.len()
+            ),
+        };
+    }
+    if single_or_ours {
+        return Adoption::Adopt(matching[0].file.file_code.clone());
+    }
+    Adoption::Ambiguous {
+        codes: codes(),
+        why: format!(
+            "{} files on the host have this title and the host does not tell their sizes",
+            matching.len()
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -277,22 +355,97 @@ mod tests {
         .unwrap()
     }
 
+    fn cand(code: &str, title: &str, fld: u64, uploaded: &str, size: Option<u64>) -> Candidate {
+        Candidate {
+            file: listed(code, title, fld, uploaded),
+            size,
+        }
+    }
+
     #[test]
-    fn adoption_picks_our_file() {
+    fn adoption_after_a_lost_reply_picks_our_file() {
         let l = vec![
-            listed("newer0000001", "Movie", 5, "2026-01-01 10:00:05"),
-            listed("older0000001", "Movie", 5, "2026-01-01 10:00:01"),
-            listed("otherfolder1", "Movie", 6, "2026-01-01 10:00:00"),
-            listed("othertitle01", "Movie 2", 5, "2026-01-01 10:00:00"),
+            cand("newer0000001", "Movie", 5, "2026-01-01 10:00:05", None),
+            cand("older0000001", "Movie", 5, "2026-01-01 10:00:01", None),
+            cand("otherfolder1", "Movie", 6, "2026-01-01 10:00:00", None),
+            cand("othertitle01", "Movie 2", 5, "2026-01-01 10:00:00", None),
         ];
-        assert_eq!(
-            find_adoptable(&l, "Movie", 5).unwrap().file_code,
-            "older0000001"
-        );
-        assert!(find_adoptable(&l, "Movie", 7).is_none());
-        assert!(find_adoptable(&l, "Movi", 5).is_none());
+        let pick = |title: &str, fld| {
+            choose_adoption(AdoptMode::LostReply, &l, title, 10, fld, &[], false)
+        };
+        assert_eq!(pick("Movie", 5), Adoption::Adopt("older0000001".into()));
+        // The host's rewriting: "Movie.mkv" is stored as "Movie".
+        assert_eq!(pick("Movie.mkv", 5), Adoption::Adopt("older0000001".into()));
+        assert_eq!(pick("Movie", 7), Adoption::Nothing);
+        assert_eq!(pick("Movi", 5), Adoption::Nothing);
         let long: String = "x".repeat(80);
-        let cut = vec![listed("cut000000001", &long[..60], 1, "t")];
-        assert!(find_adoptable(&cut, &long, 1).is_some());
+        let cut = vec![cand("cut000000001", &long[..60], 1, "t", None)];
+        assert_eq!(
+            choose_adoption(AdoptMode::LostReply, &cut, &long, 1, 1, &[], false),
+            Adoption::Adopt("cut000000001".into())
+        );
+    }
+
+    #[test]
+    fn adoption_table() {
+        use Adoption::*;
+        let one = vec![cand("aaaaaaaaaaa1", "A B", 1, "t1", None)];
+        let one_sized = vec![cand("aaaaaaaaaaa1", "A B", 1, "t1", Some(100))];
+        let two = vec![
+            cand("aaaaaaaaaaa1", "A B", 1, "t1", None),
+            cand("bbbbbbbbbbb2", "A B", 1, "t2", None),
+        ];
+        let two_sized = vec![
+            cand("aaaaaaaaaaa1", "A B", 1, "t1", Some(100)),
+            cand("bbbbbbbbbbb2", "A B", 1, "t2", Some(200)),
+        ];
+        let rival = |size| {
+            vec![Rival {
+                title: "A.B".into(),
+                size,
+            }]
+        };
+        let ambiguous = |r: &Adoption| matches!(r, Ambiguous { .. });
+        use AdoptMode::*;
+        // (mode, candidates, our size, rivals, expected)
+        let cases: Vec<(
+            AdoptMode,
+            &Vec<Candidate>,
+            u64,
+            Vec<Rival>,
+            &dyn Fn(&Adoption) -> bool,
+        )> = vec![
+            (Existing, &one, 100, vec![], &|r| {
+                *r == Adopt("aaaaaaaaaaa1".into())
+            }),
+            (Existing, &one_sized, 100, vec![], &|r| {
+                *r == Adopt("aaaaaaaaaaa1".into())
+            }),
+            // The size of the original says it is another file.
+            (Existing, &one_sized, 999, vec![], &|r| *r == Nothing),
+            (LostReply, &one_sized, 999, vec![], &|r| *r == Nothing),
+            // Two copies, no sizes: which is which is unknown.
+            (Existing, &two, 100, vec![], &ambiguous),
+            // After a lost reply both are our attempts: the oldest.
+            (LostReply, &two, 100, vec![], &|r| {
+                *r == Adopt("aaaaaaaaaaa1".into())
+            }),
+            // A_B.mp4 and A.B.mp4 in one folder: without sizes never adopt.
+            (LostReply, &one, 100, rival(200), &ambiguous),
+            (Existing, &one, 100, rival(200), &ambiguous),
+            // Sizes tell them apart.
+            (LostReply, &two_sized, 200, rival(100), &|r| {
+                *r == Adopt("bbbbbbbbbbb2".into())
+            }),
+            (Existing, &two_sized, 100, rival(200), &|r| {
+                *r == Adopt("aaaaaaaaaaa1".into())
+            }),
+            // Same size as the rival: the size does not tell.
+            (Existing, &one_sized, 100, rival(100), &ambiguous),
+        ];
+        for (i, (mode, c, size, rivals, want)) in cases.into_iter().enumerate() {
+            let got = choose_adoption(mode, c, "A_B", size, 1, &rivals, false);
+            assert!(want(&got), "case {i}: {got:?}");
+        }
     }
 }

@@ -537,6 +537,75 @@ impl Store {
             .map_err(self.err("looking up a file code"))
     }
 
+    /// Has this file ever had a code on the host (uploaded or adopted,
+    /// any version)? A file that never had one may already be on the host
+    /// from before the database (a lost database, another tool).
+    pub fn ever_had_code(&self, id: i64) -> Result<bool> {
+        self.conn()
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM files WHERE id = ?1 AND file_code IS NOT NULL)
+                     OR EXISTS(SELECT 1 FROM history WHERE file_id = ?1 AND file_code IS NOT NULL)",
+                params![id],
+                |r| r.get(0),
+            )
+            .map_err(self.err("reading a file's history"))
+    }
+
+    /// Files of one directory of a root that hold no code: each could own
+    /// a copy on the host with the same title.
+    pub fn codeless_in_dir(&self, root_id: i64, rel_dir: &str) -> Result<Vec<FileRow>> {
+        let rows = self.query_files(
+            "listing files without a code",
+            "WHERE f.root_id = ?1 AND f.file_code IS NULL AND f.state NOT IN ('local_deleted') ORDER BY f.id",
+            &[&root_id],
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| crate::engine::rel_dir_of(&r.rel_path) == rel_dir)
+            .collect())
+    }
+
+    /// Adopt a copy found on the host for a file that is waiting in the
+    /// queue (not being uploaded this instant, no code yet): the `adopt`
+    /// command's way in, safe while the daemon runs. False if the row has
+    /// moved on meanwhile.
+    /// `claimed`: the caller is the upload worker that claimed the row
+    /// (state `uploading`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn adopt_if_idle(
+        &self,
+        id: i64,
+        code: &str,
+        fld_id: u64,
+        title: &str,
+        now: i64,
+        how: &str,
+        claimed: bool,
+    ) -> Result<bool> {
+        self.tx("adopting a file", |tx| {
+            let states = if claimed {
+                "('uploading')"
+            } else {
+                "('queued', 'waiting', 'failed')"
+            };
+            let n = tx.execute(
+                &format!(
+                    "UPDATE files SET state = 'uploaded', file_code = ?2, fld_id = ?3, title = ?5,
+                   unknown_since = NULL, next_attempt_at = NULL, last_error = NULL,
+                   playable = 0, encoding = NULL, encoding_progress = NULL,
+                   deleted_by = NULL, remote_event_at = NULL,
+                   placed_path = rel_path, updated_at = ?4
+                 WHERE id = ?1 AND state IN {states} AND file_code IS NULL"
+                ),
+                params![id, code, fld_id as i64, now, title],
+            )?;
+            if n > 0 {
+                history(tx, id, now, "uploaded", Some(code), Some(how))?;
+            }
+            Ok(n > 0)
+        })
+    }
+
     /// The files of a root still settling.
     pub fn waiting_in_root(&self, root_id: i64) -> Result<Vec<FileRow>> {
         self.query_files(
