@@ -23,6 +23,9 @@ use crate::folders::{FolderError, Folders};
 use crate::store::{State, Store, StoreError};
 
 /// Unix time in milliseconds: the one clock of the daemon's records.
+/// How long a folder listing serves the search for copies already there.
+const LISTING_TTL: Duration = Duration::from_secs(60);
+
 /// Meta key of the current account-wide pause: `{"until": ms, "reason": text}`.
 pub const META_PAUSE: &str = "account_pause";
 
@@ -137,6 +140,9 @@ pub struct Shared {
     rates: Mutex<HashMap<i64, (u64, i64, f64)>>,
     /// Bytes sent of each upload in flight: (total, sent).
     inflight: Mutex<HashMap<i64, (u64, Arc<AtomicU64>)>>,
+    /// Recent file listings of remote folders, for the search for copies
+    /// already there (one listing serves every new file of a folder).
+    listings: Mutex<HashMap<u64, (std::time::Instant, Arc<Vec<crate::api::ListedFile>>)>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -209,6 +215,7 @@ impl Shared {
             hold_renames: AtomicBool::new(true),
             inflight: Mutex::new(HashMap::new()),
             rates: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
             fix_gates: Mutex::new(HashMap::new()),
             heartbeat: AtomicI64::new(now_ms()),
         })
@@ -342,6 +349,28 @@ impl Shared {
         } else {
             now
         }
+    }
+
+    /// Every file of a remote folder, from a listing at most `LISTING_TTL`
+    /// old. Codes found in it are checked against the store at use, so
+    /// an older listing can only miss a file added since, never adopt one
+    /// twice.
+    pub async fn folder_files(
+        &self,
+        fld_id: u64,
+    ) -> Result<Arc<Vec<crate::api::ListedFile>>, ApiError> {
+        if let Some((at, list)) = lock(&self.listings).get(&fld_id)
+            && at.elapsed() < LISTING_TTL
+        {
+            return Ok(list.clone());
+        }
+        let q = crate::api::FileListQuery {
+            fld_id: Some(fld_id),
+            ..Default::default()
+        };
+        let list = Arc::new(self.client.file_list_all(&q).await?);
+        lock(&self.listings).insert(fld_id, (std::time::Instant::now(), list.clone()));
+        Ok(list)
     }
 
     // ---- main-loop heartbeat (for the systemd watchdog) ----
@@ -779,6 +808,12 @@ fn lock_database(db: &Path) -> Result<std::fs::File, RunError> {
             Err(RunError::Setup(format!("locking {}: {e}", path.display())))
         }
     }
+}
+
+/// The database lock if no `run` or `scan` holds it (for commands that
+/// do work a running daemon already does).
+pub fn try_lock_database(db: &Path) -> Option<std::fs::File> {
+    lock_database(db).ok()
 }
 
 /// Prepare for work: rows a crash left `uploading` go back to the queue

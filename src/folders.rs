@@ -81,8 +81,13 @@ impl Folders {
                     // The sync root itself: resolve its remote path.
                     let mut id = 0;
                     for name in remote {
-                        id = find_or_create(client, id, &remote_name(name), &remote.join("/"))
-                            .await?;
+                        let (next, created) =
+                            find_or_create(client, id, &remote_name(name), &remote.join("/"))
+                                .await?;
+                        if created {
+                            store.note_created_folder(next)?;
+                        }
+                        id = next;
                     }
                     store.set_folder(root_id, "", id, dir_ino(""))?;
                     break id;
@@ -92,44 +97,67 @@ impl Folders {
         while let Some(name) = missing.pop() {
             parts.push(name);
             let dir = parts.join("/");
-            base = find_or_create(client, base, &remote_name(name), &dir).await?;
+            let (id, created) = find_or_create(client, base, &remote_name(name), &dir).await?;
+            if created {
+                store.note_created_folder(id)?;
+            }
+            base = id;
             store.set_folder(root_id, &dir, base, dir_ino(&dir))?;
         }
         Ok(base)
     }
 }
 
-/// The id of the folder `name` under `parent`, created if it does not exist.
+/// The id of the folder `name` under `parent`, if the host has it. The host
+/// stores names with a `\` doubled, so both spellings are recognised.
+pub async fn find_only(client: &Client, parent: u64, name: &str) -> Result<Option<u64>, ApiError> {
+    let listing = client.folder_list(parent, false).await?;
+    let doubled = name.replace('\\', "\\\\");
+    Ok(listing
+        .folders
+        .iter()
+        .find(|f| f.name == name || f.name == doubled)
+        .map(|f| f.fld_id))
+}
+
+/// The folder id of a path of names under the root, without creating
+/// anything: `None` if a folder on the way does not exist.
+pub async fn find_path(client: &Client, names: &[String]) -> Result<Option<u64>, ApiError> {
+    let mut id = 0;
+    for name in names {
+        match find_only(client, id, &remote_name(name)).await? {
+            Some(next) => id = next,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(id))
+}
+
+/// The id of the folder `name` under `parent`, created if it does not
+/// exist; `true` when this call created it.
 pub async fn find_or_create(
     client: &Client,
     parent: u64,
     name: &str,
     shown: &str,
-) -> Result<u64, FolderError> {
+) -> Result<(u64, bool), FolderError> {
     let err = |source| FolderError::Api {
         path: shown.to_string(),
         source,
     };
-    let find = async || -> Result<Option<u64>, FolderError> {
-        let listing = client.folder_list(parent, false).await.map_err(err)?;
-        Ok(listing
-            .folders
-            .iter()
-            .find(|f| f.name == name)
-            .map(|f| f.fld_id))
-    };
+    let find = async || find_only(client, parent, name).await.map_err(err);
     if let Some(id) = find().await? {
-        return Ok(id);
+        return Ok((id, false));
     }
     match client.folder_create(name, parent, None).await {
         Ok(id) => {
             tracing::info!(folder = %shown, fld_id = id, "created remote folder");
-            Ok(id)
+            Ok((id, true))
         }
         // The reply may be lost after the host created it: look again
         // before anyone tries to create it a second time.
         Err(e) if e.outcome_unknown() => match find().await? {
-            Some(id) => Ok(id),
+            Some(id) => Ok((id, false)),
             None => Err(err(e)),
         },
         Err(e) => Err(err(e)),

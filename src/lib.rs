@@ -1,5 +1,6 @@
 //! vidsync: mirror local media folders to an XVideoSharing host, each file exactly once.
 
+pub mod adopt;
 pub mod api;
 pub mod config;
 pub mod daemon;

@@ -51,6 +51,16 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Adopt files already on the host (a lost database, another tool) instead of uploading them again
+    Adopt {
+        /// Only list what would be adopted, what is ambiguous and what would be uploaded
+        #[arg(long)]
+        dry_run: bool,
+        /// Settle an ambiguous file: this local file's copy is CODE
+        #[arg(requires = "code")]
+        path: Option<PathBuf>,
+        code: Option<String>,
+    },
     /// Run the built-in test host and sync a sample folder (no account needed)
     Demo {
         /// Use this folder instead of a generated sample
@@ -143,6 +153,17 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
         Command::Retry { paths } => {
             let config = load(&cli)?;
             Ok(vidsync::report::retry(&config, paths))
+        }
+        Command::Adopt {
+            dry_run,
+            path,
+            code,
+        } => {
+            let config = load(&cli)?;
+            vidsync::service::init_logging(&config.log, true);
+            let rt = runtime()?;
+            let choice = path.clone().zip(code.clone());
+            Ok(rt.block_on(vidsync::adopt::run(config, *dry_run, choice)))
         }
         Command::Demo { folder } => {
             vidsync::service::init_logging(

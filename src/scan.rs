@@ -754,7 +754,7 @@ async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), Store
                 )
                 .await
                 {
-                    Ok(next) => id = next,
+                    Ok((next, _)) => id = next,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot resolve the trash folder; will retry");
                         shared.retry_failed(&gate);

@@ -249,7 +249,12 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
 
     // A file never on record may already be on the host (a lost database,
     // another tool): adopt its copy instead of uploading a second one.
-    if row.unknown_since.is_none() && root.entry.adopt_existing && !store.ever_had_code(row.id)? {
+    // (A folder vidsync created held nothing of anyone else's.)
+    if row.unknown_since.is_none()
+        && root.entry.adopt_existing
+        && !store.ever_had_code(row.id)?
+        && !store.created_folder(fld_id)?
+    {
         match find_copy(shared, &row, fld_id, &title, None).await {
             Ok(engine::Adoption::Adopt(code)) => {
                 tracing::info!(path = %path.display(), code = %code, "already on the host; adopted instead of uploading");
@@ -396,8 +401,11 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
 }
 
 /// Copies on the host that may be this file's, and none surely is: neither
-/// adopt nor upload. The file waits (not counted against it) and is shown
-/// by `vidsync adopt --dry-run`; `vidsync adopt` settles it.
+/// adopt nor upload. Waiting would not make it clearer (the host will not
+/// tell more later), so the file is set aside as `failed` with the reason,
+/// and `scan` ends: `vidsync adopt --dry-run` lists it and `vidsync adopt
+/// PATH CODE` settles it. After a lost reply it keeps `unknown_since`, so
+/// even `vidsync retry` searches again before it could send anything.
 fn hold_ambiguous(
     shared: &Shared,
     row: &FileRow,
@@ -416,10 +424,7 @@ fn hold_ambiguous(
     );
     tracing::warn!(path = %row.path().display(), "{msg}");
     shared.record_error(&format!("{}: {msg}", row.path().display()));
-    let next = now_ms() + shared.config.upload.retry_max.as_millis() as i64;
-    shared
-        .store
-        .retry_later(row.id, &msg, next, false, definite, now_ms())
+    shared.store.fail(row.id, &msg, false, definite, now_ms())
 }
 
 /// An error of an API call made around the upload (upload/server,

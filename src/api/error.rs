@@ -186,7 +186,10 @@ impl ApiError {
     pub fn host_status(&self) -> Option<u16> {
         match self {
             ApiError::Host { status, .. } => Some(*status),
-            ApiError::KeyRejected { .. } | ApiError::RateLimited { .. } => Some(403),
+            ApiError::KeyRejected { .. }
+            | ApiError::RateLimited { .. }
+            | ApiError::FolderMissing { .. }
+            | ApiError::Disabled { .. } => Some(403),
             _ => None,
         }
     }

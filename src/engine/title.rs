@@ -225,7 +225,8 @@ mod tests {
             ("Movie.MKV", false, "Movie"),
             ("A__B...C", false, "A B C"),
             ("A x264 x264 B", false, "A x264 B"),
-            ("Tom <b> & \"Jerry\" #1", false, "Tom b & Jerry 1"),
+            // Runs become one space each; spaces beside them stay.
+            ("Tom <b> & \"Jerry\" #1", false, "Tom  b  &  Jerry   1"),
             ("  padded\t", false, "padded"),
             ("Movie.ts", false, "Movie ts"),
             ("Show Name S01E02", true, "Show_Name_S01E02"),
@@ -289,7 +290,7 @@ mod tests {
 
     #[test]
     fn edit_values_lose_what_the_host_would_skip() {
-        assert_eq!(edit_safe("My \"Best\" <Show>"), "My  Best  Show");
+        assert_eq!(edit_safe("My \"Best\" <Show>"), "My  Best   Show");
         assert_eq!(edit_safe("plain"), "plain");
     }
 }

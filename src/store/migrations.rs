@@ -78,6 +78,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE progress ADD COLUMN rate INTEGER NOT NULL DEFAULT 0;",
     // 4: codes in the history are looked up when adopting after a lost reply.
     "CREATE INDEX history_code ON history(file_code);",
+    // 5: remote folders vidsync created itself: they held nothing of
+    // another tool's, so a file uploaded into one needs no search for a
+    // copy already there.
+    "CREATE TABLE created_folders (fld_id INTEGER PRIMARY KEY);",
 ];
 
 /// The schema version this build writes.

@@ -394,6 +394,28 @@ impl Store {
         })
     }
 
+    /// vidsync created this remote folder (it was empty then).
+    pub fn note_created_folder(&self, fld_id: u64) -> Result<()> {
+        self.tx("recording a created folder", |tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO created_folders (fld_id) VALUES (?1)",
+                params![fld_id as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Did vidsync create this remote folder?
+    pub fn created_folder(&self, fld_id: u64) -> Result<bool> {
+        self.conn()
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM created_folders WHERE fld_id = ?1)",
+                params![fld_id as i64],
+                |r| r.get(0),
+            )
+            .map_err(self.err("reading created folders"))
+    }
+
     /// All remembered folders of a root: (rel_dir, fld_id, dir inode).
     pub fn folders(&self, root_id: i64) -> Result<Vec<(String, u64, Option<u64>)>> {
         let conn = self.conn();
@@ -1058,11 +1080,12 @@ impl Store {
     }
 
     /// Forget the remote folder of a directory and of everything below it.
+    /// Forget the folder ids of `rel_dir` and below ("" = the whole root).
     pub fn forget_folder_tree(&self, root_id: i64, rel_dir: &str) -> Result<()> {
         self.tx("forgetting a folder", |tx| {
             tx.execute(
                 "DELETE FROM folders WHERE root_id = ?1
-                   AND (rel_dir = ?2 OR substr(rel_dir, 1, length(?2) + 1) = ?2 || '/')",
+                   AND (?2 = '' OR rel_dir = ?2 OR substr(rel_dir, 1, length(?2) + 1) = ?2 || '/')",
                 params![root_id, rel_dir],
             )?;
             Ok(())

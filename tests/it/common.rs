@@ -27,6 +27,9 @@ pub fn api_config(host: &TestHost) -> ApiConfig {
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(5),
         bandwidth_limit: None,
+        sanitize_filename: false,
+        allow_http_upload: false,
+        resolve: Vec::new(),
         paths: ApiPaths::default(),
     }
 }

@@ -37,6 +37,9 @@ fn raw_client(port: u16, rpm: u32, read_timeout: Duration) -> Client {
         connect_timeout: Duration::from_secs(2),
         read_timeout,
         bandwidth_limit: None,
+        sanitize_filename: false,
+        allow_http_upload: false,
+        resolve: Vec::new(),
         paths: Default::default(),
     })
     .unwrap()
