@@ -320,14 +320,23 @@ pub(crate) fn malformed_response(fault: &Fault, array: &Value, body: &Value) -> 
 pub(crate) fn cut_response(body: Vec<u8>) -> Response {
     let full = body.len();
     let half = bytes::Bytes::from(body[..full / 2].to_vec());
-    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
-        Ok(half),
-        Err(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "reply cut short by a fault",
-        )),
-    ];
-    let mut resp = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
+    // Half the body, a pause (so the headers and that half go out), then an error,
+    // which makes hyper close the connection short of the promised length.
+    let chunks = futures_util::stream::unfold(Some(Some(half)), |state| async move {
+        match state {
+            Some(Some(half)) => Some((Ok(half), Some(None))),
+            Some(None) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "reply cut short by a fault",
+                );
+                Some((Err::<bytes::Bytes, _>(e), None))
+            }
+            None => None,
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(chunks));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

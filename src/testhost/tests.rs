@@ -1036,3 +1036,443 @@ async fn fields_after_the_file_do_not_apply_to_it() {
         (Some("demo"), "On time", folder)
     );
 }
+
+// ---- One test per fact of "What the server software really does" ----
+
+#[tokio::test]
+async fn upload_titles_are_rewritten_and_show_name_tagged() {
+    let h = TestHost::start().await.unwrap();
+    let code = upload_one(
+        &h,
+        "Show.Name.S01E02_1080p.x264.WEB.mkv",
+        &[("tags", "Drama, tv")],
+    )
+    .await;
+    let f = h.file(&code).unwrap();
+    assert_eq!(f.title, "Show Name S01E02 1080p WEB");
+    assert_eq!(
+        f.title,
+        host_title("Show.Name.S01E02_1080p.x264.WEB.mkv", false)
+    );
+    assert_eq!(*f.tags, ["drama", "show name"]);
+    let v = api(&h, "file/info", &[("file_code", &code)]).await;
+    assert_eq!(v["result"][0]["tags"], "drama, show name");
+    let code = upload_one(&h, "x.mp4", &[("file_title", "My_Title.AVI")]).await;
+    assert_eq!(h.file(&code).unwrap().title, "My Title");
+    // With sanitize_filename the spaces made before become `_`.
+    h.configure(|o| o.sanitize_filename = true);
+    let code = upload_one(&h, "Über (1).mp4", &[]).await;
+    assert_eq!(h.file(&code).unwrap().title, "_ber_1_");
+    assert_eq!(host_title("a b.c", true), "a_b_c");
+}
+
+#[tokio::test]
+async fn file_edit_wipes_tags_and_skips_unsafe_fields() {
+    let h = TestHost::start().await.unwrap();
+    let code = upload_one(&h, "a.mp4", &[("tags", "one,two")]).await;
+    assert!(h.set_tags(&code, &["Hand", "Made"]));
+    assert_eq!(h.file(&code).unwrap().tags, "hand,made");
+    // No tags sent: the file has none afterwards.
+    let v = api(
+        &h,
+        "file/edit",
+        &[("file_code", &code), ("file_public", "1")],
+    )
+    .await;
+    assert_eq!(v["result"], "true");
+    assert!(h.file(&code).unwrap().tags.is_empty());
+    let v = api(
+        &h,
+        "file/edit",
+        &[("file_code", &code), ("tags", "red, green")],
+    )
+    .await;
+    assert_eq!(v["result"], "true");
+    assert_eq!(h.file(&code).unwrap().tags, "red,green");
+    // A field with `"` is skipped silently (cat_id here); the rest applies.
+    let v = api(
+        &h,
+        "file/edit",
+        &[
+            ("file_code", &code),
+            ("cat_id", "5\""),
+            ("file_descr", "ok"),
+            ("tags", "red"),
+        ],
+    )
+    .await;
+    assert_eq!(v["result"], "true");
+    let f = h.file(&code).unwrap();
+    assert_eq!((f.cat_id, f.descr.as_str()), (0, "ok"));
+    // `<br>` survives the escaping and so makes the title unusable: skipped.
+    api(
+        &h,
+        "file/edit",
+        &[("file_code", &code), ("file_title", "a<br>b")],
+    )
+    .await;
+    assert_eq!(h.file(&code).unwrap().title, "a");
+    let v = api(
+        &h,
+        "file/edit",
+        &[("file_code", "nonexistent1"), ("tags", "x")],
+    )
+    .await;
+    assert_eq!(v["result"], "true");
+}
+
+#[tokio::test]
+async fn file_list_pages_use_the_cached_total() {
+    let h = TestHost::start().await.unwrap();
+    for i in 0..3 {
+        upload_one(&h, &format!("v{i}.mp4"), &[]).await;
+    }
+    let v = api(&h, "file/list", &[("per_page", "2")]).await;
+    assert_eq!(v["result"]["results_total"], 3);
+    assert_eq!(v["result"]["pages"], 2); // int(0.990 + 3/2)
+    let v = api(&h, "file/list", &[("per_page", "2"), ("page", "2")]).await;
+    assert_eq!(v["result"]["pages"], 3); // int(0.990 + 3/1): the last page inflates it
+    upload_one(&h, "v3.mp4", &[]).await;
+    // The count is cached for 60 s: still 3 although 4 files are listed.
+    let v = api(&h, "file/list", &[("per_page", "10")]).await;
+    assert_eq!(v["result"]["results"], 4);
+    let v = api(&h, "file/list", &[("per_page", "2")]).await;
+    assert_eq!(v["result"]["results_total"], 3);
+    h.advance(Duration::from_secs(61));
+    let v = api(&h, "file/list", &[("per_page", "2")]).await;
+    assert_eq!(v["result"]["results_total"], 4);
+    assert_eq!(v["result"]["pages"], 2);
+    // Title: a LIKE substring, case-insensitive; ignored with `"`.
+    let v = api(&h, "file/list", &[("title", "V_")]).await;
+    assert_eq!(v["result"]["results"], 4);
+    let v = api(&h, "file/list", &[("title", "v1\"")]).await;
+    assert_eq!(v["result"]["results"], 4);
+    let v = api(&h, "file/list", &[("title", "v1")]).await;
+    assert_eq!(v["result"]["results"], 1);
+    assert!(v["result"]["files"][0].get("size").is_none());
+    // Empty page: pages 0.
+    let v = api(&h, "file/list", &[("page", "9")]).await;
+    assert_eq!(v["result"]["pages"], 0);
+}
+
+#[tokio::test]
+async fn file_info_has_no_owner_filter_and_answers_451() {
+    let h = TestHost::start().await.unwrap();
+    h.add_account("other", "otherkey00000000");
+    let code = upload_one(&h, "a.mp4", &[]).await;
+    let v = api_key(&h, "otherkey00000000", "file/info", &[("file_code", &code)]).await;
+    assert_eq!(v["result"][0]["status"], 200);
+    assert!(v["result"][0].get("file_size").is_none());
+    h.schedule_dmca(&code, Duration::from_secs(10));
+    let v = api(&h, "file/info", &[("file_code", &code)]).await;
+    assert_eq!(v["result"][0]["status"], 451);
+    // Overdue: the host's job runs later; del_in_sec goes negative.
+    h.advance(Duration::from_secs(30));
+    let v = api(&h, "file/dmca", &[]).await;
+    let due: i64 = v["result"][0]["del_in_sec"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(due < 0, "{due}");
+    let v = api(&h, "file/info", &[("file_code", "bad,also-bad")]).await;
+    assert_eq!(v["status"], 400);
+}
+
+#[tokio::test]
+async fn account_quota_goes_negative_and_refuses_uploads_prefixed() {
+    let h = TestHost::start_with(HostOptions {
+        storage_quota: Some(10 * 1024),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["result"]["storage_left"], 10 * 1024);
+    upload_one(&h, "a.mp4", &[]).await;
+    let eight = vec![1u8; 8 * 1024];
+    let v = upload(&h, form(&[("key", &h.key())], &[("b.mp4", &eight)]))
+        .await
+        .unwrap();
+    assert_eq!(v["files"][0]["status"], "OK");
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["result"]["storage_used"], "8");
+    assert_eq!(v["result"]["storage_left"], 10 * 1024 - 8);
+    let v = upload(&h, form(&[("key", &h.key())], &[("c.mp4", &eight)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        v["files"][0]["status"],
+        "0:0:0:not enough disk space on your account"
+    );
+    // An account already over quota: negative left.
+    h.configure(|o| {
+        o.storage_quota = None;
+        o.storage_left = Some(-5);
+    });
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["result"]["storage_left"], -13);
+}
+
+#[tokio::test]
+async fn rate_limits_count_calendar_minutes_and_days() {
+    let h = TestHost::start_with(HostOptions {
+        rate_limit_per_min: Some(2),
+        rate_limit_per_day: Some(4),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    // Start at the beginning of a calendar minute (host clock).
+    h.advance(Duration::from_secs(60 - h.now() % 60));
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["requests_available"], 1);
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["requests_available"], 0);
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(
+        (v["status"].clone(), v["msg"].clone()),
+        (403.into(), "Requests limit reached: 2 per min".into())
+    );
+    h.advance(Duration::from_secs(60));
+    // The refused call counted for the day: 3 used, one left today.
+    assert_eq!(api(&h, "account/info", &[]).await["status"], 200);
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["msg"], "Requests limit reached: 4 per day");
+}
+
+#[tokio::test]
+async fn foreign_or_missing_folders_answer_403() {
+    let h = TestHost::start().await.unwrap();
+    let theirs = h.create_folder_for("other", 0, "Theirs").to_string();
+    for (ep, p) in [
+        ("folder/list", "fld_id"),
+        ("folder/edit", "fld_id"),
+        ("folder/create", "parent_id"),
+    ] {
+        for id in [theirs.as_str(), "999"] {
+            let v = api(&h, ep, &[(p, id), ("name", "New")]).await;
+            assert_eq!(v["status"], 403, "{ep} {id}");
+        }
+    }
+    let v = api(&h, "folder/list", &[("fld_id", "999")]).await;
+    assert_eq!(v["msg"], "Folder not exist or not yours");
+    let v = api(&h, "folder/create", &[("name", r"A\B (x)")]).await;
+    let id: u64 = v["result"]["fld_id"].as_str().unwrap().parse().unwrap();
+    let f = h.folders().into_iter().find(|f| f.fld_id == id).unwrap();
+    assert_eq!(f.name, r"A\\B &#40;x&#41;");
+}
+
+#[tokio::test]
+async fn direct_link_versions_uploading_and_disabled() {
+    let h = TestHost::start_with(HostOptions {
+        encode_time: Duration::ZERO,
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let code = upload_one(&h, "a.mp4", &[]).await;
+    let v = api(&h, "file/direct_link", &[("file_code", &code)]).await;
+    let versions = v["result"]["versions"].as_array().unwrap();
+    let o = versions.iter().find(|v| v["name"] == "o").unwrap();
+    assert_eq!(o["size"], "11");
+    assert!(v["result"].get("hls_direct").is_none());
+    let v = api(
+        &h,
+        "file/direct_link",
+        &[("file_code", &code), ("hls", "1")],
+    )
+    .await;
+    assert!(v["result"]["hls_direct"].is_string());
+    let v = api(&h, "file/direct_link", &[("file_code", &code), ("q", "x")]).await;
+    assert_eq!(v["result"], "");
+    let v = api(&h, "upload/url", &[("url", "http://example.com/a.mp4")]).await;
+    let queued = v["result"]["filecode"].as_str().unwrap().to_owned();
+    let v = api(&h, "file/direct_link", &[("file_code", &queued)]).await;
+    assert_eq!(
+        (v["status"].clone(), v["msg"].clone()),
+        (200.into(), "uploading".into())
+    );
+    assert!(v.get("result").is_none());
+    h.configure(|o| {
+        o.direct_link_disabled = true;
+        o.clone_disabled = true;
+    });
+    for ep in ["file/direct_link", "file/clone"] {
+        let v = api(&h, ep, &[("file_code", &code)]).await;
+        assert_eq!(v["msg"], "This function not allowed in API");
+    }
+}
+
+#[tokio::test]
+async fn clone_takes_fld_id() {
+    let h = TestHost::start().await.unwrap();
+    let code = upload_one(&h, "a.mp4", &[]).await;
+    let fld = h.create_folder(0, "Dest");
+    let v = api(
+        &h,
+        "file/clone",
+        &[("file_code", &code), ("fld_id", &fld.to_string())],
+    )
+    .await;
+    let copy = v["result"]["filecode"].as_str().unwrap();
+    assert_eq!(h.file(copy).unwrap().fld_id, fld);
+}
+
+#[tokio::test]
+async fn deleted_lists_only_the_trash() {
+    let h = TestHost::start().await.unwrap();
+    let code = upload_one(&h, "a.mp4", &[]).await;
+    let v = api(&h, "file/delete", &[("file_code", &code)]).await;
+    assert_eq!(v["status"], 200);
+    assert_eq!(
+        api(&h, "file/deleted", &[]).await["result"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    h.empty_trash();
+    assert_eq!(
+        api(&h, "file/deleted", &[]).await["result"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        api(&h, "file/delete", &[("file_code", &code)]).await["status"],
+        404
+    );
+    h.configure(|o| o.disabled_calls = vec!["file/delete".into()]);
+    assert_eq!(
+        api(&h, "file/delete", &[("file_code", &code)]).await["status"],
+        403
+    );
+}
+
+#[tokio::test]
+async fn url_uploads_queue_and_actions() {
+    let h = TestHost::start().await.unwrap();
+    let v = api(
+        &h,
+        "upload/url",
+        &[("url", "http://example.com/x.mp4"), ("tags", "web")],
+    )
+    .await;
+    let code = v["result"]["filecode"].as_str().unwrap().to_owned();
+    let v = api(&h, "file/url_uploads", &[]).await;
+    assert_eq!(v["result"][0]["file_code"], code.as_str());
+    assert_eq!(v["result"][0]["remote_url"], "http://example.com/x.mp4");
+    assert_eq!(
+        api(&h, "file/info", &[("file_code", &code)]).await["result"][0]["status"],
+        404
+    );
+    h.advance(Duration::from_secs(3));
+    assert_eq!(
+        api(&h, "file/url_uploads", &[]).await["result"],
+        serde_json::json!([])
+    );
+    let f = h.file(&code).unwrap();
+    assert_eq!((f.title.as_str(), f.tags == "web"), ("x", true));
+    api(&h, "upload/url", &[("url", "http://example.com/y.mp4")]).await;
+    let v = api(&h, "file/url_actions", &[("delete_all", "1")]).await;
+    assert_eq!(v["status"], 200);
+    assert!(h.url_queue().is_empty());
+}
+
+#[tokio::test]
+async fn upload_without_key_gets_html_and_malformed_reply_faults() {
+    let h = TestHost::start().await.unwrap();
+    let url = upload_server(&h).await;
+    let text = client()
+        .post(&url)
+        .multipart(form(&[], &[("a.mp4", b"x")]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.starts_with("<HTML>"), "{text}");
+    for (fault, check) in [
+        (Fault::StoredThenArray, 0),
+        (Fault::StoredThenHtml, 1),
+        (Fault::StoredThenBadJson, 2),
+        (Fault::StoredThenCut, 3),
+    ] {
+        let before = h.files().len();
+        h.faults().times(fault.clone(), Scope::Upload, 1);
+        let resp = client()
+            .post(&url)
+            .multipart(form(&[("key", &h.key())], &[("a.mp4", b"x")]))
+            .send()
+            .await
+            .unwrap();
+        let body = resp.text().await;
+        match check {
+            0 => assert!(body.unwrap().starts_with("[{")),
+            1 => assert!(body.unwrap().contains("<html>")),
+            2 => assert!(serde_json::from_str::<Value>(&body.unwrap()).is_err()),
+            _ => assert!(body.is_err(), "{body:?}"),
+        }
+        assert_eq!(h.files().len(), before + 1, "{fault:?} stored the file");
+        // The same on an API call.
+        h.faults()
+            .times(fault.clone(), Scope::endpoint("folder/list"), 1);
+        let resp = client()
+            .get(format!("{}/api/folder/list?key={}", h.url(), h.key()))
+            .send()
+            .await
+            .unwrap();
+        let body = resp.text().await;
+        match check {
+            0 => assert!(body.unwrap().starts_with("[{")),
+            1 => assert!(body.unwrap().contains("<html>")),
+            2 => assert!(serde_json::from_str::<Value>(&body.unwrap()).is_err()),
+            _ => assert!(body.is_err(), "{body:?}"),
+        }
+    }
+    h.faults().times(
+        Fault::RejectFilePrefixed("video is too long".into()),
+        Scope::Upload,
+        1,
+    );
+    let v = upload(&h, form(&[("key", &h.key())], &[("a.mp4", b"x")]))
+        .await
+        .unwrap();
+    assert_eq!(v["files"][0]["status"], "0:0:0:video is too long");
+}
+
+#[tokio::test]
+async fn upload_host_names_the_upload_server() {
+    let h = TestHost::start_with(HostOptions {
+        upload_host: Some("up1.example.test".into()),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let port = h.upload_url().rsplit(':').next().unwrap().to_owned();
+    assert_eq!(
+        upload_server(&h).await,
+        format!("http://up1.example.test:{port}/upload/01")
+    );
+}
+
+#[tokio::test]
+async fn same_bytes_twice_give_two_codes_and_add_file_seeds() {
+    let h = TestHost::start().await.unwrap();
+    let a = upload_one(&h, "a.mp4", &[]).await;
+    let b = upload_one(&h, "a.mp4", &[]).await;
+    assert_ne!(a, b);
+    let c = h.add_file(0, "Other.Tool.S02E03.mkv", b"seeded", &["Seed"]);
+    let f = h.file(&c).unwrap();
+    assert_eq!((f.title.as_str(), f.size), ("Other Tool S02E03", 6));
+    assert_eq!(*f.tags, ["seed", "other tool"]);
+    let v = api(&h, "file/direct_link", &[("file_code", &c)]).await;
+    let o = v["result"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "o")
+        .cloned()
+        .unwrap();
+    assert_eq!(o["size"], "6");
+}
