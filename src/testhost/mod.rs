@@ -437,8 +437,9 @@ impl TestHost {
         }
     }
 
-    /// Schedules a DMCA deletion `delay` from now; when the time comes the file is
-    /// deleted by admin. False if unknown or deleted.
+    /// Schedules a DMCA deletion `delay` from now (reported now); the file is deleted
+    /// by admin `dmca_delete_delay` after that time (until then file/dmca shows it
+    /// overdue, with a negative `del_in_sec`). False if unknown or deleted.
     pub fn schedule_dmca(&self, code: &str, delay: Duration) -> bool {
         let now = self.now();
         let mut st = lock(&self.shared.state);
