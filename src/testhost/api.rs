@@ -1,4 +1,7 @@
-//! The JSON API under `/api/<group>/<op>`: parameter parsing, the reply envelope, the 15 calls.
+//! The JSON API under `/api/<group>/<op>`: parameter parsing, the reply envelope, the 19 calls.
+//!
+//! Each call follows the real server's code path (`xapi.pm`): its checks, messages,
+//! quirks and the text it stores (titles and names are returned as stored).
 //!
 //! Errors are HTTP 200 with the error in the JSON `status`, as XVS does; only the
 //! proxy-style faults produce other HTTP statuses. Each call is a synchronous
@@ -14,16 +17,21 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::HostOptions;
 use super::clock::{format_date, format_datetime, parse_datetime};
 use super::faults::{Fault, Point};
 use super::lock;
-use super::state::{DeletedBy, EncodeState, FileRec, Shared, State as HostState};
+use super::state::{DeletedBy, EncodeState, FileRec, Shared, State as HostState, UrlJob};
+use super::title::{parse_tags, secure_str};
 
 /// Largest form-encoded POST body read for an API call.
 const MAX_FORM_BODY: usize = 1 << 20;
 
-/// The most codes `file/info` takes at once.
+/// The most codes `file/info` takes at once (the rest are silently dropped).
 const MAX_INFO_CODES: usize = 50;
+
+/// The most folders an account may have.
+const MAX_FOLDERS: usize = 10_000;
 
 /// A reply before it is put in the envelope.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +39,8 @@ pub(crate) struct Reply {
     pub status: u16,
     pub msg: String,
     pub result: Option<Value>,
+    /// Calls left (minute or day), when a rate limit is configured.
+    pub requests_available: Option<u64>,
 }
 
 fn ok(result: Value) -> Reply {
@@ -38,6 +48,7 @@ fn ok(result: Value) -> Reply {
         status: 200,
         msg: "OK".to_owned(),
         result: Some(result),
+        requests_available: None,
     }
 }
 
@@ -46,6 +57,7 @@ fn err(status: u16, msg: impl Into<String>) -> Reply {
         status,
         msg: msg.into(),
         result: None,
+        requests_available: None,
     }
 }
 
@@ -65,6 +77,8 @@ struct Envelope<'a> {
     status: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requests_available: Option<u64>,
 }
 
 pub(crate) fn json_response(body: &impl Serialize) -> Response {
@@ -139,6 +153,11 @@ impl Params {
         }
     }
 
+    /// The value as sent (not trimmed; an empty value is still "defined", as in Perl).
+    pub(crate) fn raw(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
     }
@@ -150,15 +169,6 @@ impl Params {
                 .parse()
                 .map(Some)
                 .map_err(|_| err(400, format!("Invalid {name}"))),
-        }
-    }
-
-    fn flag(&self, name: &str) -> Result<Option<bool>, Reply> {
-        match self.get(name) {
-            None => Ok(None),
-            Some("0") => Ok(Some(false)),
-            Some("1") => Ok(Some(true)),
-            Some(_) => Err(err(400, format!("Invalid {name}"))),
         }
     }
 
@@ -213,6 +223,10 @@ enum Op {
     FolderList,
     FolderCreate,
     FolderEdit,
+    FolderDelete,
+    FileDelete,
+    UrlUploads,
+    UrlActions,
 }
 
 impl Op {
@@ -231,6 +245,10 @@ impl Op {
             "folder/list" => Op::FolderList,
             "folder/create" => Op::FolderCreate,
             "folder/edit" => Op::FolderEdit,
+            "folder/delete" => Op::FolderDelete,
+            "file/delete" => Op::FileDelete,
+            "file/url_uploads" => Op::UrlUploads,
+            "file/url_actions" => Op::UrlActions,
             // Some hosts serve these two lists under `files/`; the option makes this
             // host one of them, so that clients' fallback is exercised.
             "file/deleted" if !alt_list_paths => Op::Deleted,
@@ -265,49 +283,163 @@ pub(crate) async fn api_entry(State(host): State<Arc<Shared>>, req: Request) -> 
         .faults
         .fire(point, |f| matches!(f, Fault::StatusAsString))
         .is_some();
-    json_response(&Envelope {
+    let envelope = Envelope {
         msg: &reply.msg,
         server_time: format_datetime(host.clock.now_secs()),
         status: status_value(reply.status, as_string),
         result: reply.result.as_ref(),
-    })
+        requests_available: reply.requests_available,
+    };
+    if let Some(fault) = host.faults.fire(point, Fault::is_malformed_reply) {
+        let body = serde_json::to_value(&envelope).unwrap_or(Value::Null);
+        return malformed_response(&fault, &Value::Array(vec![body.clone()]), &body);
+    }
+    json_response(&envelope)
 }
 
-/// Runs one API call against the state: operation, key, rate limit, then the call.
+/// A reply that is not what a client expects (`StoredThen*` faults): `array` for
+/// `StoredThenArray`, else `body` made HTML, invalid JSON, or cut short.
+pub(crate) fn malformed_response(fault: &Fault, array: &Value, body: &Value) -> Response {
+    let text = serde_json::to_string(body).unwrap_or_default();
+    match fault {
+        Fault::StoredThenArray => json_response(array),
+        Fault::StoredThenHtml => http_fault_response(&Fault::NotJson).1,
+        Fault::StoredThenBadJson => {
+            // A trailing comma and a PHP-style notice: not JSON any more.
+            let bad = match text.strip_suffix('}') {
+                Some(head) => format!("{head},}}\n<b>Notice</b>: output truncated"),
+                None => format!("{text},"),
+            };
+            ([(header::CONTENT_TYPE, "application/json")], bad).into_response()
+        }
+        _ => cut_response(text.into_bytes()),
+    }
+}
+
+/// Headers promising `body.len()` bytes, then half of them, then the connection closes.
+pub(crate) fn cut_response(body: Vec<u8>) -> Response {
+    let full = body.len();
+    let half = bytes::Bytes::from(body[..full / 2].to_vec());
+    // Half the body, a pause (so the headers and that half go out), then an error,
+    // which makes hyper close the connection short of the promised length.
+    let chunks = futures_util::stream::unfold(Some(Some(half)), |state| async move {
+        match state {
+            Some(Some(half)) => Some((Ok(half), Some(None))),
+            Some(None) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "reply cut short by a fault",
+                );
+                Some((Err::<bytes::Bytes, _>(e), None))
+            }
+            None => None,
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(chunks));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(full));
+    resp
+}
+
+/// How many calls this request found already counted (for `requests_available`).
+#[derive(Debug, Default)]
+struct Used {
+    day: Option<u32>,
+    min: Option<u32>,
+}
+
+/// `requests_available` as the real `out` computes it: from the day limit, then
+/// (overriding it) from the minute limit; never below 0; absent without limits.
+fn requests_available(per_min: Option<u32>, per_day: Option<u32>, used: &Used) -> Option<u64> {
+    let mut avail: Option<i64> = None;
+    if let Some(day) = per_day {
+        avail = Some(i64::from(day) - i64::from(used.day.unwrap_or(0)) - 1);
+    }
+    if let Some(min) = per_min {
+        avail = Some(i64::from(min) - i64::from(used.min.unwrap_or(0)) - 1);
+    }
+    avail.map(|a| u64::try_from(a).unwrap_or(0))
+}
+
+/// Runs one API call against the state: key, operation, rate limits, then the call.
 pub(crate) fn call(host: &Shared, endpoint: &str, params: &Params) -> Reply {
     let opts = host.opts();
     let now_ms = host.clock.now_ms();
-    let now = now_ms / 1000;
     let mut st = lock(&host.state);
-    st.settle(now);
-    let Some(op) = Op::parse(endpoint, opts.alt_list_paths) else {
-        return err(400, "Invalid operation");
-    };
+    st.settle(now_ms, opts.dmca_delete_delay.as_secs());
+    let mut used = Used::default();
+    let mut reply = call_inner(host, &opts, &mut st, endpoint, params, now_ms, &mut used);
+    reply.requests_available =
+        requests_available(opts.rate_limit_per_min, opts.rate_limit_per_day, &used);
+    reply
+}
+
+fn call_inner(
+    host: &Shared,
+    opts: &HostOptions,
+    st: &mut HostState,
+    endpoint: &str,
+    params: &Params,
+    now_ms: u64,
+    used: &mut Used,
+) -> Reply {
+    let now = now_ms / 1000;
     let point = Point::Api(endpoint);
     let limit = opts.rate_limit_per_min;
     match host.faults.fire(point, |f| {
         matches!(f, Fault::RateLimited | Fault::JsonError { .. })
     }) {
         Some(Fault::JsonError { status, msg }) => return err(status, msg),
-        Some(_) => return rate_limited(limit.unwrap_or(5)),
+        Some(_) => return rate_limited(limit.unwrap_or(5), "min"),
         None => {}
     }
+    // The real order: key, then the operation, then the limits.
     let Some(key) = params.get("key") else {
         return err(400, "Invalid key");
     };
     let Some(login) = st.login_for_key(key) else {
         return err(403, "Wrong auth");
     };
+    let Some(op) = Op::parse(endpoint, opts.alt_list_paths) else {
+        return err(400, "Invalid operation");
+    };
+    if let Some(limit) = opts.rate_limit_per_day {
+        let day = now / 86_400;
+        let slot = st.rate_day.entry(login.clone()).or_insert((day, 0));
+        if slot.0 != day {
+            *slot = (day, 0);
+        }
+        used.day = Some(slot.1);
+        if slot.1 >= limit {
+            return rate_limited(limit, "day");
+        }
+        // Counted before the minute limit is checked: refused calls count too.
+        slot.1 += 1;
+    }
     if let Some(limit) = limit {
         let minute = now / 60;
         let slot = st.rate.entry(login.clone()).or_insert((minute, 0));
         if slot.0 != minute {
             *slot = (minute, 0);
         }
+        used.min = Some(slot.1);
         if slot.1 >= limit {
-            return rate_limited(limit);
+            return rate_limited(limit, "min");
         }
         slot.1 += 1;
+    }
+    let disabled = match op {
+        Op::DirectLink => opts.direct_link_disabled,
+        Op::FileClone => opts.clone_disabled,
+        _ => false,
+    } || opts.disabled_calls.iter().any(|c| c == endpoint);
+    if disabled {
+        return err(403, "This function not allowed in API");
     }
     if op == Op::UploadServer
         && host
@@ -319,33 +451,38 @@ pub(crate) fn call(host: &Shared, endpoint: &str, params: &Params) -> Reply {
             status: 200,
             msg: "No servers available for uploads".to_owned(),
             result: Some(json!({})),
+            requests_available: None,
         };
     }
     let ctx = Ctx {
         host,
+        opts,
         login: &login,
         now_ms,
         now,
         encode_ms: opts.encode_ms(),
-        storage_left: opts.storage_left,
         list_lag_ms: opts.list_lag.as_millis() as u64,
     };
     let out = match op {
-        Op::AccountInfo => ctx.account_info(&st),
-        Op::AccountStats => ctx.account_stats(&st, params),
-        Op::UploadServer => Ok(ctx.upload_server(&mut st)),
-        Op::UploadUrl => ctx.upload_url(&mut st, params),
-        Op::FileInfo => ctx.file_info(&st, params),
-        Op::FileEdit => ctx.file_edit(&mut st, params),
-        Op::FileList => ctx.file_list(&st, params),
-        Op::DirectLink => ctx.direct_link(&st, params),
-        Op::FileClone => ctx.file_clone(&mut st, params),
-        Op::Deleted => ctx.deleted(&st, params),
-        Op::Dmca => ctx.dmca(&st, params),
-        Op::Encodings => Ok(ctx.encodings(&st, params)),
-        Op::FolderList => ctx.folder_list(&st, params),
-        Op::FolderCreate => ctx.folder_create(&mut st, params),
-        Op::FolderEdit => ctx.folder_edit(&mut st, params),
+        Op::AccountInfo => ctx.account_info(st),
+        Op::AccountStats => ctx.account_stats(st, params),
+        Op::UploadServer => Ok(ctx.upload_server(st)),
+        Op::UploadUrl => ctx.upload_url(st, params),
+        Op::FileInfo => ctx.file_info(st, params),
+        Op::FileEdit => ctx.file_edit(st, params),
+        Op::FileList => ctx.file_list(st, params),
+        Op::DirectLink => ctx.direct_link(st, params),
+        Op::FileClone => ctx.file_clone(st, params),
+        Op::Deleted => ctx.deleted(st, params),
+        Op::Dmca => ctx.dmca(st, params),
+        Op::Encodings => Ok(ctx.encodings(st, params)),
+        Op::FolderList => ctx.folder_list(st, params),
+        Op::FolderCreate => ctx.folder_create(st, params),
+        Op::FolderEdit => ctx.folder_edit(st, params),
+        Op::FolderDelete => ctx.folder_delete(st, params),
+        Op::FileDelete => ctx.file_delete(st, params),
+        Op::UrlUploads => Ok(ctx.url_uploads(st, params)),
+        Op::UrlActions => Ok(ctx.url_actions(st, params)),
     };
     out.unwrap_or_else(|e| e)
 }
@@ -357,20 +494,97 @@ pub(crate) async fn delay_fault(host: &Shared, point: Point<'_>) {
     }
 }
 
-fn rate_limited(n: u32) -> Reply {
-    err(403, format!("Requests limit reached: {n} per min"))
+fn rate_limited(n: u32, per: &str) -> Reply {
+    err(403, format!("Requests limit reached: {n} per {per}"))
+}
+
+/// Perl truth of a form value: present, not empty, not `"0"`.
+fn truthy(v: Option<&str>) -> bool {
+    v.is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A value as MySQL reads a number from a string: its leading digits, else 0.
+fn leading_u64(v: &str) -> u64 {
+    let digits: String = v
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap_or(0)
+}
+
+/// `s/\D+//` (the first run only), as file/list treats `page` and `per_page`.
+fn strip_first_non_digits(v: &str) -> String {
+    let start = v.find(|c: char| !c.is_ascii_digit());
+    match start {
+        None => v.to_owned(),
+        Some(i) => {
+            let end = v[i..]
+                .find(|c: char| c.is_ascii_digit())
+                .map_or(v.len(), |j| i + j);
+            format!("{}{}", &v[..i], &v[end..])
+        }
+    }
+}
+
+/// A file code as the real host accepts it in lists: exactly 12 word chars.
+fn is_code(c: &str) -> bool {
+    c.len() == 12 && c.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// SQL `LIKE` (case-insensitive, as MySQL's default collation): `%` any run, `_` any
+/// one char, `\` escapes the next char.
+fn sql_like(text: &str, pattern: &str) -> bool {
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    // Iterative matcher with backtracking to the last `%`.
+    let (mut ti, mut pi) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        let (pc, width) = match p.get(pi) {
+            Some('\\') if pi + 1 < p.len() => (Some((p[pi + 1], true)), 2),
+            Some(c) => (Some((*c, false)), 1),
+            None => (None, 0),
+        };
+        match pc {
+            Some(('%', false)) => {
+                star = Some((pi + 1, ti));
+                pi += 1;
+            }
+            Some(('_', false)) => {
+                ti += 1;
+                pi += width;
+            }
+            Some((c, _)) if c == t[ti] => {
+                ti += 1;
+                pi += width;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    while p.get(pi) == Some(&'%') {
+        pi += 1;
+    }
+    pi == p.len()
 }
 
 /// What every call needs besides the state.
 struct Ctx<'a> {
     host: &'a Shared,
+    opts: &'a HostOptions,
     login: &'a str,
     now_ms: u64,
     /// Files younger than this are not listed yet.
     list_lag_ms: u64,
     now: u64,
     encode_ms: u64,
-    storage_left: Option<u64>,
 }
 
 type CallResult = Result<Reply, Reply>;
@@ -388,32 +602,21 @@ impl Ctx<'_> {
         format!("{}/{code}_t.jpg", self.host.api_base)
     }
 
-    /// A live file of this account, or 404.
-    fn own_file<'s>(&self, st: &'s HostState, code: &str) -> Result<&'s FileRec, Reply> {
-        st.files
-            .get(code)
-            .filter(|f| f.visible_to(self.login))
-            .ok_or_else(|| err(404, "File not found"))
+    /// A folder of this account by a form value, if the value names one.
+    fn own_folder(&self, st: &HostState, raw: &str) -> Option<u64> {
+        let id: u64 = raw.trim().parse().ok()?;
+        st.folders
+            .get(&id)
+            .filter(|f| f.owner == self.login)
+            .map(|f| f.fld_id)
     }
 
-    /// 0 (the root) or a folder of this account.
-    fn check_folder(&self, st: &HostState, fld_id: u64) -> Result<(), Reply> {
-        if fld_id == 0 {
-            return Ok(());
-        }
-        match st.folders.get(&fld_id) {
-            None => Err(err(404, "Folder not found")),
-            Some(f) if f.owner != self.login => Err(err(403, "Not your folder")),
-            Some(_) => Ok(()),
-        }
-    }
-
-    /// One file as `file/list` and `folder/list` show it.
+    /// One file as `file/list` and `folder/list` show it (the title as stored).
     fn list_entry(&self, f: &FileRec) -> Value {
         json!({
             "file_code": f.code,
             "fld_id": f.fld_id.to_string(),
-            "title": escape_html(&f.title),
+            "title": f.title,
             "uploaded": format_datetime(f.created_ms / 1000),
             "length": f.length(self.now_ms, self.encode_ms).to_string(),
             "public": bool_str(f.public),
@@ -425,9 +628,10 @@ impl Ctx<'_> {
     }
 
     fn account_info(&self, st: &HostState) -> CallResult {
-        let (used, count) = st.usage(self.login);
-        let left = match self.storage_left {
-            Some(n) => json!(n.saturating_sub(used)),
+        let (used_kb, count) = st.usage_kb(self.login);
+        // As the real code computes it: quota in bytes minus KB used.
+        let left = match self.opts.quota() {
+            Some(q) => json!(q.saturating_sub(i64::try_from(used_kb).unwrap_or(i64::MAX))),
             None => json!("unlimited"),
         };
         Ok(ok(json!({
@@ -436,7 +640,7 @@ impl Ctx<'_> {
             "balance": "0.00000",
             "premium": 0,
             "premium_expire": "",
-            "storage_used": used.to_string(),
+            "storage_used": used_kb.to_string(),
             "storage_left": left,
             "files_total": count.to_string(),
         })))
@@ -451,6 +655,7 @@ impl Ctx<'_> {
                 status: 200,
                 msg: "Not enough reports data".to_owned(),
                 result: Some(json!({})),
+                requests_available: None,
             });
         }
         let rows: Vec<Value> = (0..last)
@@ -475,133 +680,141 @@ impl Ctx<'_> {
         // Two server names, rotating, both served by the one upload listener.
         st.upload_rr += 1;
         let n = (st.upload_rr - 1) % 2 + 1;
-        ok(json!(format!("{}/upload/{n:02}", self.host.upload_base)))
+        let base = match &self.opts.upload_host {
+            Some(h) => format!("http://{h}:{}", self.host.upload_port),
+            None => self.host.upload_base.clone(),
+        };
+        ok(json!(format!("{base}/upload/{n:02}")))
     }
 
     fn upload_url(&self, st: &mut HostState, params: &Params) -> CallResult {
-        let raw = params
-            .get("url")
-            .ok_or_else(|| err(400, "No URL specified"))?;
-        let parsed = url::Url::parse(raw).map_err(|_| err(400, "Invalid URL"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(err(400, "Invalid URL"));
+        // The real host validates nothing: it unescapes, strips a few chars and queues.
+        let raw = params.raw("url").unwrap_or("");
+        let url: String = percent_decode(raw)
+            .chars()
+            .filter(|c| !matches!(c, '`' | '|' | '>' | '<' | '"' | '\0'))
+            .collect();
+        let url = url.trim().to_owned();
+        if st.url_queue.iter().any(|j| j.url == url) {
+            return Err(err(400, "This URL already in upload queue"));
         }
-        let segment = parsed
-            .path_segments()
-            .and_then(|mut s| s.rfind(|seg| !seg.is_empty()))
-            .map(percent_decode)
-            .unwrap_or_default();
-        let title = if segment.is_empty() {
-            parsed.host_str().unwrap_or("video").to_owned()
-        } else {
-            segment
-        };
-        let fld_id = params.u64("fld_id")?.unwrap_or(0);
-        self.check_folder(st, fld_id)?;
-        let cat_id = params.u64("cat_id")?.unwrap_or(0);
-        let public = params.flag("file_public")?.unwrap_or(false);
-        let adult = params.flag("file_adult")?.unwrap_or(false);
-        let tags = params.get("tags").unwrap_or("").to_owned();
+        let fld_id = params
+            .raw("fld_id")
+            .and_then(|v| self.own_folder(st, v))
+            .unwrap_or(0);
+        let path = url.split(['?', '#']).next().unwrap_or("");
+        let name = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        let title = super::upload::stored_title("", &name, self.opts);
         let code = st.new_file_code();
         // Nothing is fetched: the file holds no bytes.
         let blob = self.host.data_dir.join(&code);
         std::fs::write(&blob, b"").map_err(|e| err(500, format!("Storage error: {e}")))?;
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        st.files.insert(
-            code.clone(),
-            FileRec {
-                code: code.clone(),
-                title,
-                descr: String::new(),
-                fld_id,
-                size: 0,
-                owner: Some(self.login.to_owned()),
-                created_ms: self.now_ms,
-                seq,
-                public,
-                adult,
-                cat_id,
-                tags,
-                blob,
-                stuck: false,
-                encoded: false,
-                deleted: None,
-                dmca: None,
-            },
-        );
+        let fetch_ms = u64::try_from(self.opts.url_fetch_time.as_millis()).unwrap_or(u64::MAX);
+        st.url_queue.push(UrlJob {
+            code: code.clone(),
+            url,
+            owner: self.login.to_owned(),
+            fld_id,
+            cat_id: params.raw("cat_id").map_or(0, leading_u64),
+            public: truthy(params.raw("file_public")),
+            adult: truthy(params.raw("file_adult")),
+            tags: params.raw("tags").unwrap_or("").to_owned(),
+            title,
+            blob,
+            queued_ms: self.now_ms,
+            done_ms: self.now_ms.saturating_add(fetch_ms),
+        });
         Ok(ok(json!({ "filecode": code })))
     }
 
     fn file_info(&self, st: &HostState, params: &Params) -> CallResult {
-        let codes = params.list("file_code");
+        let codes: Vec<&str> = params
+            .raw("file_code")
+            .unwrap_or("")
+            .split(',')
+            .filter(|c| is_code(c))
+            .take(MAX_INFO_CODES)
+            .collect();
         if codes.is_empty() {
-            return Err(err(400, "No file_code specified"));
+            return Err(err(400, "Invalid file codes"));
         }
-        if codes.len() > MAX_INFO_CODES {
-            return Err(err(
-                400,
-                format!("Max {MAX_INFO_CODES} file codes per request"),
-            ));
-        }
+        // No owner filter: any existing file answers.
         let entries = codes
             .iter()
-            .map(|code| match self.own_file(st, code) {
-                Err(_) => json!({ "status": 404, "file_code": code }),
-                Ok(f) => {
-                    let created = format_datetime(f.created_ms / 1000);
-                    json!({
-                        "status": if f.dmca.is_some() { 451 } else { 200 },
-                        "file_code": f.code,
-                        "canplay": u8::from(f.canplay(self.now_ms, self.encode_ms)),
-                        "file_title": escape_html(&f.title),
-                        "file_length": f.length(self.now_ms, self.encode_ms).to_string(),
-                        "file_views": "0",
-                        "file_views_full": "0",
-                        "file_created": created,
-                        "file_last_download": created,
-                        "player_img": self.thumbnail(&f.code),
-                        "cat_id": f.cat_id.to_string(),
-                        "file_fld_id": f.fld_id.to_string(),
-                        "file_public": bool_str(f.public),
-                        "file_adult": bool_str(f.adult),
-                        "file_premium_only": "0",
-                        "tags": f.tags,
-                    })
-                }
-            })
+            .map(
+                |code| match st.files.get(*code).filter(|f| f.deleted.is_none()) {
+                    None => json!({ "status": 404, "file_code": code }),
+                    Some(f) => {
+                        let created = format_datetime(f.created_ms / 1000);
+                        json!({
+                            "status": if f.dmca.is_some() { 451 } else { 200 },
+                            "file_code": f.code,
+                            "canplay": u8::from(f.canplay(self.now_ms, self.encode_ms)),
+                            "file_title": f.title,
+                            "file_length": f.length(self.now_ms, self.encode_ms).to_string(),
+                            "file_views": "0",
+                            "file_views_full": "0",
+                            "file_created": created,
+                            "file_last_download": created,
+                            "player_img": self.thumbnail(&f.code),
+                            "cat_id": f.cat_id.to_string(),
+                            "file_fld_id": f.fld_id.to_string(),
+                            "file_public": bool_str(f.public),
+                            "file_adult": bool_str(f.adult),
+                            "file_premium_only": "0",
+                            "tags": f.tags.join(", "),
+                        })
+                    }
+                },
+            )
             .collect();
         Ok(ok(Value::Array(entries)))
     }
 
     fn file_edit(&self, st: &mut HostState, params: &Params) -> CallResult {
-        let codes = params.list("file_code");
-        if codes.is_empty() {
-            return Err(err(400, "No file_code specified"));
+        // A real bug kept: it checks `title`, not `file_title`.
+        if params.raw("title").is_some_and(|t| t.len() >= 2) {
+            return Err(err(400, "Invalid file name"));
         }
-        let title = params.get("file_title").map(str::to_owned);
-        let descr = params.get("file_descr").map(str::to_owned);
-        let cat_id = params.u64("cat_id")?;
-        let fld_id = params.u64("file_fld_id")?;
-        if let Some(fld) = fld_id {
-            self.check_folder(st, fld)?;
-        }
-        let public = params.flag("file_public")?;
-        let adult = params.flag("file_adult")?;
-        let tags = params.get("tags").map(str::to_owned);
+        // A field whose value holds `<`, `>`, `"` or NUL is skipped, silently.
+        let usable = |v: String| (!v.contains(['<', '>', '"', '\0'])).then_some(v);
+        let title = params.raw("file_title").map(secure_str).and_then(usable);
+        let descr = params.raw("file_descr").map(secure_str).and_then(usable);
+        let raw = |name: &str| params.raw(name).map(str::to_owned).and_then(usable);
+        let flag = |name: &str| params.raw(name).map(|v| truthy(Some(v)));
+        let public = flag("file_public");
+        let adult = flag("file_adult");
+        let cat_id = raw("cat_id").map(|v| leading_u64(&v));
+        // The folder is not checked: any number is taken.
+        let fld_id = raw("file_fld_id").map(|v| leading_u64(&v));
+        let codes: Vec<&str> = params
+            .raw("file_code")
+            .unwrap_or("")
+            .split(',')
+            .filter(|c| is_code(c))
+            .collect();
+        let tags = params.raw("tags").unwrap_or("");
         for code in &codes {
-            let Some(f) = st.files.get_mut(code).filter(|f| f.visible_to(self.login)) else {
-                // Quirk: unknown codes are skipped silently and the call still says "true".
+            let Some(f) = st.files.get_mut(*code).filter(|f| f.deleted.is_none()) else {
+                // Unknown codes are skipped silently and the call still says "true".
                 continue;
             };
+            // Tags are wiped and re-set for every named file, whoever owns it.
+            f.tags.clear();
+            parse_tags(tags, &mut f.tags);
+            if f.owner.as_deref() != Some(self.login) {
+                continue;
+            }
             if let Some(v) = &title {
                 f.title.clone_from(v);
             }
             if let Some(v) = &descr {
                 f.descr.clone_from(v);
-            }
-            if let Some(v) = &tags {
-                f.tags.clone_from(v);
             }
             if let Some(v) = cat_id {
                 f.cat_id = v;
@@ -619,121 +832,209 @@ impl Ctx<'_> {
         Ok(ok(json!("true")))
     }
 
-    fn file_list(&self, st: &HostState, params: &Params) -> CallResult {
-        let fld_id = params.u64("fld_id")?;
-        let title = params.get("title").map(str::to_lowercase);
-        let created_after = match params.get("created") {
-            None => None,
-            Some(v) => Some(if let Ok(minutes) = v.parse::<u64>() {
-                self.now.saturating_sub(minutes.saturating_mul(60))
-            } else {
-                parse_datetime(v).ok_or_else(|| err(400, "Invalid created"))?
-            }),
+    fn file_list(&self, st: &mut HostState, params: &Params) -> CallResult {
+        let raw_fld = params.raw("fld_id");
+        // A folder that is missing or not yours filters nothing (lists every file).
+        let fld_id = match raw_fld {
+            Some("0") => Some(0),
+            v if truthy(v) => v.and_then(|v| self.own_folder(st, v)),
+            _ => None,
         };
-        let public = params.flag("public")?;
-        let adult = params.flag("adult")?;
-        let per_page = params.u64("per_page")?.unwrap_or(100).clamp(1, 1000) as usize;
-        let page = params.u64("page")?.unwrap_or(1).max(1) as usize;
+        let bit = |name: &str| match params.raw(name) {
+            Some("0") => Some(false),
+            Some("1") => Some(true),
+            _ => None,
+        };
+        let public = bit("public");
+        let adult = bit("adult");
+        let raw_created = params.raw("created").unwrap_or("");
+        let created_after = if raw_created.len() == 19 && parse_datetime(raw_created).is_some() {
+            parse_datetime(raw_created)
+        } else if !raw_created.is_empty() && raw_created.chars().all(|c| c.is_ascii_digit()) {
+            Some(
+                self.now
+                    .saturating_sub(leading_u64(raw_created).saturating_mul(60)),
+            )
+        } else {
+            None
+        };
+        let title = params
+            .raw("title")
+            .filter(|t| truthy(Some(t)) && !t.contains(['"', '\0', '\n', '\r']));
+        let per_page = match leading_u64(&strip_first_non_digits(
+            params.raw("per_page").unwrap_or(""),
+        )) {
+            0 => 100,
+            n => n.min(1000),
+        } as usize;
+        let page = leading_u64(&strip_first_non_digits(params.raw("page").unwrap_or(""))) as usize;
+        let filtered = |f: &&FileRec| {
+            f.visible_to(self.login)
+                && fld_id.is_none_or(|id| f.fld_id == id)
+                && title.is_none_or(|t| sql_like(&f.title, &format!("%{t}%")))
+                && created_after.is_none_or(|at| f.created_ms / 1000 > at)
+                && public.is_none_or(|p| f.public == p)
+                && adult.is_none_or(|a| f.adult == a)
+        };
         let mut files: Vec<&FileRec> = st
             .files
             .values()
-            .filter(|f| f.visible_to(self.login))
+            .filter(filtered)
             .filter(|f| f.created_ms.saturating_add(self.list_lag_ms) <= self.now_ms)
-            .filter(|f| fld_id.is_none_or(|id| f.fld_id == id))
-            .filter(|f| {
-                title
-                    .as_deref()
-                    .is_none_or(|t| f.title.to_lowercase().contains(t))
-            })
-            .filter(|f| created_after.is_none_or(|at| f.created_ms / 1000 >= at))
-            .filter(|f| public.is_none_or(|p| f.public == p))
-            .filter(|f| adult.is_none_or(|a| f.adult == a))
             .collect();
         sort_newest_first(&mut files);
-        let total = files.len();
-        let pages = total.div_ceil(per_page);
+        let start = page.saturating_mul(per_page).saturating_sub(per_page);
         let shown: Vec<Value> = files
             .iter()
-            .skip((page - 1).saturating_mul(per_page))
+            .skip(start)
             .take(per_page)
             .map(|f| self.list_entry(f))
             .collect();
+        // The total comes from a cache keyed by the query text; it can lag.
+        let key = format!(
+            "{}|{fld_id:?}|{public:?}|{adult:?}|{raw_created}|{title:?}",
+            self.login
+        );
+        let ttl = self.opts.list_total_cache.as_secs();
+        let total = match st.list_cache.get(&key) {
+            Some((n, at)) if self.now < at.saturating_add(ttl) => *n,
+            _ => {
+                let n = st.files.values().filter(filtered).count() as u64;
+                if ttl > 0 {
+                    st.list_cache.insert(key, (n, self.now));
+                }
+                n
+            }
+        };
+        let pages = if shown.is_empty() {
+            0
+        } else {
+            (0.990 + total as f64 / shown.len() as f64) as u64
+        };
         Ok(ok(json!({
             "results": shown.len(),
-            "results_total": total.to_string(),
+            "results_total": total,
             "pages": pages,
             "files": shown,
         })))
     }
 
     fn direct_link(&self, st: &HostState, params: &Params) -> CallResult {
-        let code = params
-            .get("file_code")
-            .ok_or_else(|| err(400, "No file_code specified"))?;
-        let f = self.own_file(st, code)?;
-        let url = |q: &str| format!("{}/d/{}/{q}", self.host.api_base, f.code);
-        if let Some(q) = params.get("q") {
-            if !matches!(q, "n" | "h" | "l" | "o") {
-                return Err(err(400, "Invalid q"));
+        let code = params.raw("file_code").unwrap_or("");
+        // No owner filter, as on the real host.
+        let Some(f) = st.files.get(code).filter(|f| f.deleted.is_none()) else {
+            if st.url_queue.iter().any(|j| j.code == code) {
+                return Ok(Reply {
+                    status: 200,
+                    msg: "uploading".to_owned(),
+                    result: None,
+                    requests_available: None,
+                });
             }
-            return Ok(ok(json!(url(q))));
+            return Err(err(404, "no file"));
+        };
+        let url = |q: &str| format!("{}/d/{}/{q}", self.host.api_base, f.code);
+        // The versions that exist: `n` once encoded, `o` (the original) when it has bytes.
+        let mut versions: Vec<(&str, u64)> = Vec::new();
+        if f.canplay(self.now_ms, self.encode_ms) {
+            versions.push(("n", f.size));
         }
-        Ok(ok(json!({
-            "versions": [{ "name": "n", "size": f.size.to_string(), "url": url("n") }],
+        if f.size > 0 {
+            versions.push(("o", f.size));
+        }
+        if let Some(q) = params.raw("q")
+            && q.chars().count() == 1
+            && q.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            let link = if versions.iter().any(|(n, _)| *n == q) {
+                url(q)
+            } else {
+                String::new()
+            };
+            return Ok(ok(json!(link)));
+        }
+        let mut result = json!({
+            "versions": versions
+                .iter()
+                .map(|(n, size)| json!({ "name": n, "size": size.to_string(), "url": url(n) }))
+                .collect::<Vec<_>>(),
             "file_length": f.length(self.now_ms, self.encode_ms).to_string(),
             "player_img": self.thumbnail(&f.code),
-            "hls_direct": format!("{}/hls/{}/master.m3u8", self.host.api_base, f.code),
-        })))
+        });
+        if truthy(params.raw("hls")) {
+            result["hls_direct"] =
+                json!(format!("{}/hls/{}/master.m3u8", self.host.api_base, f.code));
+        }
+        Ok(ok(result))
     }
 
     fn file_clone(&self, st: &mut HostState, params: &Params) -> CallResult {
-        let code = params
-            .get("file_code")
-            .ok_or_else(|| err(400, "No file_code specified"))?;
+        let code = params.raw("file_code").unwrap_or("");
         // Any live file can be cloned (public sharing), not only one's own.
         let src = st
             .files
             .get(code)
             .filter(|f| f.deleted.is_none())
-            .ok_or_else(|| err(404, "File not found"))?
+            .ok_or_else(|| err(404, "No file"))?
             .clone();
         let new_code = st.new_file_code();
         let seq = st.next_seq;
         st.next_seq += 1;
         let encoded = src.canplay(self.now_ms, self.encode_ms);
+        let title = params
+            .raw("file_title")
+            .map(secure_str)
+            .filter(|t| truthy(Some(t)))
+            .unwrap_or(src.title.clone());
         st.files.insert(
             new_code.clone(),
             FileRec {
                 code: new_code.clone(),
-                title: params
-                    .get("file_title")
-                    .map(str::to_owned)
-                    .unwrap_or(src.title),
-                fld_id: 0,
+                title,
+                // The folder is not checked: any number is taken.
+                fld_id: params.raw("fld_id").map_or(0, leading_u64),
                 owner: Some(self.login.to_owned()),
                 created_ms: self.now_ms,
                 seq,
+                public: truthy(params.raw("file_public")),
+                adult: truthy(params.raw("file_adult")),
+                cat_id: params
+                    .raw("cat_id")
+                    .filter(|v| truthy(Some(v)))
+                    .map_or(src.cat_id, leading_u64),
+                tags: Vec::new(),
                 encoded,
                 stuck: false,
                 deleted: None,
                 dmca: None,
+                trash_cleaned: false,
+                is_clone: true,
                 ..src
             },
         );
-        Ok(ok(
-            json!({ "filecode": new_code, "url": self.link(&new_code) }),
-        ))
+        Ok(ok(json!({
+            "filecode": new_code,
+            "url": format!("{}/{new_code}", self.host.api_base),
+        })))
+    }
+
+    /// `last` in hours; anything but digits means 30 days, as on the real host.
+    fn last_hours(params: &Params) -> u64 {
+        match params.raw("last") {
+            Some(v) if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) => leading_u64(v),
+            _ => 24 * 30,
+        }
     }
 
     fn deleted(&self, st: &HostState, params: &Params) -> CallResult {
-        let last = params.u64("last")?.unwrap_or(24);
+        let last = Self::last_hours(params);
         let since = self.now.saturating_sub(last.saturating_mul(3600));
         let mut rows: Vec<(u64, &FileRec, DeletedBy)> = st
             .files
             .values()
-            .filter(|f| f.owner.as_deref() == Some(self.login))
+            .filter(|f| f.owner.as_deref() == Some(self.login) && !f.trash_cleaned)
             .filter_map(|f| f.deleted.map(|(at, by)| (at, f, by)))
-            .filter(|(at, _, _)| *at >= since)
+            .filter(|(at, _, _)| *at > since)
             .collect();
         rows.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.seq.cmp(&a.1.seq)));
         let out: Vec<Value> = rows
@@ -741,7 +1042,7 @@ impl Ctx<'_> {
             .map(|(at, f, by)| {
                 json!({
                     "file_code": f.code,
-                    "title": escape_html(&f.title),
+                    "title": f.title,
                     "deleted": format_datetime(at),
                     "deleted_ago_sec": self.now.saturating_sub(at).to_string(),
                     "deleted_by": by.as_str(),
@@ -752,14 +1053,15 @@ impl Ctx<'_> {
     }
 
     fn dmca(&self, st: &HostState, params: &Params) -> CallResult {
-        let last = params.u64("last")?.unwrap_or(24);
+        let last = Self::last_hours(params);
         let since = self.now.saturating_sub(last.saturating_mul(3600));
+        // Filtered on the report time; a deletion not carried out yet is overdue.
         let mut rows: Vec<(u64, &FileRec)> = st
             .files
             .values()
             .filter(|f| f.visible_to(self.login))
             .filter_map(|f| match f.dmca {
-                Some((scheduled, at)) if scheduled >= since => Some((at, f)),
+                Some((reported, at)) if reported > since => Some((at, f)),
                 _ => None,
             })
             .collect();
@@ -767,10 +1069,11 @@ impl Ctx<'_> {
         let out: Vec<Value> = rows
             .into_iter()
             .map(|(at, f)| {
+                let in_sec = i128::from(at) - i128::from(self.now);
                 json!({
                     "file_code": f.code,
                     "del_time": format_datetime(at),
-                    "del_in_sec": at.saturating_sub(self.now).to_string(),
+                    "del_in_sec": in_sec.to_string(),
                 })
             })
             .collect();
@@ -798,7 +1101,7 @@ impl Ctx<'_> {
                 Some(json!({
                     "file_code": f.code,
                     "quality": "h",
-                    "title": escape_html(&f.title),
+                    "title": f.title,
                     "status": status,
                     "progress": progress,
                     "link": self.link(&f.code),
@@ -809,9 +1112,13 @@ impl Ctx<'_> {
     }
 
     fn folder_list(&self, st: &HostState, params: &Params) -> CallResult {
-        let fld_id = params.u64("fld_id")?.unwrap_or(0);
-        self.check_folder(st, fld_id)?;
-        let with_files = params.flag("files")?.unwrap_or(false);
+        let raw = params.raw("fld_id");
+        let fld_id = if truthy(raw) {
+            raw.and_then(|v| self.own_folder(st, v))
+                .ok_or_else(|| err(403, "Folder not exist or not yours"))?
+        } else {
+            0
+        };
         let folders: Vec<Value> = st
             .folders
             .values()
@@ -819,13 +1126,13 @@ impl Ctx<'_> {
             .map(|f| {
                 json!({
                     "fld_id": f.fld_id.to_string(),
-                    "name": escape_html(&f.name),
+                    "name": f.name,
                     "code": f.code,
                 })
             })
             .collect();
         let mut result = json!({ "folders": folders });
-        if with_files {
+        if truthy(params.raw("files")) {
             let mut files: Vec<&FileRec> = st
                 .files
                 .values()
@@ -838,47 +1145,167 @@ impl Ctx<'_> {
     }
 
     fn folder_create(&self, st: &mut HostState, params: &Params) -> CallResult {
-        let name = params.get("name").unwrap_or("");
-        if name.chars().count() < 2 {
-            return Err(err(400, "Folder name must be at least 2 characters"));
+        if st.folder_count(self.login) >= MAX_FOLDERS {
+            return Err(err(
+                400,
+                format!("You have can't have more than {MAX_FOLDERS} folders"),
+            ));
         }
-        let parent = params.u64("parent_id")?.unwrap_or(0);
-        self.check_folder(st, parent)?;
-        let descr = params.get("descr").unwrap_or("");
-        let fld_id = st.create_folder(self.login, parent, name, descr);
+        let raw_parent = params.raw("parent_id");
+        let parent = if truthy(raw_parent) {
+            raw_parent
+                .and_then(|v| self.own_folder(st, v))
+                .ok_or_else(|| err(403, "Parent folder not exist or not yours"))?
+        } else {
+            0
+        };
+        let name = secure_str(params.raw("name").unwrap_or(""));
+        if name.len() < 2 {
+            return Err(err(400, "Invalid folder name"));
+        }
+        let descr = secure_str(params.raw("descr").unwrap_or(""));
+        let fld_id = st.create_folder(self.login, parent, &name, &descr);
         Ok(ok(json!({ "fld_id": fld_id.to_string() })))
     }
 
     fn folder_edit(&self, st: &mut HostState, params: &Params) -> CallResult {
-        let fld_id = params.u64("fld_id")?.unwrap_or(0);
-        if fld_id == 0 {
-            return Err(err(400, "Invalid fld_id"));
+        let raw = params.raw("fld_id").unwrap_or("");
+        if raw.is_empty() || !raw.chars().all(|c| c.is_ascii_digit()) {
+            return Err(err(400, "Folder id required"));
         }
-        self.check_folder(st, fld_id)?;
-        let name = params.get("name");
-        if name.is_some_and(|n| n.chars().count() < 2) {
-            return Err(err(400, "Folder name must be at least 2 characters"));
+        let fld_id = self
+            .own_folder(st, raw)
+            .ok_or_else(|| err(403, "Folder not exist"))?;
+        let name = params.raw("name").map(|n| {
+            if truthy(Some(n)) {
+                secure_str(n)
+            } else {
+                n.to_owned()
+            }
+        });
+        if name.as_ref().is_some_and(|n| n.len() < 2) {
+            return Err(err(400, "Invalid folder name"));
         }
-        let parent = params.u64("parent_id")?;
+        // `s/\D+//g`: an empty or non-numeric parent_id means the root.
+        let parent: Option<u64> = params.raw("parent_id").map(|p| {
+            let digits: String = p.chars().filter(char::is_ascii_digit).collect();
+            digits.parse().unwrap_or(0)
+        });
         if let Some(p) = parent {
-            self.check_folder(st, p)?;
-            if st.is_within(p, fld_id) {
-                return Err(err(400, "Invalid parent_id"));
+            if p == fld_id {
+                return Err(err(400, "Invalid parent folder id"));
+            }
+            // No cycle check, as on the real host.
+            if p != 0 && self.own_folder(st, &p.to_string()).is_none() {
+                return Err(err(400, "Invalid parent folder id"));
             }
         }
-        let descr = params.get("descr");
+        let descr = params.raw("descr").map(|d| {
+            if truthy(Some(d)) {
+                secure_str(d)
+            } else {
+                d.to_owned()
+            }
+        });
         if let Some(f) = st.folders.get_mut(&fld_id) {
             if let Some(n) = name {
-                f.name = n.to_owned();
+                f.name = n;
             }
             if let Some(p) = parent {
                 f.parent = p;
             }
             if let Some(d) = descr {
-                f.descr = d.to_owned();
+                f.descr = d;
             }
         }
         Ok(ok(json!("true")))
+    }
+
+    fn folder_delete(&self, st: &mut HostState, params: &Params) -> CallResult {
+        let raw = params.raw("fld_id").unwrap_or("");
+        if raw.is_empty() || !raw.chars().all(|c| c.is_ascii_digit()) {
+            return Err(err(400, "Folder id required"));
+        }
+        let fld_id = self
+            .own_folder(st, raw)
+            .ok_or_else(|| err(403, "Folder not exist"))?;
+        if st.files_in_folder(fld_id) > 0 {
+            return Err(err(403, "Folder have files inside"));
+        }
+        if st.folders.values().any(|f| f.parent == fld_id) {
+            return Err(err(403, "Folder have sub-folders inside"));
+        }
+        st.folders.remove(&fld_id);
+        Ok(msg_only("OK"))
+    }
+
+    fn file_delete(&self, st: &mut HostState, params: &Params) -> CallResult {
+        let code = params.raw("file_code").unwrap_or("");
+        let f = st
+            .files
+            .get_mut(code)
+            .filter(|f| f.visible_to(self.login))
+            .ok_or_else(|| err(404, "No file"))?;
+        f.deleted = Some((self.now, DeletedBy::Me));
+        f.dmca = None;
+        Ok(msg_only("OK"))
+    }
+
+    fn url_uploads(&self, st: &HostState, params: &Params) -> Reply {
+        let filter = params.raw("file_code").filter(|c| is_code(c));
+        let mut jobs: Vec<(&str, u64, &UrlJob)> = st
+            .url_queue
+            .iter()
+            .filter(|j| j.owner == self.login)
+            .filter(|j| filter.is_none_or(|c| j.code == c))
+            .map(|j| {
+                let span = j.done_ms.saturating_sub(j.queued_ms).max(1);
+                let elapsed = self.now_ms.saturating_sub(j.queued_ms);
+                if elapsed < span / 10 {
+                    ("PENDING", 0, j)
+                } else {
+                    ("WORKING", (elapsed * 100 / span).min(99), j)
+                }
+            })
+            .collect();
+        // ORDER BY status DESC, started DESC.
+        jobs.sort_by(|a, b| b.0.cmp(a.0).then(b.2.queued_ms.cmp(&a.2.queued_ms)));
+        let out: Vec<Value> = jobs
+            .into_iter()
+            .map(|(status, progress, j)| {
+                json!({
+                    "file_code": j.code,
+                    "remote_url": j.url,
+                    "fld_id": j.fld_id.to_string(),
+                    "status": status,
+                    "progress": progress,
+                })
+            })
+            .collect();
+        ok(Value::Array(out))
+    }
+
+    fn url_actions(&self, st: &mut HostState, params: &Params) -> Reply {
+        // Jobs never fail here, so `restart_errors` and `delete_errors` change nothing.
+        if truthy(params.raw("delete_all")) {
+            st.url_queue.retain(|j| j.owner != self.login);
+        }
+        if let Some(codes) = params.raw("delete_code") {
+            let codes: Vec<&str> = codes.split(',').filter(|c| is_code(c)).collect();
+            st.url_queue
+                .retain(|j| !(j.owner == self.login && codes.contains(&j.code.as_str())));
+        }
+        msg_only("OK")
+    }
+}
+
+/// `{status: 200, msg}` with no result.
+fn msg_only(msg: &str) -> Reply {
+    Reply {
+        status: 200,
+        msg: msg.to_owned(),
+        result: None,
+        requests_available: None,
     }
 }
 

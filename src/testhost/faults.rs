@@ -46,17 +46,46 @@ pub enum Fault {
     Delay(Duration),
     /// API: an application error, e.g. `{status: 403, msg: "API not enabled for your account"}`.
     JsonError { status: u16, msg: String },
+    /// Uploads: each matching file part is refused with `0:0:0:<message>`, the way the
+    /// real host passes on a refusal of its storage back end (`fs.pm` `saveFileError`).
+    RejectFilePrefixed(String),
+    /// Uploads: the files are stored, then the reply is a JSON array of the per-file
+    /// outcomes instead of the `{msg, status, files}` object. API: the call runs, then
+    /// the reply is a JSON array (`[reply]`) instead of the envelope object.
+    StoredThenArray,
+    /// Uploads: stored, then an HTML page with HTTP 200. API: the call runs, then the
+    /// same (unlike `NotJson`, which answers before the call runs).
+    StoredThenHtml,
+    /// Uploads: stored, then a body that is not valid JSON (a truncated object with a
+    /// stray token). API: the call runs, then the same.
+    StoredThenBadJson,
+    /// Uploads: stored, then the reply is cut short mid-JSON: the headers promise a
+    /// `Content-Length` larger than the bytes written, then the connection closes.
+    /// API: the call runs, then the same.
+    StoredThenCut,
 }
 
 impl Fault {
-    /// Per-file rejection "unallowed video extension".
+    /// Per-file rejection "0:0:0:unallowed video extension" (prefixed, as the real host sends it).
     pub fn unallowed_extension() -> Fault {
-        Fault::RejectFile("unallowed video extension".to_owned())
+        Fault::RejectFilePrefixed("unallowed video extension".to_owned())
     }
 
-    /// Per-file rejection "too many files uploaded last 24h" (account-wide, passes with time).
+    /// Per-file rejection "0:0:0:too many files uploaded last 24h" (account-wide,
+    /// passes with time; prefixed, as the real host sends it).
     pub fn too_many_last_24h() -> Fault {
-        Fault::RejectFile("too many files uploaded last 24h".to_owned())
+        Fault::RejectFilePrefixed("too many files uploaded last 24h".to_owned())
+    }
+
+    /// A malformed reply after the request took effect (`StoredThen*`).
+    pub(crate) fn is_malformed_reply(&self) -> bool {
+        matches!(
+            self,
+            Fault::StoredThenArray
+                | Fault::StoredThenHtml
+                | Fault::StoredThenBadJson
+                | Fault::StoredThenCut
+        )
     }
 
     /// A fault answered by the "proxy" before the application sees the request.
@@ -77,6 +106,10 @@ impl Fault {
             | Fault::Http504
             | Fault::NotJson
             | Fault::StatusAsString
+            | Fault::StoredThenArray
+            | Fault::StoredThenHtml
+            | Fault::StoredThenBadJson
+            | Fault::StoredThenCut
             | Fault::Delay(_) => true,
             Fault::RateLimited | Fault::JsonError { .. } => matches!(point, Point::Api(_)),
             Fault::NoServers => matches!(point, Point::Api("upload/server")),
@@ -84,6 +117,7 @@ impl Fault {
             | Fault::LoseReply
             | Fault::StoredThen502
             | Fault::RejectFile(_)
+            | Fault::RejectFilePrefixed(_)
             | Fault::SlowRead { .. } => matches!(point, Point::Upload),
         }
     }
@@ -94,7 +128,7 @@ impl Fault {
 pub enum Trigger {
     /// Every matching request.
     Always,
-    /// The next n matching requests (for `RejectFile`: the next n file parts); then the rule is removed.
+    /// The next n matching requests (for `RejectFile*`: the next n file parts); then the rule is removed.
     Times(u32),
     /// Each matching request with this probability, drawn from the host's seeded RNG.
     Probability(f64),

@@ -1,8 +1,15 @@
 //! The faithful test host (also behind `demo`): a loopback XVS server with fault switches.
 //!
+//! By default it behaves like the real server software (the facts in
+//! `/work/shared/XVS-API.md`, "What the server software really does"): upload titles
+//! are rewritten, file/edit wipes tags, file/list totals are cached, folder calls on a
+//! foreign folder answer 403, per-file upload errors come prefixed `0:0:0:`, and so on.
+//! Options switch the configurable parts (quotas, rate limits, disabled calls).
+//!
 //! Codemap: `mod.rs` is the `TestHost` handle (start, inspect, mutate, stop) and its
 //! options; `state.rs` the data; `api.rs` the `/api/...` calls; `upload.rs` the upload
-//! listener; `faults.rs` the fault rules; `server.rs` the accept loop that lets a fault
+//! listener; `title.rs` the host's text rules (title rewriting, tags, escaping);
+//! `faults.rs` the fault rules; `server.rs` the accept loop that lets a fault
 //! close a connection; `clock.rs` host time. Two listeners on 127.0.0.1: the API, and
 //! the upload server that `upload/server` points at (a different port, as real hosts
 //! upload to other machines).
@@ -32,6 +39,7 @@ mod clock;
 mod faults;
 mod server;
 mod state;
+mod title;
 mod upload;
 
 #[cfg(test)]
@@ -55,8 +63,8 @@ use tokio::task::JoinHandle;
 pub use api::escape_html;
 pub use clock::{format_datetime, parse_datetime};
 pub use faults::{Fault, FaultRule, Faults, Scope, Trigger};
-pub use state::{DeletedBy, HostFile, HostFolder, RequestRecord, UploadRecord};
-pub use upload::VIDEO_EXTENSIONS;
+pub use state::{DeletedBy, HostFile, HostFolder, HostTags, RequestRecord, UploadRecord};
+pub use title::{VIDEO_EXTENSIONS, host_file_name, host_title, secure_str};
 
 use state::{Account, Shared, State};
 
@@ -66,17 +74,33 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// How a host behaves; `Default` is a plain, fault-free host.
+/// How a host behaves; `Default` is a fault-free host that behaves like the real
+/// server software in its usual configuration.
 #[derive(Clone, Debug)]
 pub struct HostOptions {
     /// How long a new file stays in the encoding queue (PENDING, then ENCODING) before `canplay`.
     pub encode_time: Duration,
-    /// Larger files are refused per file with "file is too big".
+    /// Larger files are refused per file with "0:0:0:file is too big" (the host's
+    /// `max_upload_filesize`, checked by its storage back end).
     pub max_file_size: Option<u64>,
-    /// Account storage; `None` reports `"unlimited"`.
-    pub storage_left: Option<u64>,
-    /// A real per-account limit on API calls per (host-clock) minute.
+    /// The account's disk quota in bytes (the host's `disk_space`); `None` or 0 =
+    /// unlimited, reported as `"unlimited"`. account/info reports `storage_left` as
+    /// this minus `storage_used`, which the real code counts in KB (a unit mix the
+    /// real host has). An upload that would take the KB used past the quota is refused
+    /// per file with "0:0:0:not enough disk space on your account".
+    pub storage_quota: Option<u64>,
+    /// Older name for the quota, kept for existing tests: when set (and
+    /// `storage_quota` is not), the quota in bytes; may be negative (an account
+    /// already over quota: every upload refused, `storage_left` negative).
+    pub storage_left: Option<i64>,
+    /// The host's `m_6_req_limit_min`: API calls per calendar minute of the host clock
+    /// ("Requests limit reached: N per min"). With any limit set, every API reply
+    /// carries `requests_available`.
     pub rate_limit_per_min: Option<u32>,
+    /// The host's `m_6_req_limit_day`: API calls per calendar day (host clock, UTC);
+    /// counted before the minute limit, so calls the minute limit refuses count too
+    /// ("Requests limit reached: N per day").
+    pub rate_limit_per_day: Option<u32>,
     /// Serve the deleted and DMCA lists only at `files/deleted` and `files/dmca`.
     pub alt_list_paths: bool,
     /// Where uploaded bytes go; `None` = a temporary directory removed with the host.
@@ -96,6 +120,31 @@ pub struct HostOptions {
     pub api_port: u16,
     /// Loopback port of the upload listener; 0 = any free port.
     pub upload_port: u16,
+    /// The host's `sanitize_filename`: upload titles (and file names) also get every
+    /// run of chars other than ASCII letters, digits, `.`, `_`, `-` turned into `_`.
+    pub sanitize_filename: bool,
+    /// How long file/list's `results_total` is cached per account and filter set (the
+    /// real host memcaches the count, `memcached_expire` = 60 s): a total can lag behind
+    /// the files by up to this much host-clock time. Zero = always fresh.
+    pub list_total_cache: Duration,
+    /// file/direct_link answers 403 "This function not allowed in API" (`m_6_direct` off).
+    pub direct_link_disabled: bool,
+    /// file/clone answers 403 "This function not allowed in API" (`m_6_clone` off).
+    pub clone_disabled: bool,
+    /// Further calls (named as in the path, e.g. `"file/delete"`, `"folder/delete"`,
+    /// `"file/url_uploads"`, `"file/url_actions"`) that answer 403 "This function not
+    /// allowed in API", as hosts that turn the extra calls off do.
+    pub disabled_calls: Vec<String>,
+    /// When set, upload/server hands out `http://<upload_host>:<upload port>/upload/NN`
+    /// instead of `http://127.0.0.1:...` (a host whose upload servers are other machines,
+    /// on plain http; a test maps the name to 127.0.0.1 in the client's resolver).
+    pub upload_host: Option<String>,
+    /// How long an upload/url job takes to fetch: until then the code is only in
+    /// file/url_uploads (file/info answers 404, file/direct_link "uploading").
+    pub url_fetch_time: Duration,
+    /// How late the host's periodic job carries out a scheduled DMCA deletion; until
+    /// then file/dmca shows a negative `del_in_sec` and file/info 451.
+    pub dmca_delete_delay: Duration,
 }
 
 impl Default for HostOptions {
@@ -103,8 +152,10 @@ impl Default for HostOptions {
         HostOptions {
             encode_time: Duration::from_secs(2),
             max_file_size: None,
+            storage_quota: None,
             storage_left: None,
             rate_limit_per_min: None,
+            rate_limit_per_day: None,
             alt_list_paths: false,
             data_dir: None,
             seed: 0x5eed,
@@ -114,6 +165,24 @@ impl Default for HostOptions {
             max_title_chars: None,
             api_port: 0,
             upload_port: 0,
+            sanitize_filename: false,
+            list_total_cache: Duration::from_secs(60),
+            direct_link_disabled: false,
+            clone_disabled: false,
+            disabled_calls: Vec::new(),
+            upload_host: None,
+            url_fetch_time: Duration::from_secs(2),
+            dmca_delete_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl HostOptions {
+    /// The quota in bytes, if any (0 counts as none, as on the real host).
+    pub(crate) fn quota(&self) -> Option<i64> {
+        match self.storage_quota {
+            Some(q) => (q != 0).then(|| i64::try_from(q).unwrap_or(i64::MAX)),
+            None => self.storage_left.filter(|q| *q != 0),
         }
     }
 }
@@ -163,6 +232,9 @@ impl TestHost {
             next_seq: 0,
             rng: StdRng::seed_from_u64(opts.seed),
             rate: HashMap::new(),
+            rate_day: HashMap::new(),
+            list_cache: HashMap::new(),
+            url_queue: Vec::new(),
             log: Vec::new(),
             upload_rr: 0,
             next_dmca: None,
@@ -185,6 +257,7 @@ impl TestHost {
             data_dir,
             api_base: format!("http://{api_addr}"),
             upload_base: format!("http://{upload_addr}"),
+            upload_port: upload_addr.port(),
             uploads_started: AtomicU64::new(0),
             tmp_counter: AtomicU64::new(0),
         });
@@ -256,9 +329,8 @@ impl TestHost {
     }
 
     /// Changes options while the host runs (e.g. storage running out, a rate limit
-    /// appearing). `encode_time`, `max_file_size`, `storage_left`, `rate_limit_per_min`
-    /// and `alt_list_paths` take effect at the next request; `data_dir`, `seed`,
-    /// `login` and `key` only matter at start.
+    /// appearing). Most take effect at the next request; `data_dir`, `seed`,
+    /// `login`, `key` and the ports only matter at start.
     pub fn configure(&self, change: impl FnOnce(&mut HostOptions)) {
         change(&mut lock(&self.shared.opts));
     }
@@ -282,8 +354,9 @@ impl TestHost {
     pub fn files(&self) -> Vec<HostFile> {
         let encode_ms = self.shared.opts().encode_ms();
         let now_ms = self.shared.clock.now_ms();
+        let dmca_delay = self.shared.opts().dmca_delete_delay.as_secs();
         let mut st = lock(&self.shared.state);
-        st.settle(now_ms / 1000);
+        st.settle(now_ms, dmca_delay);
         let mut files: Vec<_> = st.files.values().collect();
         files.sort_by_key(|f| f.seq);
         files
@@ -364,8 +437,9 @@ impl TestHost {
         }
     }
 
-    /// Schedules a DMCA deletion `delay` from now; when the time comes the file is
-    /// deleted by admin. False if unknown or deleted.
+    /// Schedules a DMCA deletion `delay` from now (reported now); the file is deleted
+    /// by admin `dmca_delete_delay` after that time (until then file/dmca shows it
+    /// overdue, with a negative `del_in_sec`). False if unknown or deleted.
     pub fn schedule_dmca(&self, code: &str, delay: Duration) -> bool {
         let now = self.now();
         let mut st = lock(&self.shared.state);
@@ -403,6 +477,98 @@ impl TestHost {
             }
             None => false,
         }
+    }
+
+    /// Seeds a file for the default account as if another tool had uploaded it: the
+    /// title rewritten as an upload's (`host_title`, plus the show-name tag), the
+    /// bytes stored (so direct_link's `o` size is right), created now (host clock).
+    /// Returns the code.
+    pub fn add_file(&self, fld_id: u64, file_title: &str, bytes: &[u8], tags: &[&str]) -> String {
+        let opts = self.shared.opts();
+        let now_ms = self.shared.clock.now_ms();
+        let mut st = lock(&self.shared.state);
+        let code = st.new_file_code();
+        let blob = self.shared.data_dir.join(&code);
+        if let Err(e) = std::fs::write(&blob, bytes) {
+            tracing::warn!(error = %e, "test host: add_file could not store bytes");
+        }
+        let title = upload::stored_title(file_title, "", &opts);
+        let mut all_tags = Vec::new();
+        title::parse_tags(&tags.join(","), &mut all_tags);
+        if let Some(show) = title::show_name(&title) {
+            title::parse_tags(show, &mut all_tags);
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.files.insert(
+            code.clone(),
+            state::FileRec {
+                code: code.clone(),
+                title,
+                descr: String::new(),
+                fld_id,
+                size: bytes.len() as u64,
+                owner: Some(self.shared.login.clone()),
+                created_ms: now_ms,
+                seq,
+                public: false,
+                adult: false,
+                cat_id: 0,
+                tags: all_tags,
+                blob,
+                stuck: false,
+                encoded: false,
+                deleted: None,
+                dmca: None,
+                trash_cleaned: false,
+                is_clone: false,
+            },
+        );
+        code
+    }
+
+    /// Sets a file's tags as a user tagging by hand on the site would (normalised as
+    /// the host does: lower-cased, short ones dropped). False if unknown.
+    pub fn set_tags(&self, code: &str, tags: &[&str]) -> bool {
+        let mut st = lock(&self.shared.state);
+        match st.files.get_mut(code) {
+            Some(f) => {
+                f.tags.clear();
+                title::parse_tags(&tags.join(","), &mut f.tags);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cleans the host's trash: deleted files vanish from file/deleted.
+    pub fn empty_trash(&self) {
+        let mut st = lock(&self.shared.state);
+        for f in st.files.values_mut() {
+            if f.deleted.is_some() {
+                f.trash_cleaned = true;
+            }
+        }
+    }
+
+    /// Finishes every upload/url fetch now: the queued codes become files.
+    pub fn finish_url_uploads(&self) {
+        let now_ms = self.shared.clock.now_ms();
+        let dmca_delay = self.shared.opts().dmca_delete_delay.as_secs();
+        let mut st = lock(&self.shared.state);
+        for j in &mut st.url_queue {
+            j.done_ms = j.done_ms.min(now_ms);
+        }
+        st.settle(now_ms, dmca_delay);
+    }
+
+    /// Codes still in the upload/url queue (not fetched yet), oldest first.
+    pub fn url_queue(&self) -> Vec<String> {
+        lock(&self.shared.state)
+            .url_queue
+            .iter()
+            .map(|j| j.code.clone())
+            .collect()
     }
 
     /// Stops both listeners and every connection, and waits for them to end.

@@ -34,7 +34,46 @@ impl DeletedBy {
     }
 }
 
-/// A file as the host holds it (inspection copy; the title is raw, not escaped).
+/// A file's tags, in the order they were added.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostTags(pub Vec<String>);
+
+impl std::ops::Deref for HostTags {
+    type Target = Vec<String>;
+    fn deref(&self) -> &Vec<String> {
+        &self.0
+    }
+}
+
+impl PartialEq<&str> for HostTags {
+    /// Equal to the tags joined by `,` (no spaces).
+    fn eq(&self, other: &&str) -> bool {
+        self.0.join(",") == *other
+    }
+}
+
+impl PartialEq<str> for HostTags {
+    fn eq(&self, other: &str) -> bool {
+        self.0.join(",") == other
+    }
+}
+
+impl PartialEq<[&str]> for HostTags {
+    fn eq(&self, other: &[&str]) -> bool {
+        self.0.len() == other.len() && self.0.iter().zip(other).all(|(a, b)| a == b)
+    }
+}
+
+impl std::fmt::Display for HostTags {
+    /// As `file/info` shows them: joined by `", "`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+/// A file as the host holds it (inspection copy). The title is the stored one,
+/// exactly as the API returns it: an upload title after the host's rewriting
+/// (`host_title`), a title set by file/edit or clone HTML-escaped (`secure_str`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostFile {
     pub code: String,
@@ -49,7 +88,9 @@ pub struct HostFile {
     pub public: bool,
     pub adult: bool,
     pub cat_id: u64,
-    pub tags: String,
+    /// Tags as the host stores them (lower-cased, normalised); compares equal to a
+    /// comma-joined `&str` too (`f.tags == "one,two"`).
+    pub tags: HostTags,
     pub canplay: bool,
     /// Length in seconds (0 until encoded).
     pub length: u64,
@@ -57,6 +98,8 @@ pub struct HostFile {
     pub deleted: Option<(u64, DeletedBy)>,
     /// Scheduled DMCA deletion time (host-clock Unix seconds).
     pub dmca: Option<u64>,
+    /// Deleted and gone from the host's trash (`empty_trash`): no longer in file/deleted.
+    pub trash_cleaned: bool,
 }
 
 /// A folder as the host holds it.
@@ -115,7 +158,7 @@ pub(crate) struct FileRec {
     pub public: bool,
     pub adult: bool,
     pub cat_id: u64,
-    pub tags: String,
+    pub tags: Vec<String>,
     /// Stored bytes; clones share their source's blob.
     pub blob: PathBuf,
     pub stuck: bool,
@@ -124,6 +167,10 @@ pub(crate) struct FileRec {
     pub deleted: Option<(u64, DeletedBy)>,
     /// (scheduled at, deletion time), host-clock seconds.
     pub dmca: Option<(u64, u64)>,
+    /// Gone from the trash: no longer listed by file/deleted.
+    pub trash_cleaned: bool,
+    /// A clone (shares its source's bytes; counts no storage).
+    pub is_clone: bool,
 }
 
 impl FileRec {
@@ -176,11 +223,12 @@ impl FileRec {
             public: self.public,
             adult: self.adult,
             cat_id: self.cat_id,
-            tags: self.tags.clone(),
+            tags: HostTags(self.tags.clone()),
             canplay: self.canplay(now_ms, encode_ms),
             length: self.length(now_ms, encode_ms),
             deleted: self.deleted,
             dmca: self.dmca.map(|(_, at)| at),
+            trash_cleaned: self.trash_cleaned,
         }
     }
 }
@@ -200,8 +248,14 @@ pub(crate) struct State {
     pub files: HashMap<String, FileRec>,
     pub next_seq: u64,
     pub rng: StdRng,
-    /// Per login: (host-clock minute, requests in it), for `rate_limit_per_min`.
+    /// Per login: (host-clock calendar minute, requests in it), for `rate_limit_per_min`.
     pub rate: HashMap<String, (u64, u32)>,
+    /// Per login: (host-clock day, requests counted that day), for `rate_limit_per_day`.
+    pub rate_day: HashMap<String, (u64, u32)>,
+    /// file/list totals by (login, filters): (count, host-clock second it was taken).
+    pub list_cache: HashMap<String, (u64, u64)>,
+    /// upload/url jobs not fetched yet, oldest first.
+    pub url_queue: Vec<UrlJob>,
     pub log: Vec<RequestRecord>,
     /// Round robin over the two upload server names.
     pub upload_rr: u64,
@@ -209,6 +263,24 @@ pub(crate) struct State {
     pub next_dmca: Option<u64>,
     /// Completed uploads, for tests that check what a client sent.
     pub uploads: Vec<UploadRecord>,
+}
+
+/// An upload/url job: the file appears (with its code) once `done_ms` is reached.
+#[derive(Clone, Debug)]
+pub(crate) struct UrlJob {
+    pub code: String,
+    pub url: String,
+    pub owner: String,
+    pub fld_id: u64,
+    pub cat_id: u64,
+    pub public: bool,
+    pub adult: bool,
+    pub tags: String,
+    /// The title the file will get (already rewritten).
+    pub title: String,
+    pub blob: PathBuf,
+    pub queued_ms: u64,
+    pub done_ms: u64,
 }
 
 const CODE_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -237,25 +309,83 @@ impl State {
             .map(|a| a.login.clone())
     }
 
-    /// Turns DMCA schedules whose time has come into deletions by admin.
-    pub(crate) fn settle(&mut self, now_secs: u64) {
+    /// Brings the state up to `now_ms`: upload/url jobs whose fetch is done become
+    /// files; DMCA schedules `dmca_delay` seconds overdue become deletions by admin
+    /// (the real host deletes them from a periodic job, so they can be overdue).
+    pub(crate) fn settle(&mut self, now_ms: u64, dmca_delay: u64) {
+        let now_secs = now_ms / 1000;
+        if self.url_queue.iter().any(|j| j.done_ms <= now_ms) {
+            let (done, left): (Vec<UrlJob>, Vec<UrlJob>) = std::mem::take(&mut self.url_queue)
+                .into_iter()
+                .partition(|j| j.done_ms <= now_ms);
+            self.url_queue = left;
+            for j in done {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let mut tags = Vec::new();
+                super::title::parse_tags(&j.tags, &mut tags);
+                if let Some(show) = super::title::show_name(&j.title) {
+                    super::title::parse_tags(show, &mut tags);
+                }
+                self.files.insert(
+                    j.code.clone(),
+                    FileRec {
+                        code: j.code,
+                        title: j.title,
+                        descr: String::new(),
+                        fld_id: j.fld_id,
+                        size: 0,
+                        owner: Some(j.owner),
+                        created_ms: j.done_ms,
+                        seq,
+                        public: j.public,
+                        adult: j.adult,
+                        cat_id: j.cat_id,
+                        tags,
+                        blob: j.blob,
+                        stuck: false,
+                        encoded: false,
+                        deleted: None,
+                        dmca: None,
+                        trash_cleaned: false,
+                        is_clone: false,
+                    },
+                );
+            }
+        }
         // Every call settles first; skip the scan over all files unless a schedule is due,
         // so that hosts holding many files stay fast.
-        if self.next_dmca.is_none_or(|t| now_secs < t) {
+        if self
+            .next_dmca
+            .is_none_or(|t| now_secs < t.saturating_add(dmca_delay))
+        {
             return;
         }
         self.next_dmca = None;
         for f in self.files.values_mut() {
             if let Some((_, at)) = f.dmca
-                && at <= now_secs
+                && at.saturating_add(dmca_delay) <= now_secs
                 && f.deleted.is_none()
             {
-                f.deleted = Some((at, DeletedBy::Admin));
+                f.deleted = Some((at.saturating_add(dmca_delay), DeletedBy::Admin));
                 f.dmca = None;
             } else if let Some((_, at)) = f.dmca {
                 self.next_dmca = Some(self.next_dmca.map_or(at, |t| t.min(at)));
             }
         }
+    }
+
+    /// Live files (any owner) whose folder is `fld_id`.
+    pub(crate) fn files_in_folder(&self, fld_id: u64) -> usize {
+        self.files
+            .values()
+            .filter(|f| f.deleted.is_none() && f.fld_id == fld_id)
+            .count()
+    }
+
+    /// Folders of an account.
+    pub(crate) fn folder_count(&self, login: &str) -> usize {
+        self.folders.values().filter(|f| f.owner == login).count()
     }
 
     pub(crate) fn create_folder(
@@ -282,19 +412,15 @@ impl State {
         fld_id
     }
 
-    /// Whether `fld_id` is `ancestor` or lies under it.
-    pub(crate) fn is_within(&self, mut fld_id: u64, ancestor: u64) -> bool {
-        // Bounded walk: parents form a tree, but never loop forever on a bad edit.
-        for _ in 0..=self.folders.len() {
-            if fld_id == ancestor {
-                return true;
-            }
-            match self.folders.get(&fld_id) {
-                Some(f) if fld_id != 0 => fld_id = f.parent,
-                _ => return false,
-            }
-        }
-        false
+    /// KB used as the real host counts it (`int(size/1024)` added per stored file; a
+    /// clone adds nothing) and the count of an account's live files.
+    pub(crate) fn usage_kb(&self, login: &str) -> (u64, u64) {
+        self.files
+            .values()
+            .filter(|f| f.visible_to(login))
+            .fold((0, 0), |(b, n), f| {
+                (b + if f.is_clone { 0 } else { f.size / 1024 }, n + 1)
+            })
     }
 
     /// Bytes and count of an account's live files.
@@ -328,6 +454,8 @@ pub(crate) struct Shared {
     pub api_base: String,
     /// "http://127.0.0.1:PORT" of the upload listener.
     pub upload_base: String,
+    /// Port of the upload listener (for `upload_host`).
+    pub upload_port: u16,
     pub uploads_started: AtomicU64,
     /// Names temporary upload files uniquely.
     pub tmp_counter: AtomicU64,

@@ -149,15 +149,16 @@ async fn storage_left_is_a_number_when_limited() {
     .unwrap();
     upload_one(&h, "a.mp4", &[]).await;
     let v = api(&h, "account/info", &[]).await;
-    assert_eq!(v["result"]["storage_left"], 1000 - 11);
-    assert_eq!(v["result"]["storage_used"], "11");
+    // KB as the real host counts them: 11 bytes are 0 KB; left = quota (bytes) - KB.
+    assert_eq!(v["result"]["storage_left"], 1000);
+    assert_eq!(v["result"]["storage_used"], "0");
     let big = vec![0u8; 2000];
     let v = upload(&h, form(&[("key", &h.key())], &[("b.mp4", &big)]))
         .await
         .unwrap();
     assert_eq!(
         v["files"][0]["status"],
-        "not enough disk space on your account"
+        "0:0:0:not enough disk space on your account"
     );
 }
 
@@ -185,8 +186,8 @@ async fn folders_create_list_edit() {
         400
     );
     assert_eq!(
-        api(&h, "folder/create", &[("name", "xx"), ("parent_id", "999")]).await["status"],
-        404
+        api(&h, "folder/create", &[("name", "xx"), ("parent_id", "999")]).await["msg"],
+        "Parent folder not exist or not yours"
     );
     let theirs = h.create_folder_for("other", 0, "Theirs");
     assert_eq!(
@@ -209,7 +210,7 @@ async fn folders_create_list_edit() {
     assert_eq!(v["result"]["folders"][0]["name"], "Kids &#40;old&#41;");
     assert_eq!(v["result"]["files"], serde_json::json!([]));
 
-    // Rename and move; a folder cannot move under itself.
+    // Rename and move; a folder cannot be its own parent (deeper cycles pass, as on the real host).
     let v = api(
         &h,
         "folder/edit",
@@ -227,7 +228,7 @@ async fn folders_create_list_edit() {
     let v = api(
         &h,
         "folder/edit",
-        &[("fld_id", &kids), ("parent_id", &movies)],
+        &[("fld_id", &kids), ("parent_id", &kids)],
     )
     .await;
     assert_eq!(v["status"], 400);
@@ -277,7 +278,7 @@ async fn upload_two_files_then_list_and_info() {
     assert_eq!(files[0]["filename"], "1.avi");
     assert_eq!(files[0]["status"], "OK");
     assert_eq!(files[1]["filecode"], "");
-    assert_eq!(files[1]["status"], "unallowed video extension");
+    assert_eq!(files[1]["status"], "Not video file (2.txt)");
 
     assert_eq!(h.file_bytes(&code).unwrap(), b"first");
     let f = h.file(&code).unwrap();
@@ -300,13 +301,14 @@ async fn upload_two_files_then_list_and_info() {
 
     let v = api(&h, "file/list", &[("fld_id", &fld_s)]).await;
     let r = &v["result"];
-    assert_eq!(r["results_total"], "1");
+    assert_eq!(r["results_total"], 1);
     assert_eq!(r["files"][0]["file_code"], code.as_str());
-    assert_eq!(r["files"][0]["title"], "Hola &#40;1&#41;");
+    // An upload title is stored (and returned) unescaped.
+    assert_eq!(r["files"][0]["title"], "Hola (1)");
     assert_eq!(r["files"][0]["fld_id"], fld_s.as_str());
     assert_eq!(r["files"][0]["public"], "1");
     let v = api(&h, "file/list", &[("title", "hola (")]).await;
-    assert_eq!(v["result"]["results_total"], "1");
+    assert_eq!(v["result"]["results_total"], 1);
     let v = api(&h, "file/list", &[("public", "0")]).await;
     assert_eq!(v["result"]["files"][0]["file_code"], other.as_str());
 
@@ -314,17 +316,15 @@ async fn upload_two_files_then_list_and_info() {
     let v = api(&h, "file/info", &[("file_code", &codes)]).await;
     let r = v["result"].as_array().unwrap();
     assert_eq!(r[0]["status"], 200);
-    assert_eq!(r[0]["file_title"], "Hola &#40;1&#41;");
+    assert_eq!(r[0]["file_title"], "Hola (1)");
     assert_eq!(r[0]["file_fld_id"], fld_s.as_str());
     assert_eq!(
         r[1],
         serde_json::json!({"status": 404, "file_code": "zzzzzzzzzzzz"})
     );
     let many = vec!["aaaaaaaaaaaa"; 51].join(",");
-    assert_eq!(
-        api(&h, "file/info", &[("file_code", &many)]).await["status"],
-        400
-    );
+    let v = api(&h, "file/info", &[("file_code", &many)]).await;
+    assert_eq!(v["result"].as_array().unwrap().len(), 50);
 }
 
 #[tokio::test]
@@ -356,7 +356,7 @@ async fn wrong_key_upload_is_stored_without_owner_and_chunked_bodies_work() {
     assert_eq!(h.file_bytes(code).unwrap().len(), 20_005);
     // Invisible to the account.
     let v = api(&h, "file/list", &[]).await;
-    assert_eq!(v["result"]["results_total"], "0");
+    assert_eq!(v["result"]["results_total"], 0);
 }
 
 #[tokio::test]
@@ -374,7 +374,7 @@ async fn list_paging_and_created_filter() {
             r["pages"].clone(),
             r["results"].clone()
         ),
-        ("5".into(), 3.into(), 2.into())
+        (5.into(), 3.into(), 2.into())
     );
     // Newest first.
     assert_eq!(r["files"][0]["file_code"], codes[4].as_str());
@@ -385,13 +385,14 @@ async fn list_paging_and_created_filter() {
     h.advance(Duration::from_secs(3600));
     let late = upload_one(&h, "late.mp4", &[]).await;
     let v = api(&h, "file/list", &[("created", "10")]).await;
-    assert_eq!(v["result"]["results_total"], "1");
+    assert_eq!(v["result"]["results_total"], 1);
     assert_eq!(v["result"]["files"][0]["file_code"], late.as_str());
     let since = format_datetime(h.now() - 1800);
     let v = api(&h, "file/list", &[("created", &since)]).await;
-    assert_eq!(v["result"]["results_total"], "1");
+    assert_eq!(v["result"]["results_total"], 1);
+    // A value of neither form is ignored.
     let v = api(&h, "file/list", &[("created", "last week")]).await;
-    assert_eq!(v["status"], 400);
+    assert_eq!(v["result"]["results_total"], 6);
 }
 
 #[tokio::test]
@@ -419,8 +420,8 @@ async fn file_edit_quirks_and_moves() {
     assert_eq!(v["result"], "true");
     let f = h.file(&code).unwrap();
     assert_eq!(
-        (f.title.as_str(), f.fld_id.to_string(), f.tags.as_str()),
-        ("New <b>", fld, "x")
+        (f.title.as_str(), f.fld_id.to_string(), f.tags.is_empty()),
+        ("New &lt;b&gt;", fld, true)
     );
     let v = api(&h, "file/info", &[("file_code", &code)]).await;
     assert_eq!(v["result"][0]["file_title"], "New &lt;b&gt;");
@@ -477,7 +478,7 @@ async fn deleted_and_dmca_windows() {
     assert_eq!(r["file_code"], a.as_str());
     assert_eq!(r["deleted_by"], "me");
     assert_eq!(r["deleted_ago_sec"], "40");
-    assert_eq!(r["title"], "Gone &#40;a&#41;");
+    assert_eq!(r["title"], "Gone (a)");
     assert_eq!(
         api(&h, "file/info", &[("file_code", &a)]).await["result"][0]["status"],
         404
@@ -584,7 +585,14 @@ async fn clone_direct_link_and_upload_url() {
     )
     .await;
     let c = v["result"]["filecode"].as_str().unwrap();
-    assert_eq!(h.file(c).unwrap().title, "My Clip.mp4");
+    assert!(h.file(c).is_none(), "not fetched yet");
+    h.finish_url_uploads();
+    assert_eq!(h.file(c).unwrap().title, "My Clip");
+    // The real host validates nothing, but refuses a URL already queued.
+    assert_eq!(
+        api(&h, "upload/url", &[("url", "ftp://x/y")]).await["status"],
+        200
+    );
     assert_eq!(
         api(&h, "upload/url", &[("url", "ftp://x/y")]).await["status"],
         400
@@ -613,7 +621,7 @@ async fn upload_size_limit() {
     )
     .await
     .unwrap();
-    assert_eq!(v["files"][0]["status"], "file is too big");
+    assert_eq!(v["files"][0]["status"], "0:0:0:file is too big");
     assert_eq!(v["files"][1]["status"], "OK");
     assert_eq!(h.files().len(), 1);
     // No temporary files left behind.
@@ -734,13 +742,16 @@ async fn per_file_rejections() {
         .iter()
         .map(|f| f["status"].as_str().unwrap())
         .collect();
-    assert_eq!(st, ["too many files uploaded last 24h", "custom", "OK"]);
+    assert_eq!(
+        st,
+        ["0:0:0:too many files uploaded last 24h", "custom", "OK"]
+    );
     h.faults()
         .times(Fault::unallowed_extension(), Scope::Upload, 1);
     let v = upload(&h, form(&[("key", &h.key())], &[("a.mp4", b"1")]))
         .await
         .unwrap();
-    assert_eq!(v["files"][0]["status"], "unallowed video extension");
+    assert_eq!(v["files"][0]["status"], "0:0:0:unallowed video extension");
     assert_eq!(h.files().len(), 1);
 }
 
@@ -913,7 +924,7 @@ async fn reply_shapes_are_exact() {
     assert_eq!(
         text,
         format!(
-            r#"{{"msg":"OK","status":200,"files":[{{"filecode":"{code}","filename":"a.mp4","status":"OK"}},{{"filecode":"","filename":"b.exe","status":"unallowed video extension"}}]}}"#
+            r#"{{"msg": "OK", "status": 200, "files": [ {{ "filecode":"{code}", "filename": "a.mp4", "status": "OK" }}, {{ "filecode":"", "filename": "b.exe", "status": "Not video file (b.exe)" }} ]}}"#
         )
     );
 }
@@ -1024,4 +1035,444 @@ async fn fields_after_the_file_do_not_apply_to_it() {
         (f.owner.as_deref(), f.title.as_str(), f.fld_id),
         (Some("demo"), "On time", folder)
     );
+}
+
+// ---- One test per fact of "What the server software really does" ----
+
+#[tokio::test]
+async fn upload_titles_are_rewritten_and_show_name_tagged() {
+    let h = TestHost::start().await.unwrap();
+    let code = upload_one(
+        &h,
+        "Show.Name.S01E02_1080p.x264.WEB.mkv",
+        &[("tags", "Drama, tv")],
+    )
+    .await;
+    let f = h.file(&code).unwrap();
+    assert_eq!(f.title, "Show Name S01E02 1080p WEB");
+    assert_eq!(
+        f.title,
+        host_title("Show.Name.S01E02_1080p.x264.WEB.mkv", false)
+    );
+    assert_eq!(*f.tags, ["drama", "show name"]);
+    let v = api(&h, "file/info", &[("file_code", &code)]).await;
+    assert_eq!(v["result"][0]["tags"], "drama, show name");
+    let code = upload_one(&h, "x.mp4", &[("file_title", "My_Title.AVI")]).await;
+    assert_eq!(h.file(&code).unwrap().title, "My Title");
+    // With sanitize_filename the spaces made before become `_`.
+    h.configure(|o| o.sanitize_filename = true);
+    let code = upload_one(&h, "Über (1).mp4", &[]).await;
+    assert_eq!(h.file(&code).unwrap().title, "_ber_1_");
+    assert_eq!(host_title("a b.c", true), "a_b_c");
+}
+
+#[tokio::test]
+async fn file_edit_wipes_tags_and_skips_unsafe_fields() {
+    let h = TestHost::start().await.unwrap();
+    let code = upload_one(&h, "a.mp4", &[("tags", "one,two")]).await;
+    assert!(h.set_tags(&code, &["Hand", "Made"]));
+    assert_eq!(h.file(&code).unwrap().tags, "hand,made");
+    // No tags sent: the file has none afterwards.
+    let v = api(
+        &h,
+        "file/edit",
+        &[("file_code", &code), ("file_public", "1")],
+    )
+    .await;
+    assert_eq!(v["result"], "true");
+    assert!(h.file(&code).unwrap().tags.is_empty());
+    let v = api(
+        &h,
+        "file/edit",
+        &[("file_code", &code), ("tags", "red, green")],
+    )
+    .await;
+    assert_eq!(v["result"], "true");
+    assert_eq!(h.file(&code).unwrap().tags, "red,green");
+    // A field with `"` is skipped silently (cat_id here); the rest applies.
+    let v = api(
+        &h,
+        "file/edit",
+        &[
+            ("file_code", &code),
+            ("cat_id", "5\""),
+            ("file_descr", "ok"),
+            ("tags", "red"),
+        ],
+    )
+    .await;
+    assert_eq!(v["result"], "true");
+    let f = h.file(&code).unwrap();
+    assert_eq!((f.cat_id, f.descr.as_str()), (0, "ok"));
+    // `<br>` survives the escaping and so makes the title unusable: skipped.
+    api(
+        &h,
+        "file/edit",
+        &[("file_code", &code), ("file_title", "a<br>b")],
+    )
+    .await;
+    assert_eq!(h.file(&code).unwrap().title, "a");
+    let v = api(
+        &h,
+        "file/edit",
+        &[("file_code", "nonexistent1"), ("tags", "x")],
+    )
+    .await;
+    assert_eq!(v["result"], "true");
+}
+
+#[tokio::test]
+async fn file_list_pages_use_the_cached_total() {
+    let h = TestHost::start().await.unwrap();
+    for i in 0..3 {
+        upload_one(&h, &format!("v{i}.mp4"), &[]).await;
+    }
+    let v = api(&h, "file/list", &[("per_page", "2")]).await;
+    assert_eq!(v["result"]["results_total"], 3);
+    assert_eq!(v["result"]["pages"], 2); // int(0.990 + 3/2)
+    let v = api(&h, "file/list", &[("per_page", "2"), ("page", "2")]).await;
+    assert_eq!(v["result"]["pages"], 3); // int(0.990 + 3/1): the last page inflates it
+    upload_one(&h, "v3.mp4", &[]).await;
+    // The count is cached for 60 s: still 3 although 4 files are listed.
+    let v = api(&h, "file/list", &[("per_page", "10")]).await;
+    assert_eq!(v["result"]["results"], 4);
+    let v = api(&h, "file/list", &[("per_page", "2")]).await;
+    assert_eq!(v["result"]["results_total"], 3);
+    h.advance(Duration::from_secs(61));
+    let v = api(&h, "file/list", &[("per_page", "2")]).await;
+    assert_eq!(v["result"]["results_total"], 4);
+    assert_eq!(v["result"]["pages"], 2);
+    // Title: a LIKE substring, case-insensitive; ignored with `"`.
+    let v = api(&h, "file/list", &[("title", "V_")]).await;
+    assert_eq!(v["result"]["results"], 4);
+    let v = api(&h, "file/list", &[("title", "v1\"")]).await;
+    assert_eq!(v["result"]["results"], 4);
+    let v = api(&h, "file/list", &[("title", "v1")]).await;
+    assert_eq!(v["result"]["results"], 1);
+    assert!(v["result"]["files"][0].get("size").is_none());
+    // Empty page: pages 0.
+    let v = api(&h, "file/list", &[("page", "9")]).await;
+    assert_eq!(v["result"]["pages"], 0);
+}
+
+#[tokio::test]
+async fn file_info_has_no_owner_filter_and_answers_451() {
+    let h = TestHost::start().await.unwrap();
+    h.add_account("other", "otherkey00000000");
+    let code = upload_one(&h, "a.mp4", &[]).await;
+    let v = api_key(&h, "otherkey00000000", "file/info", &[("file_code", &code)]).await;
+    assert_eq!(v["result"][0]["status"], 200);
+    assert!(v["result"][0].get("file_size").is_none());
+    h.schedule_dmca(&code, Duration::from_secs(10));
+    let v = api(&h, "file/info", &[("file_code", &code)]).await;
+    assert_eq!(v["result"][0]["status"], 451);
+    // Overdue: the host's job runs later; del_in_sec goes negative.
+    h.advance(Duration::from_secs(30));
+    let v = api(&h, "file/dmca", &[]).await;
+    let due: i64 = v["result"][0]["del_in_sec"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(due < 0, "{due}");
+    let v = api(&h, "file/info", &[("file_code", "bad,also-bad")]).await;
+    assert_eq!(v["status"], 400);
+}
+
+#[tokio::test]
+async fn account_quota_goes_negative_and_refuses_uploads_prefixed() {
+    let h = TestHost::start_with(HostOptions {
+        storage_quota: Some(10 * 1024),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["result"]["storage_left"], 10 * 1024);
+    upload_one(&h, "a.mp4", &[]).await;
+    let eight = vec![1u8; 8 * 1024];
+    let v = upload(&h, form(&[("key", &h.key())], &[("b.mp4", &eight)]))
+        .await
+        .unwrap();
+    assert_eq!(v["files"][0]["status"], "OK");
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["result"]["storage_used"], "8");
+    assert_eq!(v["result"]["storage_left"], 10 * 1024 - 8);
+    let v = upload(&h, form(&[("key", &h.key())], &[("c.mp4", &eight)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        v["files"][0]["status"],
+        "0:0:0:not enough disk space on your account"
+    );
+    // An account already over quota: negative left.
+    h.configure(|o| {
+        o.storage_quota = None;
+        o.storage_left = Some(-5);
+    });
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["result"]["storage_left"], -13);
+}
+
+#[tokio::test]
+async fn rate_limits_count_calendar_minutes_and_days() {
+    let h = TestHost::start_with(HostOptions {
+        rate_limit_per_min: Some(2),
+        rate_limit_per_day: Some(4),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    // Start at the beginning of a calendar minute (host clock).
+    h.advance(Duration::from_secs(60 - h.now() % 60));
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["requests_available"], 1);
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["requests_available"], 0);
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(
+        (v["status"].clone(), v["msg"].clone()),
+        (403.into(), "Requests limit reached: 2 per min".into())
+    );
+    h.advance(Duration::from_secs(60));
+    // The refused call counted for the day: 3 used, one left today.
+    assert_eq!(api(&h, "account/info", &[]).await["status"], 200);
+    let v = api(&h, "account/info", &[]).await;
+    assert_eq!(v["msg"], "Requests limit reached: 4 per day");
+}
+
+#[tokio::test]
+async fn foreign_or_missing_folders_answer_403() {
+    let h = TestHost::start().await.unwrap();
+    let theirs = h.create_folder_for("other", 0, "Theirs").to_string();
+    for (ep, p) in [
+        ("folder/list", "fld_id"),
+        ("folder/edit", "fld_id"),
+        ("folder/create", "parent_id"),
+    ] {
+        for id in [theirs.as_str(), "999"] {
+            let v = api(&h, ep, &[(p, id), ("name", "New")]).await;
+            assert_eq!(v["status"], 403, "{ep} {id}");
+        }
+    }
+    let v = api(&h, "folder/list", &[("fld_id", "999")]).await;
+    assert_eq!(v["msg"], "Folder not exist or not yours");
+    let v = api(&h, "folder/create", &[("name", r"A\B (x)")]).await;
+    let id: u64 = v["result"]["fld_id"].as_str().unwrap().parse().unwrap();
+    let f = h.folders().into_iter().find(|f| f.fld_id == id).unwrap();
+    assert_eq!(f.name, r"A\\B &#40;x&#41;");
+}
+
+#[tokio::test]
+async fn direct_link_versions_uploading_and_disabled() {
+    let h = TestHost::start_with(HostOptions {
+        encode_time: Duration::ZERO,
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let code = upload_one(&h, "a.mp4", &[]).await;
+    let v = api(&h, "file/direct_link", &[("file_code", &code)]).await;
+    let versions = v["result"]["versions"].as_array().unwrap();
+    let o = versions.iter().find(|v| v["name"] == "o").unwrap();
+    assert_eq!(o["size"], "11");
+    assert!(v["result"].get("hls_direct").is_none());
+    let v = api(
+        &h,
+        "file/direct_link",
+        &[("file_code", &code), ("hls", "1")],
+    )
+    .await;
+    assert!(v["result"]["hls_direct"].is_string());
+    let v = api(&h, "file/direct_link", &[("file_code", &code), ("q", "x")]).await;
+    assert_eq!(v["result"], "");
+    let v = api(&h, "upload/url", &[("url", "http://example.com/a.mp4")]).await;
+    let queued = v["result"]["filecode"].as_str().unwrap().to_owned();
+    let v = api(&h, "file/direct_link", &[("file_code", &queued)]).await;
+    assert_eq!(
+        (v["status"].clone(), v["msg"].clone()),
+        (200.into(), "uploading".into())
+    );
+    assert!(v.get("result").is_none());
+    h.configure(|o| {
+        o.direct_link_disabled = true;
+        o.clone_disabled = true;
+    });
+    for ep in ["file/direct_link", "file/clone"] {
+        let v = api(&h, ep, &[("file_code", &code)]).await;
+        assert_eq!(v["msg"], "This function not allowed in API");
+    }
+}
+
+#[tokio::test]
+async fn clone_takes_fld_id() {
+    let h = TestHost::start().await.unwrap();
+    let code = upload_one(&h, "a.mp4", &[]).await;
+    let fld = h.create_folder(0, "Dest");
+    let v = api(
+        &h,
+        "file/clone",
+        &[("file_code", &code), ("fld_id", &fld.to_string())],
+    )
+    .await;
+    let copy = v["result"]["filecode"].as_str().unwrap();
+    assert_eq!(h.file(copy).unwrap().fld_id, fld);
+}
+
+#[tokio::test]
+async fn deleted_lists_only_the_trash() {
+    let h = TestHost::start().await.unwrap();
+    let code = upload_one(&h, "a.mp4", &[]).await;
+    let v = api(&h, "file/delete", &[("file_code", &code)]).await;
+    assert_eq!(v["status"], 200);
+    assert_eq!(
+        api(&h, "file/deleted", &[]).await["result"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    h.empty_trash();
+    assert_eq!(
+        api(&h, "file/deleted", &[]).await["result"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        api(&h, "file/delete", &[("file_code", &code)]).await["status"],
+        404
+    );
+    h.configure(|o| o.disabled_calls = vec!["file/delete".into()]);
+    assert_eq!(
+        api(&h, "file/delete", &[("file_code", &code)]).await["status"],
+        403
+    );
+}
+
+#[tokio::test]
+async fn url_uploads_queue_and_actions() {
+    let h = TestHost::start().await.unwrap();
+    let v = api(
+        &h,
+        "upload/url",
+        &[("url", "http://example.com/x.mp4"), ("tags", "web")],
+    )
+    .await;
+    let code = v["result"]["filecode"].as_str().unwrap().to_owned();
+    let v = api(&h, "file/url_uploads", &[]).await;
+    assert_eq!(v["result"][0]["file_code"], code.as_str());
+    assert_eq!(v["result"][0]["remote_url"], "http://example.com/x.mp4");
+    assert_eq!(
+        api(&h, "file/info", &[("file_code", &code)]).await["result"][0]["status"],
+        404
+    );
+    h.advance(Duration::from_secs(3));
+    assert_eq!(
+        api(&h, "file/url_uploads", &[]).await["result"],
+        serde_json::json!([])
+    );
+    let f = h.file(&code).unwrap();
+    assert_eq!((f.title.as_str(), f.tags == "web"), ("x", true));
+    api(&h, "upload/url", &[("url", "http://example.com/y.mp4")]).await;
+    let v = api(&h, "file/url_actions", &[("delete_all", "1")]).await;
+    assert_eq!(v["status"], 200);
+    assert!(h.url_queue().is_empty());
+}
+
+#[tokio::test]
+async fn upload_without_key_gets_html_and_malformed_reply_faults() {
+    let h = TestHost::start().await.unwrap();
+    let url = upload_server(&h).await;
+    let text = client()
+        .post(&url)
+        .multipart(form(&[], &[("a.mp4", b"x")]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.starts_with("<HTML>"), "{text}");
+    for (fault, check) in [
+        (Fault::StoredThenArray, 0),
+        (Fault::StoredThenHtml, 1),
+        (Fault::StoredThenBadJson, 2),
+        (Fault::StoredThenCut, 3),
+    ] {
+        let before = h.files().len();
+        h.faults().times(fault.clone(), Scope::Upload, 1);
+        let resp = client()
+            .post(&url)
+            .multipart(form(&[("key", &h.key())], &[("a.mp4", b"x")]))
+            .send()
+            .await
+            .unwrap();
+        let body = resp.text().await;
+        match check {
+            0 => assert!(body.unwrap().starts_with("[{")),
+            1 => assert!(body.unwrap().contains("<html>")),
+            2 => assert!(serde_json::from_str::<Value>(&body.unwrap()).is_err()),
+            _ => assert!(body.is_err(), "{body:?}"),
+        }
+        assert_eq!(h.files().len(), before + 1, "{fault:?} stored the file");
+        // The same on an API call.
+        h.faults()
+            .times(fault.clone(), Scope::endpoint("folder/list"), 1);
+        let resp = client()
+            .get(format!("{}/api/folder/list?key={}", h.url(), h.key()))
+            .send()
+            .await
+            .unwrap();
+        let body = resp.text().await;
+        match check {
+            0 => assert!(body.unwrap().starts_with("[{")),
+            1 => assert!(body.unwrap().contains("<html>")),
+            2 => assert!(serde_json::from_str::<Value>(&body.unwrap()).is_err()),
+            _ => assert!(body.is_err(), "{body:?}"),
+        }
+    }
+    h.faults().times(
+        Fault::RejectFilePrefixed("video is too long".into()),
+        Scope::Upload,
+        1,
+    );
+    let v = upload(&h, form(&[("key", &h.key())], &[("a.mp4", b"x")]))
+        .await
+        .unwrap();
+    assert_eq!(v["files"][0]["status"], "0:0:0:video is too long");
+}
+
+#[tokio::test]
+async fn upload_host_names_the_upload_server() {
+    let h = TestHost::start_with(HostOptions {
+        upload_host: Some("up1.example.test".into()),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let port = h.upload_url().rsplit(':').next().unwrap().to_owned();
+    assert_eq!(
+        upload_server(&h).await,
+        format!("http://up1.example.test:{port}/upload/01")
+    );
+}
+
+#[tokio::test]
+async fn same_bytes_twice_give_two_codes_and_add_file_seeds() {
+    let h = TestHost::start().await.unwrap();
+    let a = upload_one(&h, "a.mp4", &[]).await;
+    let b = upload_one(&h, "a.mp4", &[]).await;
+    assert_ne!(a, b);
+    let c = h.add_file(0, "Other.Tool.S02E03.mkv", b"seeded", &["Seed"]);
+    let f = h.file(&c).unwrap();
+    assert_eq!((f.title.as_str(), f.size), ("Other Tool S02E03", 6));
+    assert_eq!(*f.tags, ["seed", "other tool"]);
+    let v = api(&h, "file/direct_link", &[("file_code", &c)]).await;
+    let o = v["result"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "o")
+        .cloned()
+        .unwrap();
+    assert_eq!(o["size"], "6");
 }

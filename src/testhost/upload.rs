@@ -4,6 +4,10 @@
 //! only committed (renamed to its code, recorded in the state) once the whole body
 //! has been read, so a connection cut mid-body stores nothing. Faults that need the
 //! connection itself (drop mid-body, lose the reply) fire the connection's kill switch.
+//!
+//! As on the real host: refusals from the storage back end come prefixed `0:0:0:`; the
+//! JSON reply (hand-built, so a `"` in a file name makes it invalid) is only given when
+//! the body has a `key`, otherwise an HTML page; titles are rewritten (`host_title`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,16 +25,35 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use super::api::{delay_fault, http_fault_response, json_response, status_value};
+use super::HostOptions;
+use super::api::{
+    delay_fault, http_fault_response, json_response, malformed_response, status_value,
+};
 use super::faults::{Fault, Point};
 use super::lock;
 use super::server::ConnKill;
 use super::state::{FileRec, Shared, UploadRecord};
+use super::title::{VIDEO_EXTENSIONS, host_file_name, host_title, parse_tags, show_name};
 
-/// Extensions the host takes as video; anything else is refused per file.
-pub const VIDEO_EXTENSIONS: &[&str] = &[
-    "mp4", "mkv", "avi", "mov", "webm", "m4v", "wmv", "flv", "mpg", "mpeg", "ts", "3gp", "ogv",
-];
+/// How the storage back end's refusals reach the client (`fs.pm` `saveFileError`).
+const PREFIX: &str = "0:0:0:";
+
+/// The title the host stores: the `file_title` field unless empty or `"0"` (Perl's
+/// `||=`), else the file name as the host cleans it; then `host_title`, then the
+/// `max_title_chars` cut.
+pub(crate) fn stored_title(file_title: &str, file_name: &str, opts: &HostOptions) -> String {
+    let base = if file_title.is_empty() || file_title == "0" {
+        host_file_name(file_name, opts.sanitize_filename)
+    } else {
+        file_title.to_owned()
+    };
+    let title = host_title(&base, opts.sanitize_filename);
+    // Hosts store titles in a column of limited width: longer ones are cut.
+    match opts.max_title_chars {
+        Some(n) if title.chars().count() > n => title.chars().take(n).collect(),
+        _ => title,
+    }
+}
 
 /// Largest non-file field kept (titles, tags, ...); the rest of a longer one is dropped.
 const MAX_TEXT_FIELD: usize = 64 * 1024;
@@ -45,7 +68,7 @@ struct UploadReply<'a> {
     files: Vec<FileOutcome>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 struct FileOutcome {
     filecode: String,
     filename: String,
@@ -232,13 +255,14 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
         let refusal = if filename.is_empty() {
             Some("null filesize or wrong file path".to_owned())
         } else if !is_video_name(&filename) {
-            Some("unallowed video extension".to_owned())
+            // The upload script's own check (not prefixed), before the storage back end.
+            Some(format!("Not video file ({})", orig_name(&filename)))
         } else {
-            match host
-                .faults
-                .fire(point, |f| matches!(f, Fault::RejectFile(_)))
-            {
+            match host.faults.fire(point, |f| {
+                matches!(f, Fault::RejectFile(_) | Fault::RejectFilePrefixed(_))
+            }) {
                 Some(Fault::RejectFile(msg)) => Some(msg),
+                Some(Fault::RejectFilePrefixed(msg)) => Some(format!("{PREFIX}{msg}")),
                 _ => None,
             }
         };
@@ -281,7 +305,7 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
         }
         let outcome = match refusal {
             Some(msg) => Err(msg),
-            None if too_big => Err("file is too big".to_owned()),
+            None if too_big => Err(format!("{PREFIX}file is too big")),
             None if blob.size == 0 => Err("null filesize or wrong file path".to_owned()),
             None => Ok(blob),
         };
@@ -310,18 +334,94 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
         .faults
         .fire(point, |f| matches!(f, Fault::StatusAsString))
         .is_some();
-    json_response(&UploadReply {
-        msg: "OK",
-        status: status_value(200, as_string),
-        files,
-    })
+    if let Some(fault) = host.faults.fire(point, Fault::is_malformed_reply) {
+        let list: Vec<Value> = files
+            .iter()
+            .map(|f| serde_json::to_value(f).unwrap_or(Value::Null))
+            .collect();
+        let body = serde_json::to_value(UploadReply {
+            msg: "OK",
+            status: status_value(200, as_string),
+            files: files.clone(),
+        })
+        .unwrap_or(Value::Null);
+        return malformed_response(&fault, &Value::Array(list), &body);
+    }
+    let field = |name: &str| fields.get(name).is_some_and(|v| !v.is_empty() && v != "0");
+    if field("key") && !field("html_redirect") {
+        return hand_built_json(&files, as_string);
+    }
+    if field("json") {
+        let list: Vec<Value> = files
+            .iter()
+            .map(|f| {
+                let code = if f.filecode.is_empty() {
+                    &f.filename
+                } else {
+                    &f.filecode
+                };
+                serde_json::json!({ "code": code, "status": f.status })
+            })
+            .collect();
+        return json_response(&serde_json::json!({ "result": list }));
+    }
+    html_reply(&files)
+}
+
+/// The reply as `upload.cgi` prints it: built by string formatting, nothing escaped.
+fn hand_built_json(files: &[FileOutcome], status_as_string: bool) -> Response {
+    let list: Vec<String> = files
+        .iter()
+        .map(|f| {
+            format!(
+                r#"{{ "filecode":"{}", "filename": "{}", "status": "{}" }}"#,
+                f.filecode, f.filename, f.status
+            )
+        })
+        .collect();
+    let status = if status_as_string { "\"200\"" } else { "200" };
+    let body = format!(
+        r#"{{"msg": "OK", "status": {status}, "files": [ {} ]}}"#,
+        list.join(", ")
+    );
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The HTML form the upload script answers with when no `key` was sent.
+fn html_reply(files: &[FileOutcome]) -> Response {
+    let clean = |v: &str| v.replace(['<', '>', '\0', '/', '"'], "");
+    let mut body = String::from(
+        "<HTML><BODY><Form name='F1' action='/' target='_parent' method='POST'>\
+         <textarea name=\"op\">upload_result</textarea><textarea name=\"sess_id\"></textarea>",
+    );
+    for f in files {
+        let fname = if f.filecode.is_empty() {
+            &f.filename
+        } else {
+            &f.filecode
+        };
+        body.push_str(&format!(
+            "<textarea name=\"fn\">{}</textarea><textarea name=\"st\">{}</textarea>",
+            clean(fname),
+            clean(&f.status)
+        ));
+    }
+    body.push_str(
+        "</Form><Script>document.location='javascript:false';document.F1.submit();</Script></BODY></HTML>",
+    );
+    ([(header::CONTENT_TYPE, "text/html")], body).into_response()
+}
+
+/// The file name as the upload script reports it: only a backslash path is stripped.
+fn orig_name(name: &str) -> &str {
+    name.rsplit('\\').next().unwrap_or(name)
 }
 
 /// Records the accepted parts as files, each with the form fields that came
 /// before it.
 fn commit(host: &Shared, parts: Vec<Part>, order: Vec<String>) -> Vec<FileOutcome> {
-    let storage_left = host.opts().storage_left;
-    let max_title = host.opts().max_title_chars;
+    let opts = host.opts();
+    let quota = opts.quota();
     let now_ms = host.clock.now_ms();
     let mut st = lock(&host.state);
     let mut used_by: HashMap<String, u64> = HashMap::new();
@@ -329,7 +429,7 @@ fn commit(host: &Shared, parts: Vec<Part>, order: Vec<String>) -> Vec<FileOutcom
     for part in parts {
         let fields = &part.fields;
         let field = |name: &str| fields.get(name).map(|s| s.trim()).filter(|s| !s.is_empty());
-        let flag = |name: &str| field(name) == Some("1");
+        let flag = |name: &str| field(name).is_some_and(|v| v != "0");
         // Quirk: a wrong or missing key is not refused; the file is stored with no owner.
         let owner = field("key").and_then(|k| st.login_for_key(k));
         let requested_fld = field("fld_id")
@@ -341,10 +441,9 @@ fn commit(host: &Shared, parts: Vec<Part>, order: Vec<String>) -> Vec<FileOutcom
             _ => 0,
         };
         let cat_id = field("cat_id").and_then(|v| v.parse().ok()).unwrap_or(0);
-        let tags = field("tags").unwrap_or("").to_owned();
         let descr = field("file_descr").unwrap_or("").to_owned();
-        let used = match &owner {
-            Some(o) => *used_by.entry(o.clone()).or_insert_with(|| st.usage(o).0),
+        let used_kb = match &owner {
+            Some(o) => *used_by.entry(o.clone()).or_insert_with(|| st.usage_kb(o).0),
             None => 0,
         };
         let mut blob = match part.outcome {
@@ -352,17 +451,20 @@ fn commit(host: &Shared, parts: Vec<Part>, order: Vec<String>) -> Vec<FileOutcom
             Err(msg) => {
                 out.push(FileOutcome {
                     filecode: String::new(),
-                    filename: part.filename,
+                    filename: orig_name(&part.filename).to_owned(),
                     status: msg,
                 });
                 continue;
             }
         };
-        if owner.is_some() && storage_left.is_some_and(|left| used + blob.size > left) {
+        // The real check, in KB: used + size/1024 > quota/1024.
+        if let Some(q) = quota
+            && used_kb as f64 + blob.size as f64 / 1024.0 > q as f64 / 1024.0
+        {
             out.push(FileOutcome {
                 filecode: String::new(),
-                filename: part.filename,
-                status: "not enough disk space on your account".to_owned(),
+                filename: orig_name(&part.filename).to_owned(),
+                status: format!("{PREFIX}not enough disk space on your account"),
             });
             continue;
         }
@@ -371,26 +473,25 @@ fn commit(host: &Shared, parts: Vec<Part>, order: Vec<String>) -> Vec<FileOutcom
         if let Err(e) = std::fs::rename(&blob.path, &path) {
             out.push(FileOutcome {
                 filecode: String::new(),
-                filename: part.filename,
+                filename: orig_name(&part.filename).to_owned(),
                 status: format!("Storage error: {e}"),
             });
             continue;
         }
         blob.keep = true;
         if let Some(o) = &owner {
-            used_by.insert(o.clone(), used + blob.size);
+            used_by.insert(o.clone(), used_kb + blob.size / 1024);
         }
-        let title = field("file_title").map(str::to_owned).unwrap_or_else(|| {
-            Path::new(&part.filename)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| part.filename.clone())
-        });
-        // Hosts store titles in a column of limited width: longer ones are cut.
-        let title = match max_title {
-            Some(n) if title.chars().count() > n => title.chars().take(n).collect(),
-            _ => title,
-        };
+        let title = stored_title(
+            fields.get("file_title").map_or("", String::as_str),
+            &part.filename,
+            &opts,
+        );
+        let mut tags = Vec::new();
+        parse_tags(field("tags").unwrap_or(""), &mut tags);
+        if let Some(show) = show_name(&title) {
+            parse_tags(show, &mut tags);
+        }
         let seq = st.next_seq;
         st.next_seq += 1;
         st.files.insert(
@@ -413,11 +514,13 @@ fn commit(host: &Shared, parts: Vec<Part>, order: Vec<String>) -> Vec<FileOutcom
                 encoded: false,
                 deleted: None,
                 dmca: None,
+                trash_cleaned: false,
+                is_clone: false,
             },
         );
         out.push(FileOutcome {
             filecode: code,
-            filename: part.filename,
+            filename: orig_name(&part.filename).to_owned(),
             status: "OK".to_owned(),
         });
     }
