@@ -23,6 +23,9 @@ use crate::folders::{FolderError, Folders};
 use crate::store::{State, Store, StoreError};
 
 /// Unix time in milliseconds: the one clock of the daemon's records.
+/// A remote folder's files and when they were listed.
+type Listing = (std::time::Instant, Arc<Vec<crate::api::ListedFile>>);
+
 /// How long a folder listing serves the search for copies already there.
 const LISTING_TTL: Duration = Duration::from_secs(60);
 
@@ -142,7 +145,7 @@ pub struct Shared {
     inflight: Mutex<HashMap<i64, (u64, Arc<AtomicU64>)>>,
     /// Recent file listings of remote folders, for the search for copies
     /// already there (one listing serves every new file of a folder).
-    listings: Mutex<HashMap<u64, (std::time::Instant, Arc<Vec<crate::api::ListedFile>>)>>,
+    listings: Mutex<HashMap<u64, Listing>>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -637,13 +637,15 @@ fn split_tags(s: &str) -> Vec<String> {
 }
 
 /// The tags a file keeps through an edit: those the host reports (the
-/// user's, the host's own show tag) and the sync entry's, once each, in a
-/// form file/edit does not skip.
+/// user's, the host's own show tag) and the sync entry's, once each, in the
+/// form the host stores (so the check after the edit compares like with
+/// like, and nothing file/edit would skip is sent).
 fn merged_tags(host: &[String], entry: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for t in host.iter().chain(entry) {
-        let t = engine::edit_safe(t);
-        if !t.is_empty() && !out.iter().any(|o| o.eq_ignore_ascii_case(&t)) {
+        if let Some(t) = engine::host_tag(t)
+            && !out.contains(&t)
+        {
             out.push(t);
         }
     }
@@ -695,7 +697,10 @@ pub async fn edit_keeping_tags(
         let Some(tags) = wanted.get(info.file_code.as_str()) else {
             continue;
         };
-        let mut have = split_tags(&info.tags);
+        let mut have: Vec<String> = split_tags(&info.tags)
+            .iter()
+            .filter_map(|t| engine::host_tag(t))
+            .collect();
         let mut want = (*tags).clone();
         have.sort_by_key(|t| t.to_lowercase());
         want.sort_by_key(|t| t.to_lowercase());
@@ -703,7 +708,8 @@ pub async fn edit_keeping_tags(
         let title_ok = edit
             .title
             .as_ref()
-            .is_none_or(|t| info.file_title.trim() == engine::edit_safe(t));
+            // The host doubles a `\` in titles set by file/edit.
+            .is_none_or(|t| info.file_title.trim().replace("\\\\", "\\") == engine::edit_safe(t));
         let tags_ok = have.len() == want.len()
             && have
                 .iter()

@@ -7,7 +7,7 @@ pub mod reconcile;
 mod title;
 
 pub use filter::{Filter, FilterError};
-pub use title::{edit_safe, host_title, same_title, show_tag, stored_title};
+pub use title::{edit_safe, host_tag, host_title, same_title, show_tag, stored_title};
 
 use std::time::Duration;
 
@@ -408,13 +408,9 @@ mod tests {
         let ambiguous = |r: &Adoption| matches!(r, Ambiguous { .. });
         use AdoptMode::*;
         // (mode, candidates, our size, rivals, expected)
-        let cases: Vec<(
-            AdoptMode,
-            &Vec<Candidate>,
-            u64,
-            Vec<Rival>,
-            &dyn Fn(&Adoption) -> bool,
-        )> = vec![
+        type Check<'a> = &'a dyn Fn(&Adoption) -> bool;
+        #[allow(clippy::type_complexity)]
+        let cases: Vec<(AdoptMode, &Vec<Candidate>, u64, Vec<Rival>, Check)> = vec![
             (Existing, &one, 100, vec![], &|r| {
                 *r == Adopt("aaaaaaaaaaa1".into())
             }),

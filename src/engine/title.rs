@@ -195,6 +195,19 @@ fn marker_at(b: &[char], mut i: usize) -> bool {
     is(i, 'e') && digit(i + 1)
 }
 
+/// A tag as the host stores it: lower case, only letters, digits, `_`,
+/// white space, `.` and `&` kept, and dropped (`None`) when 2 bytes or
+/// shorter. Tags sent are compared with tags read back in this form.
+pub fn host_tag(tag: &str) -> Option<String> {
+    let t: String = tag
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '_' || c.is_whitespace() || *c == '.' || *c == '&')
+        .collect();
+    (t.len() > 2).then_some(t)
+}
+
 /// Values the host's file/edit would silently skip (`<`, `>`, `"`, NUL) are
 /// never sent: a folder name or tag holding them gets spaces instead.
 pub fn edit_safe(value: &str) -> String {
@@ -286,6 +299,15 @@ mod tests {
         for (t, want) in cases {
             assert_eq!(show_tag(t).as_deref(), want, "{t}");
         }
+    }
+
+    #[test]
+    fn tags_in_the_hosts_form() {
+        assert_eq!(host_tag("Sci-Fi").as_deref(), Some("scifi"));
+        assert_eq!(host_tag(" Tom & Jerry ").as_deref(), Some("tom & jerry"));
+        assert_eq!(host_tag("hd"), None);
+        assert_eq!(host_tag("<b>"), None);
+        assert_eq!(host_tag("Ünï").as_deref(), Some("ünï"));
     }
 
     #[test]

@@ -225,7 +225,10 @@ async fn rename_during_upload_does_not_upload_twice() {
         rows.len() == 1
             && rows[0].rel_path == "Show (2020).mp4"
             && rows[0].state == State::Uploaded
-            && host.files().iter().any(|f| f.title == "Show (2020)")
+            && host
+                .files()
+                .iter()
+                .any(|f| vidsync::api::unescape(&f.title) == "Show (2020)")
     })
     .await;
     // A second copy, if the bug is back, would start right away: give it a moment.

@@ -315,7 +315,9 @@ async fn every_file_lands_exactly_once_through_heavy_faults() {
     faults.probability(Fault::Http502, Scope::Api, 0.15);
     faults.probability(Fault::NotJson, Scope::Api, 0.05);
     faults.probability(Fault::NoServers, Scope::endpoint("upload/server"), 0.2);
-    faults.probability(Fault::RateLimited, Scope::Api, 0.05);
+    // (No random rate-limit refusals: a real one means "nothing more this
+    // host minute", and vidsync rightly waits for the next minute; that is
+    // tested in `client::a_used_up_minute_is_waited_out_not_refused`.)
     faults.probability(Fault::DropMidUpload, Scope::Upload, 0.15);
     faults.probability(Fault::LoseReply, Scope::Upload, 0.25);
     faults.probability(Fault::Http503, Scope::Upload, 0.1);
