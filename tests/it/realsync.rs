@@ -212,7 +212,11 @@ async fn without_direct_links_equal_titles_are_ambiguous_listed_and_settled_by_a
     let summary = common::scan(&cfg).await;
     assert_eq!(host.uploads_started(), 0, "nothing uploaded twice");
     assert_eq!(summary.failed.len(), 2, "{:?}", summary.failed);
-    assert!(summary.failed[0].1.contains("ambiguous"), "{:?}", summary.failed);
+    assert!(
+        summary.failed[0].1.contains("ambiguous"),
+        "{:?}",
+        summary.failed
+    );
     // `vidsync retry` searches again before anything could be sent.
     let retry = bin()
         .arg("--config")
@@ -332,12 +336,7 @@ async fn a_sanitizing_host_is_matched_in_its_own_form_after_a_lost_reply() {
     let state = tempfile::tempdir().unwrap();
     let name = "Film (2008) [1080p] – Director's Cut.mkv";
     common::write(root.path(), name, &common::content(name, 12_000));
-    let (cfg, _) = common::config(
-        &host,
-        state.path(),
-        &[(root.path(), "San")],
-        "",
-    );
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "San")], "");
     let mut cfg = cfg;
     cfg.api.sanitize_filename = true;
     host.faults().times(Fault::LoseReply, Scope::Upload, 1);
@@ -378,8 +377,12 @@ async fn real_names_lost_replies_and_a_sigkill_end_with_each_file_on_the_host_on
         "tags = [\"mirror\"]\n",
     );
     // Slow uploads, so the kill lands mid-body; half the replies lost.
-    host.faults()
-        .always(Fault::SlowRead { bytes_per_sec: 400_000 }, Scope::Upload);
+    host.faults().always(
+        Fault::SlowRead {
+            bytes_per_sec: 400_000,
+        },
+        Scope::Upload,
+    );
     host.faults()
         .probability(Fault::LoseReply, Scope::Upload, 0.5);
     let spawn = || {
@@ -402,7 +405,9 @@ async fn real_names_lost_replies_and_a_sigkill_end_with_each_file_on_the_host_on
     let done = common::wait_for(Duration::from_secs(90), || {
         Store::open_existing(&state.path().join("state.db"))
             .and_then(|s| s.list(None))
-            .map(|rows| rows.len() == names.len() && rows.iter().all(|r| r.state == State::Uploaded))
+            .map(|rows| {
+                rows.len() == names.len() && rows.iter().all(|r| r.state == State::Uploaded)
+            })
             .unwrap_or(false)
     })
     .await;
@@ -444,5 +449,8 @@ async fn real_names_lost_replies_and_a_sigkill_end_with_each_file_on_the_host_on
         .collect();
     let stored: HashSet<String> = files.iter().map(|f| f.title.clone()).collect();
     assert_eq!(titles, stored);
-    assert!(titles.contains("Show Name S01E02 1080p WEB-DL x264"), "{titles:?}");
+    assert!(
+        titles.contains("Show Name S01E02 1080p WEB-DL x264"),
+        "{titles:?}"
+    );
 }

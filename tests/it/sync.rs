@@ -304,10 +304,12 @@ async fn every_file_lands_exactly_once_through_heavy_faults() {
     let root = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let n = 12;
+    // Names like real downloads: the host rewrites their titles.
+    let name = |i: usize| format!("Show.Name.S01E{i:02}.1080p.WEB-DL.x264.mkv");
     for i in 0..n {
         common::write(
             root.path(),
-            &format!("d{}/v{i}.mp4", i % 3),
+            &format!("d{}/{}", i % 3, name(i)),
             &common::content(&format!("v{i}"), 20_000 + i),
         );
     }
@@ -334,7 +336,7 @@ async fn every_file_lands_exactly_once_through_heavy_faults() {
     assert_eq!(places.len(), n, "{:?}", places.keys().collect::<Vec<_>>());
     for i in 0..n {
         // One-letter folder names are refused by hosts: they get a "_".
-        let f = &places[&format!("F_/x_/d{}/v{i}", i % 3)];
+        let f = &places[&format!("F_/x_/d{}/Show Name S01E{i:02} 1080p WEB-DL x264", i % 3)];
         assert_eq!(f.size, (20_000 + i) as u64);
     }
     let lost = host
