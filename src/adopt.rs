@@ -213,6 +213,22 @@ async fn settle(shared: &Shared, path: &Path, code: &str, dry_run: bool) -> Exit
         return ExitCode::from(1);
     };
     let fld_id = info.file_fld_id.unwrap_or(0);
+    // file/info answers for any account's file; file/list only lists ours.
+    let q = crate::api::FileListQuery {
+        fld_id: Some(fld_id),
+        ..Default::default()
+    };
+    match shared.client.file_list_all(&q).await {
+        Ok(list) if list.iter().any(|f| f.file_code == code) => {}
+        Ok(_) => {
+            eprintln!("vidsync: {code} is not a file of this account");
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("vidsync: cannot check {code} on the host: {e}");
+            return ExitCode::from(1);
+        }
+    }
     if dry_run {
         println!("adopt      {} -> {code}", abs.display());
         return ExitCode::SUCCESS;

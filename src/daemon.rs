@@ -319,10 +319,16 @@ impl Shared {
         }
     }
 
-    /// No retry is scheduled further ahead than this (twice `retry_max`):
-    /// anything later comes from a clock that went back.
+    /// No retry is scheduled further ahead than this (twice `retry_max`,
+    /// and at least a minute: some waits are fixed, like the second before
+    /// a file that cannot be stat'ed is looked at again): anything later
+    /// comes from a clock that went back. Without the floor, a small
+    /// `retry_max` made such a wait "due at once", and a vanished sync
+    /// folder spun the worker at ~200 tries a second.
     pub fn longest_delay_ms(&self) -> i64 {
-        (self.config.upload.retry_max.as_millis() as i64).saturating_mul(2)
+        (self.config.upload.retry_max.as_millis() as i64)
+            .saturating_mul(2)
+            .max(60_000)
     }
 
     /// Count an account-wide refusal; returns the streak length.

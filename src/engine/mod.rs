@@ -7,7 +7,7 @@ pub mod reconcile;
 mod title;
 
 pub use filter::{Filter, FilterError};
-pub use title::{edit_safe, host_tag, host_title, same_title, show_tag, stored_title};
+pub use title::{edit_safe, host_tag, host_title, same_title, stored_title};
 
 use std::time::Duration;
 

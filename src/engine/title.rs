@@ -155,46 +155,6 @@ pub fn same_title(remote: &str, ours: &str, sanitize: bool) -> bool {
     remote == ours || (remote.chars().count() >= 50 && ours.starts_with(&remote))
 }
 
-/// The show name the host adds as a tag to a title like `Show - S01E02`
-/// (`^(.+?)[\s\-_]+S\d\d?E\d\d?`, case-insensitive), so that vidsync knows
-/// the tag is the host's own and keeps it on edits.
-pub fn show_tag(title: &str) -> Option<String> {
-    let b: Vec<char> = title.chars().collect();
-    // The lazy `(.+?)` takes the shortest prefix (at least one character)
-    // followed by separators and an SnnEnn marker.
-    for start in 1..b.len() {
-        let mut j = start;
-        while j < b.len() && (is_space(b[j]) || b[j] == '-' || b[j] == '_') {
-            j += 1;
-        }
-        if j == start {
-            continue;
-        }
-        if marker_at(&b, j) {
-            return Some(b[..start].iter().collect());
-        }
-    }
-    None
-}
-
-/// `S\d\d?E\d\d?` at `i`, case-insensitive.
-fn marker_at(b: &[char], mut i: usize) -> bool {
-    let is = |i: usize, c: char| b.get(i).is_some_and(|x| x.eq_ignore_ascii_case(&c));
-    let digit = |i: usize| b.get(i).is_some_and(|x| x.is_ascii_digit());
-    if !is(i, 's') {
-        return false;
-    }
-    i += 1;
-    if !digit(i) {
-        return false;
-    }
-    i += 1;
-    if digit(i) {
-        i += 1;
-    }
-    is(i, 'e') && digit(i + 1)
-}
-
 /// A tag as the host stores it: lower case, only letters, digits, `_`,
 /// white space, `.` and `&` kept, and dropped (`None`) when 2 bytes or
 /// shorter. Tags sent are compared with tags read back in this form.
@@ -285,20 +245,6 @@ mod tests {
         let long = "x".repeat(80);
         assert!(same_title(&long[..60], &long, false));
         assert!(!same_title(&long[..20], &long, false));
-    }
-
-    #[test]
-    fn show_names_become_tags() {
-        let cases = [
-            ("Show Name S01E02 1080p", Some("Show Name")),
-            ("Show-s1e2", Some("Show")),
-            ("Show - S10E10", Some("Show")),
-            ("S01E02", None),
-            ("Movie 2008", None),
-        ];
-        for (t, want) in cases {
-            assert_eq!(show_tag(t).as_deref(), want, "{t}");
-        }
     }
 
     #[test]

@@ -228,6 +228,41 @@ async fn without_direct_links_equal_titles_are_ambiguous_listed_and_settled_by_a
     common::scan(&cfg).await;
     assert_eq!(host.uploads_started(), 0, "retry did not upload either");
 
+    // A code of another account is refused (file/info answers for any
+    // account's file; the host's own listing decides).
+    host.add_account("other", "otherkey00000000");
+    let mut other = common::api_config(&host);
+    other.key = vidsync::config::ApiKey::new("otherkey00000000");
+    let other = vidsync::api::Client::new(&other).unwrap();
+    let foreign_path = common::write(state.path(), "foreign.mp4", b"not yours");
+    let foreign = other
+        .upload_file(
+            &foreign_path,
+            &vidsync::api::UploadParams {
+                title: "A B".into(),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("adopt")
+        .arg(root.path().join("A_B.mp4"))
+        .arg(&foreign)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a file of this account"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let sent = host.uploads_started(); // the other account's upload
+
     // The user settles each one.
     for (name, code) in [("A_B.mp4", &c1), ("A.B.mp4", &c2)] {
         let out = bin()
@@ -247,7 +282,7 @@ async fn without_direct_links_equal_titles_are_ambiguous_listed_and_settled_by_a
     }
     let summary = common::scan(&cfg).await;
     assert!(summary.failed.is_empty(), "{:?}", summary.failed);
-    assert_eq!(host.uploads_started(), 0);
+    assert_eq!(host.uploads_started(), sent, "nothing of ours uploaded");
     assert_codes_hold_their_files(&cfg.state.database, &host);
 }
 
