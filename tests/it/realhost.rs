@@ -223,6 +223,44 @@ async fn negative_storage_left_is_over_quota_not_a_key_problem() {
     assert_eq!(host.uploads_started(), 0, "nothing sent while over quota");
 }
 
+/// Same fact, over time: `check` and the daemon's own log say "uploads
+/// wait until space is freed", and the host refuses every upload while the
+/// account is over quota, each after receiving the whole file. So while
+/// account/info still shows a negative `storage_left`, no upload should be
+/// sent; once space is freed, the file goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: the over-quota pause lasts only upload.retry_max and the quota is never re-checked; whole files are re-sent to an account known to be over quota"]
+async fn over_quota_uploads_wait_until_space_is_freed() {
+    let host = host_with(HostOptions {
+        storage_left: Some(-5000),
+        ..HostOptions::default()
+    })
+    .await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Quota")], "");
+    common::write(root.path(), "q.mp4", &common::content("q", 3000));
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(daemon::run(cfg.clone(), stop.clone()));
+    // Many times retry_max (400 ms here; 1 h by default).
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let sent_over_quota = host.uploads_started();
+    // Space is freed.
+    host.configure(|o| o.storage_left = None);
+    let done = common::wait_for(Duration::from_secs(20), || host.files().len() == 1).await;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), h)
+        .await
+        .expect("daemon stops")
+        .expect("daemon task")
+        .expect("clean stop");
+    assert!(done, "uploaded once space is freed: {:?}", rows(&cfg));
+    assert_eq!(
+        sent_over_quota, 0,
+        "whole files sent to an account known to be over quota"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 3. Folder 403s
 // ---------------------------------------------------------------------------
