@@ -111,6 +111,10 @@ pub struct Shared {
     /// Wakes idle upload workers when something is queued.
     pub wake: Notify,
     key_ok: AtomicBool,
+    /// The account is over its storage quota (account/info said so, or an
+    /// upload was refused for disk space): no upload is sent until a
+    /// recheck of account/info shows space again.
+    over_quota: AtomicBool,
     account_pause_until: AtomicI64,
     account_streak: AtomicU32,
     /// Files inotify saw being written and not yet closed, with the time of
@@ -206,6 +210,7 @@ impl Shared {
             folders: Folders::default(),
             wake: Notify::new(),
             key_ok: AtomicBool::new(true),
+            over_quota: AtomicBool::new(false),
             account_pause_until: AtomicI64::new(0),
             account_streak: AtomicU32::new(0),
             writers: Mutex::new(HashMap::new()),
@@ -301,6 +306,31 @@ impl Shared {
 
     pub fn pause_account_until(&self, t: i64) {
         self.account_pause_until.fetch_max(t, Ordering::SeqCst);
+    }
+
+    /// Over quota: hold every upload (a whole file would be sent only to be
+    /// refused) until `key_watch` finds space with account/info.
+    pub fn mark_over_quota(&self, msg: &str) {
+        if !self.over_quota.swap(true, Ordering::SeqCst) {
+            tracing::warn!("{msg}");
+            self.record_error(msg);
+        }
+        let until = now_ms() + self.quota_recheck().as_millis() as i64;
+        self.record_pause(until, msg);
+    }
+
+    pub fn over_quota(&self) -> bool {
+        self.over_quota.load(Ordering::SeqCst)
+    }
+
+    /// How often account/info is asked again while over quota: rarely
+    /// (hosts ration calls), at most `retry_max` apart.
+    pub fn quota_recheck(&self) -> Duration {
+        self.config
+            .upload
+            .retry_max
+            .min(Duration::from_secs(300))
+            .max(Duration::from_millis(100))
     }
 
     /// Tell `status` why uploads wait for the account (quota, rate limit,
@@ -586,14 +616,14 @@ impl Shared {
                 if info.storage_left.over_quota() {
                     // A negative storage_left is the quota exceeded, not the
                     // key: uploads wait (account-wide) and say why.
-                    let until = now_ms() + self.config.upload.retry_max.as_millis() as i64;
-                    let msg = format!(
+                    self.mark_over_quota(&format!(
                         "the account is over its storage quota (storage left: {left} bytes); uploads wait until space is freed"
-                    );
-                    tracing::warn!("{msg}");
-                    self.pause_account_until(until);
-                    self.record_pause(until, &msg);
-                    self.record_error(&msg);
+                    ));
+                } else if self.over_quota.swap(false, Ordering::SeqCst) {
+                    tracing::info!("the account has storage space again; uploads resume");
+                    self.account_pause_until.store(0, Ordering::SeqCst);
+                    let _ = self.store.set_meta(META_PAUSE, "{}");
+                    self.wake.notify_waiters();
                 }
                 Ok(())
             }
@@ -776,13 +806,18 @@ async fn key_watch(shared: Arc<Shared>, stop: CancellationToken) {
         .upload
         .retry_min
         .clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let every = every.min(shared.quota_recheck());
     let mut t = tokio::time::interval(every);
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_quota_check = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = t.tick() => {
-                if !shared.key_ok() {
+                let quota_due = shared.over_quota()
+                    && last_quota_check.elapsed() >= shared.quota_recheck();
+                if !shared.key_ok() || quota_due {
+                    last_quota_check = std::time::Instant::now();
                     let _ = shared.check_key().await;
                 }
             }
@@ -984,6 +1019,19 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
             .sum();
         if busy == 0 {
             break;
+        }
+        if shared.over_quota() {
+            // Ask the account once more; if it is still full, waiting
+            // would never end a `scan`: say so and stop.
+            let _ = shared.check_key().await;
+            if shared.over_quota() {
+                tasks.cancel();
+                while set.join_next().await.is_some() {}
+                requeue_cut_uploads(&shared)?;
+                return Err(RunError::Setup(format!(
+                    "the account is over its storage quota: {busy} file(s) wait; free space on the host, then run scan again"
+                )));
+            }
         }
         if !shared.key_ok() {
             tasks.cancel();

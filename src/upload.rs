@@ -35,6 +35,16 @@ pub async fn worker(shared: Arc<Shared>, n: usize, stop: CancellationToken) {
             }
             continue;
         }
+        if shared.over_quota() {
+            // Nothing is sent while the account is full; the key task asks
+            // account/info again and wakes the workers when space is back.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            continue;
+        }
         if let Some(until) = shared.account_pause_until() {
             let wait = until.saturating_sub(now_ms());
             if wait > 0 {
@@ -394,6 +404,11 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         Err(err) => {
             // A definite answer: the host did not keep this file.
             tracing::warn!(path = %path.display(), error = %err, "upload refused");
+            if err.is_over_quota() {
+                shared.mark_over_quota(&format!(
+                    "the host refused an upload for lack of space ({err}); uploads wait until space is freed"
+                ));
+            }
             after_error(shared, &row, upload_class(&err), &err.to_string(), true)?;
         }
     }

@@ -171,6 +171,11 @@ impl ApiError {
         }
     }
 
+    /// The host refused a file because the account is out of space.
+    pub fn is_over_quota(&self) -> bool {
+        matches!(self, ApiError::FileRejected { msg, .. } if msg.to_ascii_lowercase().contains("disk space"))
+    }
+
     /// A folder call refused because the folder is gone or not ours.
     pub fn is_folder_missing(&self) -> bool {
         matches!(self, ApiError::FolderMissing { .. })

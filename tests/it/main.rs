@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod common;
 mod raw;
+mod realhost;
 mod realsync;
 mod reconcile;
 mod regress;

@@ -489,3 +489,30 @@ async fn real_names_lost_replies_and_a_sigkill_end_with_each_file_on_the_host_on
         "{titles:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_over_quota_ends_with_a_clear_error_and_sends_nothing() {
+    let host = TestHost::start_with(HostOptions {
+        storage_left: Some(-5000),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "q.mp4", &common::content("q", 3000));
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Full")], "");
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        vidsync::daemon::scan_once(cfg, tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("scan ends")
+    .expect_err("over quota");
+    assert!(err.to_string().contains("over its storage quota"), "{err}");
+    assert_eq!(
+        host.uploads_started(),
+        0,
+        "no whole file sent to a full account"
+    );
+}
