@@ -367,6 +367,9 @@ impl Client {
         let endpoint = path.trim_start_matches("/api/");
         self.wait_for_hold(endpoint).await?;
         self.inner.pacer.acquire().await;
+        // A reply that came in while this call waited for its turn may have
+        // used up the period.
+        self.wait_for_hold(endpoint).await?;
         let mut query: Vec<(&str, &str)> = vec![("key", self.inner.key.expose())];
         query.extend(params.iter().map(|(k, v)| (*k, v.as_str())));
         let started = Instant::now();
