@@ -4,8 +4,8 @@
 //! (`vidsync adopt PATH CODE`).
 //!
 //! The decision is the upload workers' own (`upload::find_copy`,
-//! `engine::choose_adoption`), so the command and the daemon never
-//! disagree. Adoption goes through `Store::adopt_if_idle`, which leaves a
+//! `engine::choose_adoption`); the command also looks in folders vidsync
+//! created itself, which the workers skip as empty of anyone else's files. Adoption goes through `Store::adopt_if_idle`, which leaves a
 //! row alone once a daemon has claimed it: the command is safe while `run`
 //! runs.
 
@@ -75,7 +75,8 @@ pub async fn run(config: Config, dry_run: bool, choice: Option<(PathBuf, String)
         for row in rows {
             if !matches!(row.state, State::Waiting | State::Queued | State::Failed)
                 || row.file_code.is_some()
-                || shared.store.ever_had_code(row.id).unwrap_or(true)
+                || (row.unknown_since.is_none()
+                    && shared.store.ever_attempted(row.id).unwrap_or(true))
             {
                 continue;
             }
@@ -166,11 +167,17 @@ async fn look(
     let Some(fld_id) = fld_id else {
         return Ok(Finding::Upload("its folder is not on the host"));
     };
-    let title = crate::upload::title_for(shared, &row.rel_path);
+    let mut title = crate::upload::title_for(shared, &row.rel_path);
+    let mut fld_id = fld_id;
+    if row.unknown_since.is_some() {
+        // After a lost reply: where and under which title it was sent.
+        fld_id = row.fld_id.unwrap_or(fld_id);
+        title = row.title.clone().unwrap_or(title);
+    }
     Ok(
         match crate::upload::find_copy(shared, row, fld_id, &title, row.unknown_since).await? {
             Adoption::Adopt(code) => Finding::Adopt { code, fld_id },
-            Adoption::Ambiguous { codes, why } => Finding::Ambiguous { codes, why },
+            Adoption::Ambiguous { codes, why, .. } => Finding::Ambiguous { codes, why },
             Adoption::Nothing => Finding::Upload("no copy on the host"),
         },
     )

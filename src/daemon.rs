@@ -22,7 +22,6 @@ use crate::engine::Filter;
 use crate::folders::{FolderError, Folders};
 use crate::store::{State, Store, StoreError};
 
-/// Unix time in milliseconds: the one clock of the daemon's records.
 /// A remote folder's files and when they were listed.
 type Listing = (std::time::Instant, Arc<Vec<crate::api::ListedFile>>);
 
@@ -32,6 +31,7 @@ const LISTING_TTL: Duration = Duration::from_secs(60);
 /// Meta key of the current account-wide pause: `{"until": ms, "reason": text}`.
 pub const META_PAUSE: &str = "account_pause";
 
+/// Unix time in milliseconds: the one clock of the daemon's records.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -412,6 +412,12 @@ impl Shared {
         Ok(list)
     }
 
+    /// A folder's listing is stale once an upload into it may have stored
+    /// a file that no reply told us about.
+    pub fn forget_listing(&self, fld_id: u64) {
+        lock(&self.listings).remove(&fld_id);
+    }
+
     // ---- main-loop heartbeat (for the systemd watchdog) ----
 
     pub fn beat(&self) {
@@ -617,12 +623,13 @@ impl Shared {
                     // A negative storage_left is the quota exceeded, not the
                     // key: uploads wait (account-wide) and say why.
                     self.mark_over_quota(&format!(
-                        "the account is over its storage quota (storage left: {left} bytes); uploads wait until space is freed"
+                        "the account is over its storage quota (storage left: {left}, as the host reports it); uploads wait until space is freed"
                     ));
                 } else if self.over_quota.swap(false, Ordering::SeqCst) {
+                    // Space again. An account-wide backoff already running
+                    // (a file refused for disk space) keeps its course: a
+                    // little space is not room for every file in the queue.
                     tracing::info!("the account has storage space again; uploads resume");
-                    self.account_pause_until.store(0, Ordering::SeqCst);
-                    let _ = self.store.set_meta(META_PAUSE, "{}");
                     self.wake.notify_waiters();
                 }
                 Ok(())

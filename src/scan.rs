@@ -708,8 +708,15 @@ pub async fn edit_keeping_tags(
         let title_ok = edit
             .title
             .as_ref()
-            // The host doubles a `\` in titles set by file/edit.
-            .is_none_or(|t| info.file_title.trim().replace("\\\\", "\\") == engine::edit_safe(t));
+            // The host doubles a `\` in titles set by file/edit, and some
+            // hosts cut long titles.
+            .is_none_or(|t| {
+                engine::same_title(
+                    &info.file_title.trim().replace("\\\\", "\\"),
+                    &engine::edit_safe(t),
+                    shared.config.api.sanitize_filename,
+                )
+            });
         let tags_ok = have.len() == want.len()
             && have
                 .iter()

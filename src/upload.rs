@@ -124,19 +124,26 @@ pub async fn find_copy(
     let sanitize = shared.config.api.sanitize_filename;
     // "created = last N minutes" avoids any time zone arithmetic: the host's
     // clock is local time without a zone. Two minutes of margin for skew.
-    let created = since_ms
-        .map(|since| Created::LastMinutes(((now_ms() - since).max(0) as u64).div_ceil(60_000) + 2));
-    let q = FileListQuery {
-        fld_id: Some(fld_id),
-        created,
-        ..Default::default()
-    };
     // No title filter: the host matches it against its stored, escaped
     // title and ignores it when it holds `"`. The folder (and time window)
     // keep the listing short; titles are compared here, in stored form.
-    let listed = shared.client.file_list_all(&q).await?;
+    let listed: Arc<Vec<crate::api::ListedFile>> = match since_ms {
+        Some(since) => {
+            // After a lost reply the listing must be fresh.
+            let q = FileListQuery {
+                fld_id: Some(fld_id),
+                created: Some(Created::LastMinutes(
+                    ((now_ms() - since).max(0) as u64).div_ceil(60_000) + 2,
+                )),
+                ..Default::default()
+            };
+            Arc::new(shared.client.file_list_all(&q).await?)
+        }
+        // One listing serves every new file of the folder for a while.
+        None => shared.folder_files(fld_id).await?,
+    };
     let mut candidates = Vec::new();
-    for f in listed {
+    for f in listed.iter().cloned() {
         if f.fld_id != fld_id || !engine::same_title(&f.title, title, sanitize) {
             continue;
         }
@@ -171,6 +178,7 @@ pub async fn find_copy(
         .map(|r| engine::Rival {
             title: title_for(shared, &r.rel_path),
             size: r.stat.size,
+            in_flight: r.state == crate::store::State::Uploading || r.unknown_since.is_some(),
         })
         .collect();
     let mode = if since_ms.is_some() {
@@ -262,7 +270,7 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
     // (A folder vidsync created held nothing of anyone else's.)
     if row.unknown_since.is_none()
         && root.entry.adopt_existing
-        && !store.ever_had_code(row.id)?
+        && !store.ever_attempted(row.id)?
         && !store.created_folder(fld_id)?
     {
         match find_copy(shared, &row, fld_id, &title, None).await {
@@ -273,14 +281,18 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                 return Ok(());
             }
             Ok(engine::Adoption::Nothing) => {}
-            Ok(engine::Adoption::Ambiguous { codes, why }) => {
-                return hold_ambiguous(shared, &row, &codes, &why, true);
+            Ok(engine::Adoption::Ambiguous {
+                codes,
+                why,
+                pending,
+            }) => {
+                return hold_ambiguous(shared, &row, &codes, &why, pending, true);
             }
             Err(e) => {
                 return after_error(
                     shared,
                     &row,
-                    host_side(e.class()),
+                    search_class(&e),
                     &format!("looking for a copy on the host: {e}"),
                     true,
                 );
@@ -293,8 +305,12 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         let search_fld = row.fld_id.unwrap_or(fld_id);
         let search_title = row.title.clone().unwrap_or_else(|| title.clone());
         match find_copy(shared, &row, search_fld, &search_title, Some(since)).await {
-            Ok(engine::Adoption::Ambiguous { codes, why }) => {
-                return hold_ambiguous(shared, &row, &codes, &why, false);
+            Ok(engine::Adoption::Ambiguous {
+                codes,
+                why,
+                pending,
+            }) => {
+                return hold_ambiguous(shared, &row, &codes, &why, pending, false);
             }
             Ok(engine::Adoption::Adopt(code)) => {
                 tracing::info!(path = %path.display(), code = %code, "found the file on the host after an interrupted upload; adopted it");
@@ -320,7 +336,7 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                 return after_error(
                     shared,
                     &row,
-                    host_side(e.class()),
+                    search_class(&e),
                     &format!("searching the host: {e}"),
                     false,
                 );
@@ -370,13 +386,18 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         }
         Err(err) if err.outcome_unknown() => {
             tracing::warn!(path = %path.display(), error = %err, "upload outcome unknown; searching the host");
+            shared.forget_listing(fld_id);
             // The host may have stored it even though the reply was lost.
             let since = row
                 .unknown_since
                 .unwrap_or(now_ms() - started.elapsed().as_millis() as i64);
             match find_copy(shared, &row, fld_id, &title, Some(since)).await {
-                Ok(engine::Adoption::Ambiguous { codes, why }) => {
-                    hold_ambiguous(shared, &row, &codes, &why, false)?;
+                Ok(engine::Adoption::Ambiguous {
+                    codes,
+                    why,
+                    pending,
+                }) => {
+                    hold_ambiguous(shared, &row, &codes, &why, pending, false)?;
                 }
                 Ok(engine::Adoption::Adopt(code)) => {
                     tracing::info!(path = %path.display(), code = %code, "the host had stored it; adopted");
@@ -416,16 +437,19 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
 }
 
 /// Copies on the host that may be this file's, and none surely is: neither
-/// adopt nor upload. Waiting would not make it clearer (the host will not
-/// tell more later), so the file is set aside as `failed` with the reason,
-/// and `scan` ends: `vidsync adopt --dry-run` lists it and `vidsync adopt
-/// PATH CODE` settles it. After a lost reply it keeps `unknown_since`, so
-/// even `vidsync retry` searches again before it could send anything.
+/// adopt nor upload. While a rival is in flight (`pending`), its own search
+/// may claim its copy and settle this case: ask again after `list_grace`.
+/// Otherwise waiting makes nothing clearer (the host will not tell more
+/// later), so the file is set aside as `failed` with the reason, and
+/// `scan` ends: `vidsync adopt --dry-run` lists it and `vidsync adopt PATH
+/// CODE` settles it. After a lost reply it keeps `unknown_since`, so even
+/// `vidsync retry` searches again before it could send anything.
 fn hold_ambiguous(
     shared: &Shared,
     row: &FileRow,
     codes: &[String],
     why: &str,
+    pending: bool,
     definite: bool,
 ) -> Result<(), StoreError> {
     let msg = format!(
@@ -437,6 +461,12 @@ fn hold_ambiguous(
         },
         codes.join(", ")
     );
+    if pending {
+        let next = now_ms() + shared.list_grace().as_millis().max(1000) as i64;
+        return shared
+            .store
+            .retry_later(row.id, &msg, next, false, definite, now_ms());
+    }
     tracing::warn!(path = %row.path().display(), "{msg}");
     shared.record_error(&format!("{}: {msg}", row.path().display()));
     shared.store.fail(row.id, &msg, false, definite, now_ms())
@@ -451,6 +481,16 @@ fn host_side(class: ErrorClass) -> ErrorClass {
     match class {
         ErrorClass::Transient | ErrorClass::Protocol => ErrorClass::AccountWide,
         c => c,
+    }
+}
+
+/// The search for a copy is never a verdict on the file: whatever stops it
+/// (a host that words a refusal differently, an odd listing) waits like an
+/// outage, never fails the file for good.
+fn search_class(err: &ApiError) -> ErrorClass {
+    match err.class() {
+        ErrorClass::KeyRejected => ErrorClass::KeyRejected,
+        _ => ErrorClass::AccountWide,
     }
 }
 

@@ -647,8 +647,18 @@ impl Client {
         }
         // A HEAD costs no API call: it only asks whether anything answers
         // TLS there. Any HTTP answer will do.
+        // A redirect (back to http) or a 404 (a default site) is not the
+        // upload script answering.
         match self.inner.http.head(https.clone()).send().await {
-            Ok(_) => Ok(https),
+            Ok(r)
+                if !r.status().is_redirection() && r.status() != reqwest::StatusCode::NOT_FOUND =>
+            {
+                Ok(https)
+            }
+            Ok(r) => Err(ApiError::InsecureUploadServer {
+                server: server_name(&server),
+                detail: format!("https answered HTTP {}", r.status().as_u16()),
+            }),
             Err(e) => Err(ApiError::InsecureUploadServer {
                 server: server_name(&server),
                 detail: e.without_url().to_string(),
@@ -845,6 +855,15 @@ impl Client {
                 .map(|v| v.size)
                 .filter(|s| *s > 0)),
             Err(ApiError::Disabled { .. } | ApiError::NotReady { .. }) => Ok(None),
+            // A host that refuses the call in its own words (no such path,
+            // "access denied"): it gives no sizes; stop asking.
+            Err(e) if matches!(e.class(), ErrorClass::Permanent | ErrorClass::Protocol) => {
+                tracing::info!(error = %e, "the host gives no direct links; sizes of copies are unknown");
+                self.inner
+                    .direct_link_disabled
+                    .store(true, Ordering::Relaxed);
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }

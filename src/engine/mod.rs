@@ -154,6 +154,9 @@ pub struct Candidate {
 pub struct Rival {
     pub title: String,
     pub size: u64,
+    /// Being uploaded, or its last upload's outcome is unknown: it may
+    /// settle its own copy soon, which may settle this file's case too.
+    pub in_flight: bool,
 }
 
 /// What to do with the candidates for one local file.
@@ -164,8 +167,13 @@ pub enum Adoption {
     /// No copy on the host: upload (or, after a lost reply, wait and resend).
     Nothing,
     /// Copies exist but none is surely this file's: do not upload, do not
-    /// adopt; wait, and let the user settle it (`vidsync adopt`).
-    Ambiguous { codes: Vec<String>, why: String },
+    /// adopt. With `pending` (a rival is in flight and may claim its copy)
+    /// ask again later; otherwise let the user settle it (`vidsync adopt`).
+    Ambiguous {
+        codes: Vec<String>,
+        why: String,
+        pending: bool,
+    },
 }
 
 /// Pick the copy of a local file among files listed in its remote folder
@@ -181,9 +189,18 @@ pub fn choose_adoption(
     rivals: &[Rival],
     sanitize: bool,
 ) -> Adoption {
+    // For a file never on record, only the whole title counts (the prefix
+    // rule for hosts that cut long titles could match another episode's
+    // copy); after a lost reply the window is ours and short.
+    let title_matches = |remote: &str| match mode {
+        AdoptMode::LostReply => same_title(remote, title, sanitize),
+        AdoptMode::Existing => {
+            title::stored_title(remote.trim(), sanitize) == title::stored_title(title, sanitize)
+        }
+    };
     let mut matching: Vec<&Candidate> = candidates
         .iter()
-        .filter(|c| c.file.fld_id == fld_id && same_title(&c.file.title, title, sanitize))
+        .filter(|c| c.file.fld_id == fld_id && title_matches(&c.file.title))
         // A copy whose original has another size is not this file.
         .filter(|c| c.size.is_none_or(|s| s == size))
         .collect();
@@ -197,10 +214,19 @@ pub fn choose_adoption(
             .then(a.file.file_code.cmp(&b.file.file_code))
     });
     let codes = || matching.iter().map(|c| c.file.file_code.clone()).collect();
+    // A rival is another local file that one of the candidates could
+    // belong to (either way round of the long-title prefix rule).
     let rivals: Vec<&Rival> = rivals
         .iter()
-        .filter(|r| same_title(title, &r.title, sanitize))
+        .filter(|r| {
+            same_title(title, &r.title, sanitize)
+                || same_title(&r.title, title, sanitize)
+                || matching
+                    .iter()
+                    .any(|c| same_title(&c.file.title, &r.title, sanitize))
+        })
         .collect();
+    let pending = rivals.iter().any(|r| r.in_flight);
     // A size that only this file has settles it, whatever the titles.
     let sized: Vec<&&Candidate> = matching.iter().filter(|c| c.size.is_some()).collect();
     let size_is_ours = !rivals.iter().any(|r| r.size == size);
@@ -215,6 +241,7 @@ pub fn choose_adoption(
                 "{} other local file(s) in this folder have the same title as the host stores it, and the sizes do not tell them apart",
                 rivals.len()
             ),
+            pending,
         };
     }
     if single_or_ours {
@@ -226,6 +253,7 @@ pub fn choose_adoption(
             "{} files on the host have this title and the host does not tell their sizes",
             matching.len()
         ),
+        pending: false,
     }
 }
 
@@ -403,6 +431,7 @@ mod tests {
             vec![Rival {
                 title: "A.B".into(),
                 size,
+                in_flight: false,
             }]
         };
         let ambiguous = |r: &Adoption| matches!(r, Ambiguous { .. });
@@ -442,6 +471,62 @@ mod tests {
         for (i, (mode, c, size, rivals, want)) in cases.into_iter().enumerate() {
             let got = choose_adoption(mode, c, "A_B", size, 1, &rivals, false);
             assert!(want(&got), "case {i}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_title_is_not_another_episodes_copy() {
+        use Adoption::*;
+        let lecture = |n: &str| {
+            format!(
+                "{} Lecture {n}",
+                "Quantum Mechanics for Beginners, Complete Course,"
+            )
+        };
+        let t1 = lecture("1");
+        let t10 = lecture("10");
+        assert!(t1.chars().count() >= 50);
+        let on_host = vec![cand("lecture00001", &t1, 1, "t1", None)];
+        // A file never on record: only the whole title counts.
+        let got = choose_adoption(AdoptMode::Existing, &on_host, &t10, 5, 1, &[], false);
+        assert_eq!(got, Nothing);
+        // After a lost reply, a cut title on the host that another local
+        // file's title also begins with makes that file a rival.
+        let cut: String = t1.chars().take(55).collect();
+        let on_host = vec![cand("lecture00001", &cut, 1, "t1", None)];
+        let rivals = vec![Rival {
+            title: t1.clone(),
+            size: 7,
+            in_flight: true,
+        }];
+        let got = choose_adoption(AdoptMode::LostReply, &on_host, &t10, 5, 1, &rivals, false);
+        assert!(matches!(got, Ambiguous { pending: true, .. }), "{got:?}");
+    }
+
+    #[test]
+    fn an_ambiguity_waits_while_a_rival_is_in_flight() {
+        let one = vec![cand("aaaaaaaaaaa1", "A B", 1, "t1", None)];
+        let rival = |in_flight| {
+            vec![Rival {
+                title: "A.B".into(),
+                size: 2,
+                in_flight,
+            }]
+        };
+        for in_flight in [false, true] {
+            let got = choose_adoption(
+                AdoptMode::Existing,
+                &one,
+                "A_B",
+                1,
+                1,
+                &rival(in_flight),
+                false,
+            );
+            assert!(
+                matches!(&got, Adoption::Ambiguous { pending, .. } if *pending == in_flight),
+                "{got:?}"
+            );
         }
     }
 }

@@ -559,14 +559,19 @@ impl Store {
             .map_err(self.err("looking up a file code"))
     }
 
-    /// Has this file ever had a code on the host (uploaded or adopted,
-    /// any version)? A file that never had one may already be on the host
-    /// from before the database (a lost database, another tool).
-    pub fn ever_had_code(&self, id: i64) -> Result<bool> {
+    /// Has this file ever been sent or had a code on the host (any
+    /// version)? Only a file never attempted may already be on the host
+    /// from before the database (a lost database, another tool): a file
+    /// sent before may have left an old version's copy there, which must
+    /// not be adopted for new content.
+    pub fn ever_attempted(&self, id: i64) -> Result<bool> {
         self.conn()
             .query_row(
-                "SELECT EXISTS(SELECT 1 FROM files WHERE id = ?1 AND file_code IS NOT NULL)
-                     OR EXISTS(SELECT 1 FROM history WHERE file_id = ?1 AND file_code IS NOT NULL)",
+                "SELECT EXISTS(SELECT 1 FROM files WHERE id = ?1
+                                 AND (file_code IS NOT NULL OR unknown_since IS NOT NULL))
+                     OR EXISTS(SELECT 1 FROM history WHERE file_id = ?1
+                                 AND (file_code IS NOT NULL
+                                      OR event IN ('upload_started', 'unknown_attempt_dropped')))",
                 params![id],
                 |r| r.get(0),
             )

@@ -656,3 +656,100 @@ async fn file_info_451_is_dmca() {
     assert_eq!(r.file_code.as_deref(), Some(code.as_str()));
     assert_eq!(host.uploads_started(), 1, "not uploaded again");
 }
+
+/// A host that refuses file/direct_link in its own words ("Access
+/// denied", an unknown path) gives no sizes: the search for a copy goes on
+/// without them instead of failing the file, and the call is not repeated.
+#[tokio::test]
+async fn a_direct_link_refused_in_other_words_means_no_sizes() {
+    let host = common::host().await;
+    let c = client(&host);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let code = upload(&c, dir.path(), "sized", 0).await;
+    host.faults().times(
+        Fault::JsonError {
+            status: 403,
+            msg: "Access denied".into(),
+        },
+        Scope::endpoint("file/direct_link"),
+        1,
+    );
+    assert_eq!(c.original_size(&code).await.expect("no error"), None);
+    let asked = host
+        .request_log()
+        .iter()
+        .filter(|r| r.endpoint == "file/direct_link")
+        .count();
+    assert_eq!(c.original_size(&code).await.expect("no error"), None);
+    let asked_again = host
+        .request_log()
+        .iter()
+        .filter(|r| r.endpoint == "file/direct_link")
+        .count();
+    assert_eq!(asked, asked_again, "not asked again");
+}
+
+/// Regression (review): a file whose upload reply was lost and which then
+/// changed must not adopt the old version's copy as "already on the host".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_file_never_adopts_its_old_versions_copy() {
+    let host = host_with(HostOptions {
+        direct_link_disabled: true,
+        ..HostOptions::default()
+    })
+    .await;
+    // A folder vidsync did not create (so the search for copies runs).
+    host.create_folder(0, "Pre");
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Pre")], "");
+    common::write(root.path(), "movie.mp4", &common::content("old", 4000));
+    // The reply is lost (a slow upload, so the fault below is in place
+    // before it ends), and the search after it cannot list the folder.
+    host.faults().times(Fault::LoseReply, Scope::Upload, 1);
+    host.faults().always(
+        Fault::SlowRead {
+            bytes_per_sec: 4000,
+        },
+        Scope::Upload,
+    );
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(daemon::run(cfg.clone(), stop.clone()));
+    // The search for a copy before the first upload lists the folder once.
+    assert!(common::wait_for(Duration::from_secs(20), || host.uploads_started() == 1).await);
+    host.faults()
+        .always(Fault::Http502, Scope::endpoint("file/list"));
+    assert!(common::wait_for(Duration::from_secs(20), || host.files().len() == 1).await);
+    // The file is rewritten meanwhile (a new version).
+    let new = common::content("new", 6000);
+    common::write(root.path(), "movie.mp4", &new);
+    assert!(
+        common::wait_for(Duration::from_secs(20), || {
+            rows(&cfg)
+                .iter()
+                .any(|r| r.stat.size == 6000 && r.unknown_since.is_none())
+        })
+        .await,
+        "{:?}",
+        rows(&cfg)
+    );
+    host.faults().clear();
+    let done = common::wait_for(Duration::from_secs(20), || {
+        rows(&cfg)
+            .iter()
+            .any(|r| r.file_code.is_some() && r.stat.size == 6000)
+    })
+    .await;
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+    assert!(done, "{:?}", rows(&cfg));
+    let r = row(&cfg, "movie.mp4");
+    let code = r.file_code.expect("code");
+    let got = host.file_bytes(&code).expect("bytes");
+    assert!(
+        got == new,
+        "{code} holds {} bytes of another version, not the new {} bytes",
+        got.len(),
+        new.len()
+    );
+}
