@@ -85,7 +85,11 @@ async fn sigkill_in_the_middle_of_an_upload_then_restart_gives_exactly_one_copy(
     let root = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let content = common::content("big", 4 * 1024 * 1024);
-    common::write(root.path(), "big.mp4", &content);
+    common::write(
+        root.path(),
+        "Big_Buck_Bunny.2008.1080p.BluRay.x264.mkv",
+        &content,
+    );
     let (_, path) = common::config(&host, state.path(), &[(root.path(), "Crash")], "");
     // Slow the upload down so that the kill lands in the middle of it.
     host.faults().always(
@@ -133,7 +137,11 @@ async fn crash_after_the_host_stored_the_file_adopts_it_instead_of_uploading_aga
     let host = common::host().await;
     let root = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    common::write(root.path(), "v.mp4", &common::content("v", 100_000));
+    common::write(
+        root.path(),
+        "Show.Name.S01E02_1080p.x264.WEB.mkv",
+        &common::content("v", 100_000),
+    );
     let (_, path) = common::config(&host, state.path(), &[(root.path(), "Adopt")], "");
     // The host stores the file, then the reply never comes (connection
     // dropped): the process is killed while it is deciding what happened.

@@ -258,7 +258,7 @@ async fn rename_during_upload_does_not_upload_twice() {
     );
 }
 
-/// Two local files with the same title in one folder (Film.mp4, Film.mkv).
+/// Two local files with the same title in one folder (Film_(2008).mp4 and Film.(2008).mkv, both "Film (2008)" on the host).
 /// One upload is cut mid-body (nothing stored, outcome unknown): the search
 /// that follows must not adopt the OTHER file's code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,8 +266,16 @@ async fn a_lost_reply_does_not_adopt_a_sibling_with_the_same_title() {
     let host = common::host().await;
     let root = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    common::write(root.path(), "Film.mp4", &common::content("a", 50_000));
-    common::write(root.path(), "Film.mkv", &common::content("b", 50_000));
+    common::write(
+        root.path(),
+        "Film_(2008).mp4",
+        &common::content("a", 50_000),
+    );
+    common::write(
+        root.path(),
+        "Film.(2008).mkv",
+        &common::content("b", 50_000),
+    );
     let text = common::config_toml(&host, state.path(), &[(root.path(), "Lib")], "")
         .replace("concurrency = 2", "concurrency = 1");
     let (cfg, _) = common::config_from_text(&text, state.path());
