@@ -249,17 +249,16 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
     let fld_id = match shared.folder_for(root, rel_dir).await {
         Ok(f) => f,
         Err(e) => {
-            if e.api().is_some_and(ApiError::is_folder_missing) {
-                // A remembered folder was deleted on the host or is not
-                // ours: forget the ids so the next try finds or creates it.
-                tracing::warn!(path = %path.display(), error = %e, "remote folder gone; it will be found or created again");
-                store.forget_folder_tree(row.root_id, "")?;
-            }
-            let class = e.api().map_or(ErrorClass::Transient, ApiError::class);
-            let class = if e.api().is_some_and(ApiError::is_folder_missing) {
-                ErrorClass::Transient
-            } else {
-                class
+            let class = match e.api() {
+                Some(api) if api.is_folder_missing() => {
+                    // A remembered folder was deleted on the host or is not
+                    // ours: forget the ids so the next try finds or creates it.
+                    tracing::warn!(path = %path.display(), error = %e, "remote folder gone; it will be found or created again");
+                    store.forget_folder_tree(row.root_id, "")?;
+                    ErrorClass::Transient
+                }
+                Some(api) => api.class(),
+                None => ErrorClass::Transient,
             };
             return after_error(shared, &row, host_side(class), &e.to_string(), true);
         }

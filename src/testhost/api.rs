@@ -978,8 +978,7 @@ impl Ctx<'_> {
             .ok_or_else(|| err(404, "No file"))?
             .clone();
         let new_code = st.new_file_code();
-        let seq = st.next_seq;
-        st.next_seq += 1;
+        let seq = st.take_seq();
         let encoded = src.canplay(self.now_ms, self.encode_ms);
         let title = params
             .raw("file_title")

@@ -493,13 +493,8 @@ impl TestHost {
             tracing::warn!(error = %e, "test host: add_file could not store bytes");
         }
         let title = upload::stored_title(file_title, "", &opts);
-        let mut all_tags = Vec::new();
-        title::parse_tags(&tags.join(","), &mut all_tags);
-        if let Some(show) = title::show_name(&title) {
-            title::parse_tags(show, &mut all_tags);
-        }
-        let seq = st.next_seq;
-        st.next_seq += 1;
+        let all_tags = title::upload_tags(&tags.join(","), &title);
+        let seq = st.take_seq();
         st.files.insert(
             code.clone(),
             state::FileRec {
@@ -516,12 +511,7 @@ impl TestHost {
                 cat_id: 0,
                 tags: all_tags,
                 blob,
-                stuck: false,
-                encoded: false,
-                deleted: None,
-                dmca: None,
-                trash_cleaned: false,
-                is_clone: false,
+                ..state::FileRec::default()
             },
         );
         code

@@ -144,7 +144,9 @@ pub(crate) enum EncodeState {
     Done,
 }
 
-#[derive(Clone, Debug)]
+/// `Default` is a file just stored: not deleted, not scheduled for DMCA,
+/// encoding from its creation time, not a clone.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct FileRec {
     pub code: String,
     pub title: String,
@@ -286,6 +288,13 @@ pub(crate) struct UrlJob {
 const CODE_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
 impl State {
+    /// The next insertion sequence number (ties of equal creation times).
+    pub(crate) fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
     pub(crate) fn random_string(&mut self, len: usize) -> String {
         (0..len)
             .map(|_| CODE_CHARS[self.rng.random_range(0..CODE_CHARS.len())] as char)
@@ -320,13 +329,8 @@ impl State {
                 .partition(|j| j.done_ms <= now_ms);
             self.url_queue = left;
             for j in done {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                let mut tags = Vec::new();
-                super::title::parse_tags(&j.tags, &mut tags);
-                if let Some(show) = super::title::show_name(&j.title) {
-                    super::title::parse_tags(show, &mut tags);
-                }
+                let seq = self.take_seq();
+                let tags = super::title::upload_tags(&j.tags, &j.title);
                 self.files.insert(
                     j.code.clone(),
                     FileRec {
@@ -343,12 +347,7 @@ impl State {
                         cat_id: j.cat_id,
                         tags,
                         blob: j.blob,
-                        stuck: false,
-                        encoded: false,
-                        deleted: None,
-                        dmca: None,
-                        trash_cleaned: false,
-                        is_clone: false,
+                        ..FileRec::default()
                     },
                 );
             }

@@ -218,6 +218,17 @@ fn episode_at(t: &[char]) -> bool {
     })
 }
 
+/// The tags a new file gets: those sent with it, then the show name its
+/// stored title gives (as the upload script adds it), in stored form.
+pub(crate) fn upload_tags(sent: &str, title: &str) -> Vec<String> {
+    let mut tags = Vec::new();
+    parse_tags(sent, &mut tags);
+    if let Some(show) = show_name(title) {
+        parse_tags(show, &mut tags);
+    }
+    tags
+}
+
 /// Tags as the host stores them from a comma-separated field: split on commas (with
 /// any white space around them), lower-cased, chars other than letters, digits, `_`,
 /// white space, `.` and `&` removed, tags of 2 bytes or fewer dropped, duplicates kept once.

@@ -33,7 +33,7 @@ use super::faults::{Fault, Point};
 use super::lock;
 use super::server::ConnKill;
 use super::state::{FileRec, Shared, UploadRecord};
-use super::title::{VIDEO_EXTENSIONS, host_file_name, host_title, parse_tags, show_name};
+use super::title::{VIDEO_EXTENSIONS, host_file_name, host_title, upload_tags};
 
 /// How the storage back end's refusals reach the client (`fs.pm` `saveFileError`).
 const PREFIX: &str = "0:0:0:";
@@ -487,13 +487,8 @@ fn commit(host: &Shared, parts: Vec<Part>, order: Vec<String>) -> Vec<FileOutcom
             &part.filename,
             &opts,
         );
-        let mut tags = Vec::new();
-        parse_tags(field("tags").unwrap_or(""), &mut tags);
-        if let Some(show) = show_name(&title) {
-            parse_tags(show, &mut tags);
-        }
-        let seq = st.next_seq;
-        st.next_seq += 1;
+        let tags = upload_tags(field("tags").unwrap_or(""), &title);
+        let seq = st.take_seq();
         st.files.insert(
             code.clone(),
             FileRec {
@@ -510,12 +505,7 @@ fn commit(host: &Shared, parts: Vec<Part>, order: Vec<String>) -> Vec<FileOutcom
                 cat_id,
                 tags,
                 blob: path,
-                stuck: false,
-                encoded: false,
-                deleted: None,
-                dmca: None,
-                trash_cleaned: false,
-                is_clone: false,
+                ..FileRec::default()
             },
         );
         out.push(FileOutcome {
