@@ -6,10 +6,7 @@ use std::time::Duration;
 use vidsync::testhost::{Fault, Scope};
 
 use crate::common;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vidsync"))
-}
+use crate::common::bin;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_prints_the_account_and_a_rejected_key_exits_3() {

@@ -149,3 +149,8 @@ pub async fn scan(cfg: &Config) -> vidsync::daemon::ScanSummary {
     .expect("scan finishes")
     .expect("scan succeeds")
 }
+
+/// The real `vidsync` binary, for tests that run it as a child.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vidsync"))
+}

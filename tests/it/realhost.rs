@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -17,14 +17,11 @@ use vidsync::store::{FileRow, State, Store};
 use vidsync::testhost::{DeletedBy, Fault, HostOptions, Scope, TestHost};
 
 use crate::common;
+use crate::common::bin;
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vidsync"))
-}
 
 /// Run the real binary with `--config path args...`.
 async fn run_bin(config: &Path, args: &[&str]) -> Output {

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,10 +13,7 @@ use vidsync::store::{State, Store};
 use vidsync::testhost::{Fault, HostFile, HostOptions, Scope, TestHost};
 
 use crate::common;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vidsync"))
-}
+use crate::common::bin;
 
 fn live(host: &TestHost) -> Vec<HostFile> {
     host.files()
