@@ -31,12 +31,7 @@ const LISTING_TTL: Duration = Duration::from_secs(60);
 /// Meta key of the current account-wide pause: `{"until": ms, "reason": text}`.
 pub const META_PAUSE: &str = "account_pause";
 
-/// Unix time in milliseconds: the one clock of the daemon's records.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::clock::now_ms;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

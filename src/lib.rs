@@ -2,12 +2,14 @@
 
 pub mod adopt;
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod folders;
 pub mod reconcile;
+pub mod relpath;
 pub mod report;
 pub mod scan;
 pub mod sdnotify;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::api::{ApiError, FileInfo};
-use crate::daemon::{Shared, now_ms};
+use crate::clock::now_ms;
+use crate::daemon::Shared;
 use crate::engine::reconcile::{self, Change, Known, Plan};
 use crate::store::{State, StoreError};
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::daemon::now_ms;
+use crate::clock::now_ms;
 use crate::store::{FileRow, State, Store};
 
 fn open(config: &Config) -> Result<Store, ExitCode> {

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::daemon::{Root, Shared, now_ms};
+use crate::clock::now_ms;
+use crate::daemon::{Root, Shared};
 use crate::engine::{self, is_under, rel_dir_of};
 use crate::store::{FileRow, Stat, State, StoreError};
 

@@ -15,7 +15,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Created, ErrorClass, FileListQuery, UploadParams};
-use crate::daemon::{Shared, now_ms};
+use crate::clock::now_ms;
+use crate::daemon::Shared;
 use crate::engine::{self, AfterError, RetryPolicy};
 use crate::scan::stat_of;
 use crate::store::{FileRow, StoreError};

@@ -12,6 +12,7 @@ pub use title::{edit_safe, host_tag, host_title, same_title, stored_title};
 use std::time::Duration;
 
 use crate::api::{ErrorClass, ListedFile};
+pub use crate::relpath::{is_under, rel_dir_of};
 
 /// Is a waiting file complete? Its size and mtime must have been unchanged
 /// for `settle` (observed by us, not inferred from the mtime, which copy
@@ -88,19 +89,6 @@ pub fn after_error(
             }
         }
     }
-}
-
-/// The directory part of a relative path ("" at the root).
-pub fn rel_dir_of(rel_path: &str) -> &str {
-    rel_path.rsplit_once('/').map_or("", |(d, _)| d)
-}
-
-/// Is `rel` below the directory `dir` ("" is the root: everything is)?
-pub fn is_under(rel: &str, dir: &str) -> bool {
-    dir.is_empty()
-        || rel
-            .strip_prefix(dir)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The title of an uploaded file: the template (checked by config) filled

@@ -588,7 +588,7 @@ impl Store {
         )?;
         Ok(rows
             .into_iter()
-            .filter(|r| crate::engine::rel_dir_of(&r.rel_path) == rel_dir)
+            .filter(|r| crate::relpath::rel_dir_of(&r.rel_path) == rel_dir)
             .collect())
     }
 
