@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config::Config;
 use crate::clock::now_ms;
-use crate::daemon::{Root, Shared};
+use crate::config::Config;
+use crate::context::{Context, Root};
 use crate::engine::{self, Adoption};
 use crate::store::{FileRow, State};
 
@@ -28,14 +28,14 @@ enum Finding {
 
 /// `vidsync adopt [--dry-run] [PATH CODE]`.
 pub async fn run(config: Config, dry_run: bool, choice: Option<(PathBuf, String)>) -> ExitCode {
-    let shared = match Shared::new(config) {
-        Ok(s) => s,
+    let ctx = match Context::new(config) {
+        Ok((ctx, _hints)) => ctx,
         Err(e) => {
             eprintln!("vidsync: {e}");
             return ExitCode::from(e.exit_code() as u8);
         }
     };
-    if let Err(e) = shared.check_key().await {
+    if let Err(e) = ctx.host.check_key().await {
         eprintln!("vidsync: cannot use the host: {e}");
         return ExitCode::from(if e.class() == crate::api::ErrorClass::KeyRejected {
             3
@@ -44,20 +44,26 @@ pub async fn run(config: Config, dry_run: bool, choice: Option<(PathBuf, String)
         });
     }
     if let Some((path, code)) = choice {
-        return settle(&shared, &path, &code, dry_run).await;
+        return settle(&ctx, &path, &code, dry_run).await;
     }
     // A new database knows no files yet: record what is on disk (store
     // work only; a running daemon does this itself, and then the lock is
     // taken and the walk skipped).
-    let lock = crate::daemon::try_lock_database(&shared.config.state.database);
+    let lock = crate::context::try_lock_database(&ctx.config.state.database);
     if lock.is_some() {
-        for root in &shared.roots {
+        for root in &ctx.roots {
             let path = root.entry.local.clone();
             let filter = root.filter.clone();
             let walked = tokio::task::spawn_blocking(move || crate::scan::walk(&path, &filter))
                 .await
                 .unwrap_or_default();
-            if let Err(e) = crate::scan::apply(&shared, root, &walked.files, &walked.unreadable) {
+            if let Err(e) = crate::scan::apply(
+                &ctx,
+                &crate::scan::Writers::default(),
+                root,
+                &walked.files,
+                &walked.unreadable,
+            ) {
                 eprintln!("vidsync: {e}");
                 return ExitCode::from(1);
             }
@@ -65,8 +71,8 @@ pub async fn run(config: Config, dry_run: bool, choice: Option<(PathBuf, String)
     }
     let mut ambiguous = 0;
     let mut adopted = 0;
-    for root in &shared.roots {
-        let rows = match shared.store.files_in_root(root.id) {
+    for root in &ctx.roots {
+        let rows = match ctx.store.files_in_root(root.id) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("vidsync: {e}");
@@ -76,12 +82,11 @@ pub async fn run(config: Config, dry_run: bool, choice: Option<(PathBuf, String)
         for row in rows {
             if !matches!(row.state, State::Waiting | State::Queued | State::Failed)
                 || row.file_code.is_some()
-                || (row.unknown_since.is_none()
-                    && shared.store.ever_attempted(row.id).unwrap_or(true))
+                || (row.unknown_since.is_none() && ctx.store.ever_attempted(row.id).unwrap_or(true))
             {
                 continue;
             }
-            let finding = match look(&shared, root, &row).await {
+            let finding = match look(&ctx, root, &row).await {
                 Ok(f) => f,
                 Err(e) => {
                     eprintln!("vidsync: {}: {e}", row.path().display());
@@ -95,8 +100,8 @@ pub async fn run(config: Config, dry_run: bool, choice: Option<(PathBuf, String)
                         println!("adopt      {} -> {code}", path.display());
                         continue;
                     }
-                    let title = crate::upload::title_for(&shared, &row.rel_path);
-                    match shared.store.adopt_if_idle(
+                    let title = ctx.title_for(&row.rel_path);
+                    match ctx.store.adopt_if_idle(
                         row.id,
                         &code,
                         fld_id,
@@ -143,16 +148,12 @@ pub async fn run(config: Config, dry_run: bool, choice: Option<(PathBuf, String)
 }
 
 /// Find the remote folder (without creating it) and decide for one file.
-async fn look(
-    shared: &Shared,
-    root: &Root,
-    row: &FileRow,
-) -> Result<Finding, crate::api::ApiError> {
+async fn look(ctx: &Context, root: &Root, row: &FileRow) -> Result<Finding, crate::api::ApiError> {
     if !root.entry.adopt_existing && row.unknown_since.is_none() {
         return Ok(Finding::Upload("adopt_existing = false"));
     }
     let rel_dir = engine::rel_dir_of(&row.rel_path);
-    let fld_id = match shared.store.folder(root.id, rel_dir).ok().flatten() {
+    let fld_id = match ctx.store.folder(root.id, rel_dir).ok().flatten() {
         Some(id) => Some(id),
         None => {
             let mut names = root.entry.remote.clone();
@@ -162,13 +163,13 @@ async fn look(
                     .filter(|s| !s.is_empty())
                     .map(String::from),
             );
-            crate::folders::find_path(&shared.client, &names).await?
+            crate::host::folders::find_path(&ctx.host.client, &names).await?
         }
     };
     let Some(fld_id) = fld_id else {
         return Ok(Finding::Upload("its folder is not on the host"));
     };
-    let mut title = crate::upload::title_for(shared, &row.rel_path);
+    let mut title = ctx.title_for(&row.rel_path);
     let mut fld_id = fld_id;
     if row.unknown_since.is_some() {
         // After a lost reply: where and under which title it was sent.
@@ -176,7 +177,7 @@ async fn look(
         title = row.title.clone().unwrap_or(title);
     }
     Ok(
-        match crate::upload::find_copy(shared, row, fld_id, &title, row.unknown_since).await? {
+        match crate::upload::find_copy(ctx, row, fld_id, &title, row.unknown_since).await? {
             Adoption::Adopt(code) => Finding::Adopt { code, fld_id },
             Adoption::Ambiguous { codes, why, .. } => Finding::Ambiguous { codes, why },
             Adoption::Nothing => Finding::Upload("no copy on the host"),
@@ -185,12 +186,12 @@ async fn look(
 }
 
 /// `vidsync adopt PATH CODE`: the user says which copy is this file's.
-async fn settle(shared: &Shared, path: &Path, code: &str, dry_run: bool) -> ExitCode {
+async fn settle(ctx: &Context, path: &Path, code: &str, dry_run: bool) -> ExitCode {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let row = shared.roots.iter().find_map(|root| {
+    let row = ctx.roots.iter().find_map(|root| {
         let rel = abs.strip_prefix(&root.entry.local).ok()?;
         let rel = rel.to_str()?;
-        shared.store.file_by_path(root.id, rel).ok().flatten()
+        ctx.store.file_by_path(root.id, rel).ok().flatten()
     });
     let Some(row) = row else {
         eprintln!(
@@ -203,13 +204,13 @@ async fn settle(shared: &Shared, path: &Path, code: &str, dry_run: bool) -> Exit
         eprintln!("vidsync: {} already has a code", abs.display());
         return ExitCode::from(1);
     }
-    if shared.store.code_known(code).unwrap_or(true) {
+    if ctx.store.code_known(code).unwrap_or(true) {
         eprintln!("vidsync: {code} is already recorded for another file");
         return ExitCode::from(1);
     }
     // file/info answers for any existing code, ours or not: it says the
     // code exists and where it is.
-    let info = match shared.client.file_info(&[code.to_string()]).await {
+    let info = match ctx.host.client.file_info(&[code.to_string()]).await {
         Ok(v) => v.into_iter().find(|i| i.file_code == code),
         Err(e) => {
             eprintln!("vidsync: cannot check {code} on the host: {e}");
@@ -226,7 +227,7 @@ async fn settle(shared: &Shared, path: &Path, code: &str, dry_run: bool) -> Exit
         fld_id: Some(fld_id),
         ..Default::default()
     };
-    match shared.client.file_list_all(&q).await {
+    match ctx.host.client.file_list_all(&q).await {
         Ok(list) if list.iter().any(|f| f.file_code == code) => {}
         Ok(_) => {
             eprintln!("vidsync: {code} is not a file of this account");
@@ -242,7 +243,7 @@ async fn settle(shared: &Shared, path: &Path, code: &str, dry_run: bool) -> Exit
         return ExitCode::SUCCESS;
     }
     let title = info.file_title.clone();
-    match shared.store.adopt_if_idle(
+    match ctx.store.adopt_if_idle(
         row.id,
         code,
         fld_id,
@@ -254,14 +255,14 @@ async fn settle(shared: &Shared, path: &Path, code: &str, dry_run: bool) -> Exit
         Ok(true) => {
             // Placed where the host has it; if that is not the file's
             // folder, the fix-ups move it.
-            if shared
+            if ctx
                 .store
                 .folder(row.root_id, engine::rel_dir_of(&row.rel_path))
                 .ok()
                 .flatten()
                 != Some(fld_id)
             {
-                let _ = shared.store.mark_misplaced(row.id);
+                let _ = ctx.store.mark_misplaced(row.id);
             }
             println!("adopted    {} -> {code}", abs.display());
             ExitCode::SUCCESS

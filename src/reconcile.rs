@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::api::{ApiError, FileInfo};
 use crate::clock::now_ms;
-use crate::daemon::Shared;
+use crate::context::Context;
 use crate::engine::reconcile::{self, Change, Known, Plan};
 use crate::store::{State, StoreError};
 
@@ -75,13 +75,13 @@ pub fn window_hours(last_ok_ms: Option<i64>, now_ms: i64) -> u64 {
     }
 }
 
-fn known(shared: &Shared) -> Result<Vec<Known>, StoreError> {
-    Ok(shared
+fn known(ctx: &Context) -> Result<Vec<Known>, StoreError> {
+    Ok(ctx
         .store
         .with_codes()?
         .into_iter()
         .filter_map(|r| {
-            let root = shared.root(r.root_id)?;
+            let root = ctx.root(r.root_id)?;
             Some(Known {
                 id: r.id,
                 code: r.file_code.clone()?,
@@ -95,25 +95,25 @@ fn known(shared: &Shared) -> Result<Vec<Known>, StoreError> {
 
 /// One reconcile pass. `force` applies a plan the guard would refuse;
 /// `audit` forces the file/info audit now.
-pub async fn pass(shared: &Shared, force: bool, audit: bool) -> Result<Report, ReconcileError> {
-    let store = &shared.store;
+pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, ReconcileError> {
+    let store = &ctx.store;
     let now = now_ms();
     let last_ok = store.meta(META_LAST_POLL)?.and_then(|v| v.parse().ok());
     let hours = window_hours(last_ok, now);
-    let deleted = shared.client.deleted(hours).await?;
-    let dmca = shared.client.dmca(hours).await?;
-    let known = known(shared)?;
+    let deleted = ctx.host.client.deleted(hours).await?;
+    let dmca = ctx.host.client.dmca(hours).await?;
+    let known = known(ctx)?;
     let last_audit: Option<i64> = store.meta(META_LAST_AUDIT)?.and_then(|v| v.parse().ok());
     let audit_due = audit
         || last_audit
-            .is_none_or(|t| now - t >= shared.config.reconcile.audit_interval.as_millis() as i64);
+            .is_none_or(|t| now - t >= ctx.config.reconcile.audit_interval.as_millis() as i64);
     let audit_infos: Option<Vec<FileInfo>> = if audit_due && !known.is_empty() {
         let codes: Vec<String> = known
             .iter()
             .filter(|k| matches!(k.state, State::Uploaded | State::LocalDeleted))
             .map(|k| k.code.clone())
             .collect();
-        Some(shared.client.file_info(&codes).await?)
+        Some(ctx.host.client.file_info(&codes).await?)
     } else {
         None
     };
@@ -122,10 +122,10 @@ pub async fn pass(shared: &Shared, force: bool, audit: bool) -> Result<Report, R
         &deleted,
         &dmca,
         audit_infos.as_deref(),
-        shared.config.reconcile.max_delete_fraction,
+        ctx.config.reconcile.max_delete_fraction,
         force,
     );
-    let report = apply(shared, &plan, hours, audit_infos.is_some())?;
+    let report = apply(ctx, &plan, hours, audit_infos.is_some())?;
     if !plan.blocked {
         // Only a pass that was applied moves the window: a blocked pass must
         // see the same entries again.
@@ -159,12 +159,12 @@ pub async fn pass(shared: &Shared, force: bool, audit: bool) -> Result<Report, R
         tracing::debug!("reconcile: {}", report.summary());
     }
     if !report.reupload.is_empty() {
-        shared.wake.notify_waiters();
+        ctx.host.wake.notify_waiters();
     }
     Ok(report)
 }
 
-fn apply(shared: &Shared, plan: &Plan, hours: u64, audited: bool) -> Result<Report, StoreError> {
+fn apply(ctx: &Context, plan: &Plan, hours: u64, audited: bool) -> Result<Report, StoreError> {
     let mut report = Report {
         window_hours: hours,
         audited,
@@ -174,7 +174,7 @@ fn apply(shared: &Shared, plan: &Plan, hours: u64, audited: bool) -> Result<Repo
         ..Report::default()
     };
     let now = now_ms();
-    let store = &shared.store;
+    let store = &ctx.store;
     for c in &plan.changes {
         match c {
             Change::Seen {
@@ -217,14 +217,14 @@ fn apply(shared: &Shared, plan: &Plan, hours: u64, audited: bool) -> Result<Repo
 /// Poll encodings of uploaded files that are not yet playable: one
 /// file/encodings call for the account plus file/info for `canplay`.
 /// Returns whether anything changed (the caller backs off while nothing does).
-pub async fn poll_encodings(shared: &Shared) -> Result<bool, ReconcileError> {
-    let pending = shared.store.encoding_pending()?;
+pub async fn poll_encodings(ctx: &Context) -> Result<bool, ReconcileError> {
+    let pending = ctx.store.encoding_pending()?;
     if pending.is_empty() {
         return Ok(false);
     }
-    let encodings = shared.client.encodings(None).await?;
+    let encodings = ctx.host.client.encodings(None).await?;
     let codes: Vec<String> = pending.iter().filter_map(|r| r.file_code.clone()).collect();
-    let infos = shared.client.file_info(&codes).await?;
+    let infos = ctx.host.client.file_info(&codes).await?;
     let now = now_ms();
     let mut changed = false;
     for row in &pending {
@@ -247,14 +247,14 @@ pub async fn poll_encodings(shared: &Shared) -> Result<bool, ReconcileError> {
         }
         if playable || row.encoding.as_deref() != status || row.encoding_progress != progress {
             changed = true;
-            store_encoding(shared, row.id, playable, status, progress, now)?;
+            store_encoding(ctx, row.id, playable, status, progress, now)?;
         }
     }
     Ok(changed)
 }
 
 fn store_encoding(
-    shared: &Shared,
+    ctx: &Context,
     id: i64,
     playable: bool,
     status: Option<&str>,
@@ -266,9 +266,7 @@ fn store_encoding(
     } else {
         status.or(Some("PENDING"))
     };
-    shared
-        .store
-        .set_encoding(id, playable, status, progress, now)
+    ctx.store.set_encoding(id, playable, status, progress, now)
 }
 
 /// Longest pause between encoding polls while nothing changes (a file
@@ -278,8 +276,8 @@ const ENCODE_POLL_MAX: Duration = Duration::from_secs(3600);
 /// The reconcile task: a pass at start and every interval (retried with
 /// backoff on failure, the window growing meanwhile), and encoding polls
 /// that slow down while nothing changes.
-pub async fn task(shared: std::sync::Arc<Shared>, stop: tokio_util::sync::CancellationToken) {
-    let interval = shared.config.reconcile.interval;
+pub async fn task(ctx: std::sync::Arc<Context>, stop: tokio_util::sync::CancellationToken) {
+    let interval = ctx.config.reconcile.interval;
     let encode_base = interval.min(Duration::from_secs(30));
     let mut encode_delay = encode_base;
     let mut next_pass = tokio::time::Instant::now();
@@ -289,34 +287,34 @@ pub async fn task(shared: std::sync::Arc<Shared>, stop: tokio_util::sync::Cancel
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(next_pass) => {
-                if !shared.key_ok() {
+                if !ctx.host.account.key_ok() {
                     next_pass = tokio::time::Instant::now() + interval;
                     continue;
                 }
-                match pass(&shared, false, false).await {
+                match pass(&ctx, false, false).await {
                     Ok(_) => {
                         failures = 0;
                         next_pass = tokio::time::Instant::now() + interval;
                     }
                     Err(e) => {
                         failures += 1;
-                        let delay = crate::engine::backoff(failures, shared.config.upload.retry_min, interval, rand::random::<f64>());
+                        let delay = crate::engine::backoff(failures, ctx.config.upload.retry_min, interval, rand::random::<f64>());
                         tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed; will retry");
-                        note_account_wide(&shared, &e, delay);
-                        shared.record_error(&e.to_string());
-                        let _ = shared.store.set_meta(META_LAST, &json!({"at": now_ms(), "ok": false, "result": e.to_string()}).to_string());
+                        note_account_wide(&ctx, &e, delay);
+                        ctx.host.account.record_error(&e.to_string());
+                        let _ = ctx.store.set_meta(META_LAST, &json!({"at": now_ms(), "ok": false, "result": e.to_string()}).to_string());
                         next_pass = tokio::time::Instant::now() + delay;
                     }
                 }
             }
             _ = tokio::time::sleep_until(next_encode) => {
-                if shared.key_ok() {
-                    match poll_encodings(&shared).await {
+                if ctx.host.account.key_ok() {
+                    match poll_encodings(&ctx).await {
                         Ok(true) => encode_delay = encode_base,
                         Ok(false) => encode_delay = (encode_delay * 2).min(ENCODE_POLL_MAX.max(encode_base)),
                         Err(e) => {
                             tracing::debug!(error = %e, "encoding poll failed");
-                            note_account_wide(&shared, &e, encode_delay);
+                            note_account_wide(&ctx, &e, encode_delay);
                             encode_delay = (encode_delay * 2).min(ENCODE_POLL_MAX.max(encode_base));
                         }
                     }
@@ -329,13 +327,13 @@ pub async fn task(shared: std::sync::Arc<Shared>, stop: tokio_util::sync::Cancel
 
 /// A rate limit or quota met by a background call holds the uploads too:
 /// the limit is the account's, not the call's.
-fn note_account_wide(shared: &Shared, e: &ReconcileError, delay: Duration) {
+fn note_account_wide(ctx: &Context, e: &ReconcileError, delay: Duration) {
     if let ReconcileError::Api(api) = e {
         match api.class() {
             crate::api::ErrorClass::AccountWide => {
-                shared.pause_account_until(now_ms() + delay.as_millis() as i64)
+                ctx.host.account.pause(now_ms() + delay.as_millis() as i64)
             }
-            crate::api::ErrorClass::KeyRejected => shared.key_rejected(&api.to_string()),
+            crate::api::ErrorClass::KeyRejected => ctx.host.account.key_rejected(&api.to_string()),
             _ => {}
         }
     }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use crate::config::Config;
 use crate::clock::now_ms;
+use crate::config::Config;
 use crate::store::{FileRow, State, Store};
 
 fn open(config: &Config) -> Result<Store, ExitCode> {
@@ -122,7 +122,7 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
     let stuck = encoding.iter().filter(|e| e["status"] == "STUCK").count();
     // An account-wide pause still in force: until when, and why.
     let paused: Value = store
-        .meta(crate::daemon::META_PAUSE)?
+        .meta(crate::host::META_PAUSE)?
         .and_then(|v| serde_json::from_str::<Value>(&v).ok())
         .filter(|v| v["until"].as_i64().is_some_and(|t| t > now))
         .unwrap_or(Value::Null);
@@ -199,7 +199,7 @@ pub fn status(config: &Config, as_json: bool) -> ExitCode {
     );
     if let Some(reason) = v["paused"]["reason"].as_str() {
         let secs =
-            (v["paused"]["until"].as_i64().unwrap_or(0) - crate::daemon::now_ms()).max(0) / 1000;
+            (v["paused"]["until"].as_i64().unwrap_or(0) - crate::clock::now_ms()).max(0) / 1000;
         println!("uploads paused for {secs} s: {reason}");
     }
     if let Some(list) = v["encoding"].as_array() {

@@ -16,37 +16,37 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Created, ErrorClass, FileListQuery, UploadParams};
 use crate::clock::now_ms;
-use crate::daemon::Shared;
+use crate::context::Context;
 use crate::engine::{self, AfterError, RetryPolicy};
-use crate::scan::stat_of;
+
 use crate::store::{FileRow, StoreError};
 
 /// Run one worker until `stop`: claim, upload, record, repeat.
-pub async fn worker(shared: Arc<Shared>, n: usize, stop: CancellationToken) {
+pub async fn worker(ctx: Arc<Context>, n: usize, stop: CancellationToken) {
     loop {
         if stop.is_cancelled() {
             return;
         }
-        if !shared.key_ok() {
+        if !ctx.host.account.key_ok() {
             // Everything waits for the key; the key task re-checks it.
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = shared.wake.notified() => {}
+                _ = ctx.host.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
             continue;
         }
-        if shared.over_quota() {
+        if ctx.host.account.over_quota() {
             // Nothing is sent while the account is full; the key task asks
             // account/info again and wakes the workers when space is back.
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = shared.wake.notified() => {}
+                _ = ctx.host.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
             continue;
         }
-        if let Some(until) = shared.account_pause_until() {
+        if let Some(until) = ctx.host.account.pause_until() {
             let wait = until.saturating_sub(now_ms());
             if wait > 0 {
                 tokio::select! {
@@ -57,9 +57,9 @@ pub async fn worker(shared: Arc<Shared>, n: usize, stop: CancellationToken) {
             }
         }
         let now = now_ms();
-        let row = match shared
+        let row = match ctx
             .store
-            .claim_next(now, now + shared.longest_delay_ms())
+            .claim_next(now, now + ctx.host.account.longest_delay_ms())
         {
             Ok(r) => r,
             Err(e) => {
@@ -69,13 +69,13 @@ pub async fn worker(shared: Arc<Shared>, n: usize, stop: CancellationToken) {
         };
         let Some(row) = row else {
             // Nothing due: sleep until woken, the next retry, or a short poll.
-            let next = shared.store.next_retry_at().ok().flatten();
+            let next = ctx.store.next_retry_at().ok().flatten();
             let wait = next
                 .map(|t| (t - now_ms()).clamp(10, 1000) as u64)
                 .unwrap_or(1000);
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = shared.wake.notified() => {}
+                _ = ctx.host.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
             }
             continue;
@@ -86,18 +86,18 @@ pub async fn worker(shared: Arc<Shared>, n: usize, stop: CancellationToken) {
             // `uploading` with `unknown_since` set, and the next start
             // searches the host before sending it again.
             _ = stop.cancelled() => return,
-            r = upload_one(&shared, row) => {
+            r = upload_one(&ctx, row) => {
                 if let Err(e) = r {
                     tracing::error!(worker = n, file_id = id, error = %e, "cannot record upload outcome");
                 }
             }
         }
-        shared.clear_progress(id);
+        ctx.progress.clear(&ctx.store, id);
     }
 }
 
-fn policy(shared: &Shared) -> RetryPolicy {
-    let u = &shared.config.upload;
+fn policy(ctx: &Context) -> RetryPolicy {
+    let u = &ctx.config.upload;
     RetryPolicy {
         min: u.retry_min,
         max: u.retry_max,
@@ -116,13 +116,13 @@ const MAX_SIZED_CANDIDATES: usize = 8;
 /// folder). Codes other rows hold are never candidates; other local files
 /// of the folder with the same title are rivals (see `engine::choose_adoption`).
 pub async fn find_copy(
-    shared: &Shared,
+    ctx: &Context,
     row: &FileRow,
     fld_id: u64,
     title: &str,
     since_ms: Option<i64>,
 ) -> Result<engine::Adoption, ApiError> {
-    let sanitize = shared.config.api.sanitize_filename;
+    let sanitize = ctx.config.api.sanitize_filename;
     // "created = last N minutes" avoids any time zone arithmetic: the host's
     // clock is local time without a zone. Two minutes of margin for skew.
     // No title filter: the host matches it against its stored, escaped
@@ -138,10 +138,10 @@ pub async fn find_copy(
                 )),
                 ..Default::default()
             };
-            Arc::new(shared.client.file_list_all(&q).await?)
+            Arc::new(ctx.host.client.file_list_all(&q).await?)
         }
         // One listing serves every new file of the folder for a while.
-        None => shared.folder_files(fld_id).await?,
+        None => ctx.host.folder_files(fld_id).await?,
     };
     let mut candidates = Vec::new();
     for f in listed.iter().cloned() {
@@ -150,7 +150,7 @@ pub async fn find_copy(
         }
         // A file already recorded for another local file (or an earlier
         // version of this one) is not ours to adopt.
-        if shared.store.code_known(&f.file_code).unwrap_or(true) {
+        if ctx.store.code_known(&f.file_code).unwrap_or(true) {
             continue;
         }
         candidates.push(engine::Candidate {
@@ -161,10 +161,10 @@ pub async fn find_copy(
     // Where the host gives direct links, the original's size tells files
     // with one title apart.
     for c in candidates.iter_mut().take(MAX_SIZED_CANDIDATES) {
-        c.size = shared.client.original_size(&c.file.file_code).await?;
+        c.size = ctx.host.client.original_size(&c.file.file_code).await?;
     }
     let rel_dir = engine::rel_dir_of(&row.rel_path);
-    let rivals: Vec<engine::Rival> = shared
+    let rivals: Vec<engine::Rival> = ctx
         .store
         .codeless_in_dir(row.root_id, rel_dir)
         .map_err(|e| ApiError::Protocol {
@@ -177,7 +177,7 @@ pub async fn find_copy(
         // since; a file never on record could own any copy.
         .filter(|r| since_ms.is_none() || r.unknown_since.is_some())
         .map(|r| engine::Rival {
-            title: title_for(shared, &r.rel_path),
+            title: ctx.title_for(&r.rel_path),
             size: r.stat.size,
             in_flight: r.state == crate::store::State::Uploading || r.unknown_since.is_some(),
         })
@@ -198,24 +198,15 @@ pub async fn find_copy(
     ))
 }
 
-/// The title a file is sent with: the template, then the host's rewriting,
-/// so that what the host stores is exactly this.
-pub fn title_for(shared: &Shared, rel_path: &str) -> String {
-    engine::stored_title(
-        &engine::render_title(&shared.config.upload.title_template, rel_path),
-        shared.config.api.sanitize_filename,
-    )
-}
-
-async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
-    let store = &shared.store;
+async fn upload_one(ctx: &Context, row: FileRow) -> Result<(), StoreError> {
+    let store = &ctx.store;
     let path = row.path();
-    let Some(root) = shared.root(row.root_id) else {
+    let Some(root) = ctx.root(row.root_id) else {
         // A root removed from the config: leave its rows alone.
         store.retry_later(
             row.id,
             "sync entry no longer configured",
-            now_ms() + shared.config.upload.retry_max.as_millis() as i64,
+            now_ms() + ctx.config.upload.retry_max.as_millis() as i64,
             false,
             false,
             now_ms(),
@@ -225,7 +216,7 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
     // The file must still be what we saw settle.
     match std::fs::metadata(&path) {
         Ok(md) => {
-            let st = stat_of(&md);
+            let st = crate::store::Stat::of(&md);
             if st.size != row.stat.size || st.mtime_ns != row.stat.mtime_ns {
                 store.file_changed(row.id, st, now_ms())?;
                 return Ok(());
@@ -241,13 +232,13 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                 row.unknown_since.is_none(),
                 now_ms(),
             )?;
-            shared.request_rescan(row.root_id);
+            ctx.request_rescan(row.root_id);
             return Ok(());
         }
     }
-    let title = title_for(shared, &row.rel_path);
+    let title = ctx.title_for(&row.rel_path);
     let rel_dir = engine::rel_dir_of(&row.rel_path);
-    let fld_id = match shared.folder_for(root, rel_dir).await {
+    let fld_id = match ctx.folder_for(root, rel_dir).await {
         Ok(f) => f,
         Err(e) => {
             let class = match e.api() {
@@ -261,7 +252,7 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                 Some(api) => api.class(),
                 None => ErrorClass::Transient,
             };
-            return after_error(shared, &row, host_side(class), &e.to_string(), true);
+            return after_error(ctx, &row, host_side(class), &e.to_string(), true);
         }
     };
 
@@ -273,11 +264,11 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         && !store.ever_attempted(row.id)?
         && !store.created_folder(fld_id)?
     {
-        match find_copy(shared, &row, fld_id, &title, None).await {
+        match find_copy(ctx, &row, fld_id, &title, None).await {
             Ok(engine::Adoption::Adopt(code)) => {
                 tracing::info!(path = %path.display(), code = %code, "already on the host; adopted instead of uploading");
                 store.adopt_if_idle(row.id, &code, fld_id, &title, now_ms(), "adopted", true)?;
-                shared.after_success();
+                ctx.host.account.after_success();
                 return Ok(());
             }
             Ok(engine::Adoption::Nothing) => {}
@@ -286,11 +277,11 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                 why,
                 pending,
             }) => {
-                return hold_ambiguous(shared, &row, &codes, &why, pending, true);
+                return hold_ambiguous(ctx, &row, &codes, &why, pending, true);
             }
             Err(e) => {
                 return after_error(
-                    shared,
+                    ctx,
                     &row,
                     search_class(&e),
                     &format!("looking for a copy on the host: {e}"),
@@ -304,13 +295,13 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
     if let Some(since) = row.unknown_since {
         let search_fld = row.fld_id.unwrap_or(fld_id);
         let search_title = row.title.clone().unwrap_or_else(|| title.clone());
-        match find_copy(shared, &row, search_fld, &search_title, Some(since)).await {
+        match find_copy(ctx, &row, search_fld, &search_title, Some(since)).await {
             Ok(engine::Adoption::Ambiguous {
                 codes,
                 why,
                 pending,
             }) => {
-                return hold_ambiguous(shared, &row, &codes, &why, pending, false);
+                return hold_ambiguous(ctx, &row, &codes, &why, pending, false);
             }
             Ok(engine::Adoption::Adopt(code)) => {
                 tracing::info!(path = %path.display(), code = %code, "found the file on the host after an interrupted upload; adopted it");
@@ -326,15 +317,15 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                     misplaced,
                 )?;
                 if misplaced {
-                    shared.fixups.notify_one();
+                    ctx.fixups.notify_one();
                 }
-                shared.after_success();
+                ctx.host.account.after_success();
                 return Ok(());
             }
             Ok(engine::Adoption::Nothing) => {}
             Err(e) => {
                 return after_error(
-                    shared,
+                    ctx,
                     &row,
                     search_class(&e),
                     &format!("searching the host: {e}"),
@@ -356,14 +347,15 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
     };
     store.begin_attempt(row.id, fld_id, &title, now_ms())?;
     let sent = Arc::new(AtomicU64::new(0));
-    shared.start_progress(row.id, row.stat.size, sent.clone());
+    ctx.progress.start(row.id, row.stat.size, sent.clone());
     let progress: crate::api::ProgressFn = {
         let sent = sent.clone();
         Arc::new(move |n| sent.store(n, Ordering::Relaxed))
     };
     let started = std::time::Instant::now();
     tracing::info!(path = %path.display(), size = row.stat.size, fld_id, "upload started");
-    let result = shared
+    let result = ctx
+        .host
         .client
         .upload_file(&path, &params, Some(progress))
         .await;
@@ -377,27 +369,27 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                 "upload finished"
             );
             store.finish_uploaded(row.id, &code, fld_id, now_ms(), "uploaded")?;
-            shared.after_success();
+            ctx.host.account.after_success();
             if !path.exists() {
                 // Renamed or moved while it was being sent: the scanner held
                 // off until now; let it follow the move on the host.
-                shared.request_rescan(row.root_id);
+                ctx.request_rescan(row.root_id);
             }
         }
         Err(err) if err.outcome_unknown() => {
             tracing::warn!(path = %path.display(), error = %err, "upload outcome unknown; searching the host");
-            shared.forget_listing(fld_id);
+            ctx.host.forget_listing(fld_id);
             // The host may have stored it even though the reply was lost.
             let since = row
                 .unknown_since
                 .unwrap_or(now_ms() - started.elapsed().as_millis() as i64);
-            match find_copy(shared, &row, fld_id, &title, Some(since)).await {
+            match find_copy(ctx, &row, fld_id, &title, Some(since)).await {
                 Ok(engine::Adoption::Ambiguous {
                     codes,
                     why,
                     pending,
                 }) => {
-                    hold_ambiguous(shared, &row, &codes, &why, pending, false)?;
+                    hold_ambiguous(ctx, &row, &codes, &why, pending, false)?;
                 }
                 Ok(engine::Adoption::Adopt(code)) => {
                     tracing::info!(path = %path.display(), code = %code, "the host had stored it; adopted");
@@ -408,17 +400,17 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                         now_ms(),
                         "adopted after a lost reply",
                     )?;
-                    shared.after_success();
+                    ctx.host.account.after_success();
                 }
                 // Not (yet) listed. Some hosts list a new file only after a
                 // while: wait that long before any resend, then search again.
                 _ => after_error_at_least(
-                    shared,
+                    ctx,
                     &row,
                     upload_class(&err),
                     &err.to_string(),
                     false,
-                    shared.list_grace(),
+                    ctx.list_grace(),
                 )?,
             }
         }
@@ -426,11 +418,11 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
             // A definite answer: the host did not keep this file.
             tracing::warn!(path = %path.display(), error = %err, "upload refused");
             if err.is_over_quota() {
-                shared.mark_over_quota(&format!(
+                ctx.host.account.mark_over_quota(&ctx.host.client, &format!(
                     "the host refused an upload for lack of space ({err}); uploads wait until space is freed"
                 ));
             }
-            after_error(shared, &row, upload_class(&err), &err.to_string(), true)?;
+            after_error(ctx, &row, upload_class(&err), &err.to_string(), true)?;
         }
     }
     Ok(())
@@ -445,7 +437,7 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
 /// CODE` settles it. After a lost reply it keeps `unknown_since`, so even
 /// `vidsync retry` searches again before it could send anything.
 fn hold_ambiguous(
-    shared: &Shared,
+    ctx: &Context,
     row: &FileRow,
     codes: &[String],
     why: &str,
@@ -462,14 +454,16 @@ fn hold_ambiguous(
         codes.join(", ")
     );
     if pending {
-        let next = now_ms() + shared.list_grace().as_millis().max(1000) as i64;
-        return shared
+        let next = now_ms() + ctx.list_grace().as_millis().max(1000) as i64;
+        return ctx
             .store
             .retry_later(row.id, &msg, next, false, definite, now_ms());
     }
     tracing::warn!(path = %row.path().display(), "{msg}");
-    shared.record_error(&format!("{}: {msg}", row.path().display()));
-    shared.store.fail(row.id, &msg, false, definite, now_ms())
+    ctx.host
+        .account
+        .record_error(&format!("{}: {msg}", row.path().display()));
+    ctx.store.fail(row.id, &msg, false, definite, now_ms())
 }
 
 /// An error of an API call made around the upload (upload/server,
@@ -508,18 +502,18 @@ fn upload_class(err: &ApiError) -> ErrorClass {
 /// Record an error per the retry policy. `definite` = the host surely has
 /// no copy from this attempt.
 fn after_error(
-    shared: &Shared,
+    ctx: &Context,
     row: &FileRow,
     class: ErrorClass,
     msg: &str,
     definite: bool,
 ) -> Result<(), StoreError> {
-    after_error_at_least(shared, row, class, msg, definite, Duration::ZERO)
+    after_error_at_least(ctx, row, class, msg, definite, Duration::ZERO)
 }
 
 /// `after_error` with a floor on the retry delay.
 fn after_error_at_least(
-    shared: &Shared,
+    ctx: &Context,
     row: &FileRow,
     class: ErrorClass,
     msg: &str,
@@ -528,18 +522,20 @@ fn after_error_at_least(
 ) -> Result<(), StoreError> {
     let now = now_ms();
     let streak = if class == ErrorClass::AccountWide {
-        shared.account_refused()
+        ctx.host.account.refused()
     } else {
         0
     };
     if class != ErrorClass::KeyRejected {
-        shared.record_error(&format!("{}: {msg}", row.path().display()));
+        ctx.host
+            .account
+            .record_error(&format!("{}: {msg}", row.path().display()));
     }
     let decision = engine::after_error(
         class,
         row.attempts,
         streak,
-        policy(shared),
+        policy(ctx),
         rand::random::<f64>(),
     );
     match decision {
@@ -549,29 +545,29 @@ fn after_error_at_least(
             // (Capped: a pause longer than the retry horizon would be taken
             // for a clock gone back; the client refuses calls meanwhile
             // without sending them, so waking early costs nothing.)
-            let held = shared.client.held().map_or(Duration::ZERO, |(d, _)| {
-                d.min(shared.config.upload.retry_max)
-            });
+            let held = ctx
+                .host
+                .client
+                .held()
+                .map_or(Duration::ZERO, |(d, _)| d.min(ctx.config.upload.retry_max));
             let next = now + delay.max(min_delay).max(held).as_millis() as i64;
             if class == ErrorClass::AccountWide {
                 // Quota and rate limits concern every file: hold all workers.
-                shared.pause_account_until(next);
-                shared.record_pause(next, msg);
+                ctx.host.account.pause(next);
+                ctx.host.account.record_pause(&ctx.host.client, next, msg);
             }
-            shared
-                .store
+            ctx.store
                 .retry_later(row.id, msg, next, counted, definite, now)
         }
         AfterError::Fail => {
             tracing::error!(path = %row.path().display(), error = %msg, "upload failed for good");
             // Every try counts, the one the host refused for good too: a
             // file refused at its first try shows `attempts: 1`.
-            shared.store.fail(row.id, msg, true, definite, now)
+            ctx.store.fail(row.id, msg, true, definite, now)
         }
         AfterError::PauseForKey => {
-            shared.key_rejected(msg);
-            shared
-                .store
+            ctx.host.account.key_rejected(msg);
+            ctx.store
                 .retry_later(row.id, msg, now, false, definite, now)
         }
     }

@@ -1,18 +1,19 @@
-//! notify (inotify) -> "this root changed" hints for the scanner, and which
-//! files are still open for writing. Falls back to polling per root when
-//! inotify cannot be used (the watch limit, or `mode = "poll"`).
+//! notify (inotify) -> `Hint`s for the scanner, sent on its channel: the
+//! callback only converts events (no SQL, no shared state on notify's
+//! thread). Falls back to polling per root when inotify cannot be used
+//! (the watch limit, a network filesystem, or `mode = "poll"`).
 //!
 //! Events are hints, never the truth: the scanner re-stats and compares
 //! with the store, so a lost or coalesced event costs a delay, not a file.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::config::WatchMode;
-use crate::daemon::Shared;
+use crate::context::{Context, Hint, HintSender};
 
 /// The current inotify watch limit, for the log line that tells the admin
 /// which sysctl to raise.
@@ -99,79 +100,76 @@ fn is_watch_limit(e: &notify::Error) -> bool {
     }
 }
 
-/// Start watching every root. Roots that cannot be watched are added to
-/// `poll_roots` (the scanner polls them). The returned watcher must be kept
-/// alive for as long as events are wanted.
-pub fn start(
-    shared: &Arc<Shared>,
-    poll_roots: &Arc<Mutex<HashSet<i64>>>,
-) -> Option<notify::RecommendedWatcher> {
-    let mode = shared.config.watch.mode;
+/// Start watching every root; events become hints for the scanner. Returns
+/// the watcher (keep it alive for as long as events are wanted) and the
+/// roots to poll instead (they could not be watched).
+pub fn start(ctx: &Context) -> (Option<notify::RecommendedWatcher>, HashSet<i64>) {
+    let mode = ctx.config.watch.mode;
+    let interval = ctx.config.watch.poll_interval;
+    let all: HashSet<i64> = ctx.roots.iter().map(|r| r.id).collect();
     let poll_all = |why: &str| {
-        let mut p = poll_roots.lock().unwrap_or_else(|e| e.into_inner());
-        for r in &shared.roots {
-            p.insert(r.id);
-        }
-        tracing::info!(reason = why, interval = ?shared.config.watch.poll_interval, "polling every sync folder");
+        tracing::info!(reason = why, interval = ?interval, "polling every sync folder");
+        (None, all.clone())
     };
     if mode == WatchMode::Poll {
-        poll_all("watch.mode = \"poll\"");
-        return None;
+        return poll_all("watch.mode = \"poll\"");
     }
-    let weak = Arc::downgrade(shared);
-    let polled = poll_roots.clone();
-    let handler = move |res: notify::Result<notify::Event>| {
-        let Some(shared) = weak.upgrade() else { return };
-        match res {
-            Ok(ev) => handle(&shared, &ev),
-            // A directory created later could not be watched: the limit was
-            // reached while running. Its root is polled from now on.
-            Err(e) if is_watch_limit(&e) => {
-                let mut p = polled.lock().unwrap_or_else(|e| e.into_inner());
-                for root in &shared.roots {
-                    let hit = e.paths.is_empty()
-                        || e.paths.iter().any(|x| x.starts_with(&root.entry.local));
-                    if hit && p.insert(root.id) {
-                        tracing::warn!(
-                            root = %root.entry.local.display(),
-                            "too many inotify watches: raise the sysctl fs.inotify.max_user_watches (now {}); polling this folder instead",
-                            max_user_watches()
-                        );
-                    }
+    let roots: Vec<(i64, PathBuf)> = ctx
+        .roots
+        .iter()
+        .map(|r| (r.id, r.entry.local.clone()))
+        .collect();
+    let hints = ctx.hints.clone();
+    // Roots already reported as polled (the warning is given once).
+    let mut polled: HashSet<i64> = HashSet::new();
+    let handler = move |res: notify::Result<notify::Event>| match res {
+        Ok(ev) => convert(&ev, &hints),
+        // A directory created later could not be watched: the limit was
+        // reached while running. Its root is polled from now on.
+        Err(e) if is_watch_limit(&e) => {
+            let hit: Vec<i64> = roots
+                .iter()
+                .filter(|(_, local)| {
+                    e.paths.is_empty() || e.paths.iter().any(|x| x.starts_with(local))
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for (id, local) in roots.iter().filter(|(id, _)| hit.contains(id)) {
+                if polled.insert(*id) {
+                    tracing::warn!(
+                        root = %local.display(),
+                        "too many inotify watches: raise the sysctl fs.inotify.max_user_watches (now {}); polling this folder instead",
+                        max_user_watches()
+                    );
                 }
-                drop(p);
-                shared.request_rescan_all();
             }
-            Err(e) => {
-                // Typically a queue overflow: rescan everything.
-                tracing::warn!(error = %e, "watch error; rescanning");
-                shared.forget_writers();
-                shared.request_rescan_all();
-            }
+            hints.send(Hint::Poll(hit));
+        }
+        Err(e) => {
+            // Typically a queue overflow: rescan everything.
+            tracing::warn!(error = %e, "watch error; rescanning");
+            hints.send(Hint::Overflow);
         }
     };
     let mut watcher = match notify::recommended_watcher(handler) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start inotify; falling back to polling");
-            poll_all("inotify unavailable");
-            return None;
+            return poll_all("inotify unavailable");
         }
     };
-    for root in &shared.roots {
+    let mut poll = HashSet::new();
+    for root in &ctx.roots {
         if mode == WatchMode::Auto
             && let Some(fs) = network_fs(&root.entry.local)
         {
             tracing::info!(
                 root = %root.entry.local.display(),
                 filesystem = %fs,
-                interval = ?shared.config.watch.poll_interval,
+                interval = ?interval,
                 "sync folder is on a network filesystem: changes made on other machines send no inotify events; polling it"
             );
-            poll_roots
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(root.id);
+            poll.insert(root.id);
             continue;
         }
         if let Err(e) = watcher.watch(&root.entry.local, RecursiveMode::Recursive) {
@@ -185,76 +183,39 @@ pub fn start(
             } else {
                 tracing::warn!(root = %root.entry.local.display(), error = %e, "cannot watch; polling this folder instead");
             }
-            poll_roots
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(root.id);
+            poll.insert(root.id);
         }
     }
-    Some(watcher)
+    (Some(watcher), poll)
 }
 
-/// Was anything tracked at or below this path (now gone)? If not, its
-/// disappearance changes nothing (a finished `x.mkv.part`, an rsync
-/// temporary, a folder of other files).
-fn tracked_at_or_under(
-    shared: &Shared,
-    root_id: i64,
-    root: &std::path::Path,
-    path: &std::path::Path,
-) -> bool {
-    let Some(rel) = path.strip_prefix(root).ok().and_then(|r| r.to_str()) else {
-        return true;
-    };
-    // When in doubt (a database error), look.
-    shared.store.has_at_or_under(root_id, rel).unwrap_or(true)
-}
-
-fn handle(shared: &Shared, ev: &notify::Event) {
+/// One inotify event -> hints. Content events concern one file (a targeted
+/// pass); a rename or removal is looked at by the scanner (one file renamed
+/// into place, or the tree changed); anything else changes the tree.
+fn convert(ev: &notify::Event, hints: &HintSender) {
     if ev.need_rescan() {
-        shared.forget_writers();
-        shared.request_rescan_all();
+        hints.send(Hint::Overflow);
         return;
     }
     for path in &ev.paths {
-        let Some(root) = shared.root_of(path) else {
-            continue;
-        };
-        // Content events concern one file: a targeted pass. Everything
-        // else (a new or renamed directory, a rename, a deletion) changes
-        // the tree: a full walk of the root, which can match moves.
-        match ev.kind {
-            EventKind::Create(CreateKind::File) => {
-                shared.mark_writing(path, false);
-                shared.touch(root.id, path);
-            }
-            EventKind::Modify(ModifyKind::Data(_)) => {
-                shared.mark_writing(path, true);
-                shared.touch(root.id, path);
-            }
-            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
-                shared.mark_closed(path);
-                shared.touch(root.id, path);
-            }
-            EventKind::Modify(ModifyKind::Metadata(_)) => shared.touch(root.id, path),
-            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => {
-                // Marks under a renamed or removed directory go with it.
-                shared.mark_closed_under(path);
-                match std::fs::symlink_metadata(path) {
-                    // A file renamed into place (a finished download, an
-                    // rsync temporary): one file to look at. Where it came
-                    // from is found by its inode.
-                    Ok(md) if md.file_type().is_file() => shared.touch(root.id, path),
-                    // Gone, and nothing tracked was there: nothing to do.
-                    Err(_) if !tracked_at_or_under(shared, root.id, &root.entry.local, path) => {}
-                    // A directory, or a tracked name gone: the tree changed.
-                    _ => shared.request_rescan(root.id),
-                }
-            }
+        let path = path.clone();
+        let hint = match ev.kind {
+            EventKind::Create(CreateKind::File) => Hint::Writing {
+                path,
+                written: false,
+            },
+            EventKind::Modify(ModifyKind::Data(_)) => Hint::Writing {
+                path,
+                written: true,
+            },
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Hint::Closed(path),
+            EventKind::Modify(ModifyKind::Metadata(_)) => Hint::Touched(path),
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => Hint::Renamed(path),
             // Opening and reading (our own upload reads) change nothing.
-            EventKind::Access(_) => {}
-            _ => shared.request_rescan(root.id),
-        }
+            EventKind::Access(_) => continue,
+            _ => Hint::Tree(path),
+        };
+        hints.send(hint);
     }
 }
 

@@ -113,6 +113,19 @@ pub struct Stat {
     pub ino: u64,
 }
 
+impl Stat {
+    /// The stat of a file as the store records it.
+    pub fn of(md: &std::fs::Metadata) -> Stat {
+        use std::os::unix::fs::MetadataExt;
+        Stat {
+            size: md.len(),
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            dev: md.dev(),
+            ino: md.ino(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RootRow {
     pub id: i64,

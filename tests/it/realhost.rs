@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use vidsync::api::{ApiError, Client, ErrorClass, FileListQuery, UploadParams};
 use vidsync::config::Config;
 use vidsync::daemon;
-use vidsync::folders::remote_name;
+use vidsync::host::folders::remote_name;
 use vidsync::store::{FileRow, State, Store};
 use vidsync::testhost::{DeletedBy, Fault, HostOptions, Scope, TestHost};
 
@@ -468,7 +468,10 @@ async fn both_files_stored_behind_an_array_reply_are_adopted_not_uploaded_twice(
     assert_ne!(codes[0], codes[1]);
 
     let store = Store::open(&cfg.state.database).unwrap();
-    assert_eq!(store.retry_failed(&[], daemon::now_ms()).unwrap(), 0);
+    assert_eq!(
+        store.retry_failed(&[], vidsync::clock::now_ms()).unwrap(),
+        0
+    );
     drop(store);
     let s = common::scan(&cfg).await;
     assert!(s.failed.is_empty(), "{:?}", s.failed);

@@ -130,7 +130,7 @@ async fn empty_mountpoint_is_not_a_mass_local_deletion() {
         )
         .unwrap();
     }
-    let shared = daemon::Shared::new(cfg.clone()).unwrap();
+    let (shared, _hints) = vidsync::context::Context::new(cfg.clone()).unwrap();
     // The files lived on a disk mounted there: record another device for
     // the root than the one its (empty) mount point is on now.
     use std::os::unix::fs::MetadataExt;
@@ -142,7 +142,7 @@ async fn empty_mountpoint_is_not_a_mass_local_deletion() {
         "the root's device is recorded"
     );
     store.set_meta(&key, &(dev + 1).to_string()).unwrap();
-    vidsync::scan::scan_root(&shared, &shared.roots[0])
+    vidsync::scan::scan_root(&shared, &Default::default(), &shared.roots[0])
         .await
         .unwrap();
     let deleted = store.list(Some(State::LocalDeleted)).unwrap().len();
@@ -174,14 +174,14 @@ async fn dmca_survives_a_local_disappearance() {
             1,
         )
         .unwrap();
-    let shared = daemon::Shared::new(cfg.clone()).unwrap();
+    let (shared, _hints) = vidsync::context::Context::new(cfg.clone()).unwrap();
     let hidden = tempfile::tempdir().unwrap();
     std::fs::rename(root.path().join("d.mp4"), hidden.path().join("d.mp4")).unwrap();
-    vidsync::scan::scan_root(&shared, &shared.roots[0])
+    vidsync::scan::scan_root(&shared, &Default::default(), &shared.roots[0])
         .await
         .unwrap();
     std::fs::rename(hidden.path().join("d.mp4"), root.path().join("d.mp4")).unwrap();
-    vidsync::scan::scan_root(&shared, &shared.roots[0])
+    vidsync::scan::scan_root(&shared, &Default::default(), &shared.roots[0])
         .await
         .unwrap();
     let st = store.file(row.id).unwrap().unwrap().state;

@@ -382,7 +382,10 @@ async fn a_file_the_host_refuses_fails_once_and_the_others_go_on() {
     assert_eq!(store.list(Some(State::Uploaded)).unwrap().len(), 2);
     assert_eq!(host.files().len(), 2);
     // `retry` puts it back; the host now accepts it.
-    assert_eq!(store.retry_failed(&[], daemon::now_ms()).unwrap(), 1);
+    assert_eq!(
+        store.retry_failed(&[], vidsync::clock::now_ms()).unwrap(),
+        1
+    );
     drop(store);
     let summary = common::scan(&cfg).await;
     assert!(summary.failed.is_empty());

@@ -7,14 +7,20 @@
 //! inode, size and mtime: the row and its file code follow the file) and
 //! deleted ones (`local_deleted`; never-uploaded rows are forgotten).
 
+pub mod scanner;
+pub mod writers;
+
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::clock::now_ms;
-use crate::daemon::{Root, Shared};
+use crate::context::{Context, DirRename, Root};
 use crate::engine::{self, is_under, rel_dir_of};
 use crate::store::{FileRow, Stat, State, StoreError};
+
+pub use scanner::Scanner;
+pub use writers::Writers;
 
 /// One video file found on disk.
 #[derive(Debug, Clone)]
@@ -33,15 +39,6 @@ pub struct Walk {
     pub errors: Vec<(PathBuf, String)>,
     /// Directories (relative, "" = the root) whose listing failed.
     pub unreadable: Vec<String>,
-}
-
-pub fn stat_of(md: &std::fs::Metadata) -> Stat {
-    Stat {
-        size: md.len(),
-        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-        dev: md.dev(),
-        ino: md.ino(),
-    }
 }
 
 /// Walk `root` without following symlinks (a link could lead out of the
@@ -98,7 +95,7 @@ pub fn walk(root: &Path, filter: &engine::Filter) -> Walk {
             } else if ft.is_file() && filter.wants_file(&rel) {
                 out.files.push(Observed {
                     rel_path: rel,
-                    stat: stat_of(&md),
+                    stat: Stat::of(&md),
                 });
             }
         }
@@ -122,9 +119,13 @@ fn same_file(a: &Stat, b: &Stat) -> bool {
     a.dev == b.dev && a.ino == b.ino && a.size == b.size && a.mtime_ns == b.mtime_ns
 }
 
-/// Scan one root now: walk it, detect renamed directories, apply the walk to
-/// the store, then fix the remote place of moved files.
-pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, StoreError> {
+/// Scan one root now: walk it, detect renamed directories (the fix-up task
+/// renames their remote folders), apply the rest of the walk to the store.
+pub async fn scan_root(
+    ctx: &Context,
+    writers: &Writers,
+    root: &Root,
+) -> Result<ScanReport, StoreError> {
     let path = root.entry.local.clone();
     let filter = root.filter.clone();
     let walked = tokio::task::spawn_blocking(move || walk(&path, &filter))
@@ -146,10 +147,10 @@ pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, Store
     // that moved to a new disk with its files is accepted as such.)
     let dev_key = format!("root_dev:{}", root.id);
     let dev_now = std::fs::metadata(&root.entry.local).map(|m| m.dev()).ok();
-    let dev_known: Option<u64> = shared.store.meta(&dev_key)?.and_then(|v| v.parse().ok());
+    let dev_known: Option<u64> = ctx.store.meta(&dev_key)?.and_then(|v| v.parse().ok());
     let empty = walked.files.is_empty() && walked.dirs.is_empty();
     if let Some(now_dev) = dev_now {
-        if empty && dev_known.is_some_and(|d| d != now_dev) && shared.store.has_present(root.id)? {
+        if empty && dev_known.is_some_and(|d| d != now_dev) && ctx.store.has_present(root.id)? {
             tracing::warn!(
                 root = %root.entry.local.display(),
                 "sync folder is empty and on another device than before (disk not mounted?); not treating its files as deleted"
@@ -157,28 +158,28 @@ pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, Store
             return Ok(ScanReport::default());
         }
         if dev_known != Some(now_dev) {
-            shared.store.set_meta(&dev_key, &now_dev.to_string())?;
+            ctx.store.set_meta(&dev_key, &now_dev.to_string())?;
         }
     }
-    let pending = rename_dirs(shared, root, &walked).await?;
-    shared.set_pending_renames(root.id, pending.clone());
+    let pending = detect_renames(ctx, root, &walked)?;
+    ctx.renames.set(root.id, pending.clone());
     // A directory rename still to be done on the host: leave both sides
     // alone for now (applying them would move the files one by one into a
     // new folder and leave the old one behind); the rest of the root goes on.
     let files: Vec<Observed> = walked
         .files
         .into_iter()
-        .filter(|o| !pending.iter().any(|(_, new)| is_under(&o.rel_path, new)))
+        .filter(|o| !pending.iter().any(|r| is_under(&o.rel_path, &r.new)))
         .collect();
     let mut unreadable = walked.unreadable;
-    unreadable.extend(pending.into_iter().map(|(old, _)| old));
-    let report = apply(shared, root, &files, &unreadable)?;
+    unreadable.extend(pending.into_iter().map(|r| r.old));
+    let report = apply(ctx, writers, root, &files, &unreadable)?;
     if report.queued > 0 {
-        shared.wake.notify_waiters();
+        ctx.host.wake.notify_waiters();
     }
-    // Moves and deletions may need the host told: the fix-up task does it,
-    // outside this loop (it makes paced API calls).
-    shared.fixups.notify_one();
+    // Renames, moves and deletions may need the host told: the fix-up task
+    // does it, outside this loop (it makes paced API calls).
+    ctx.fixups.notify_one();
     Ok(report)
 }
 
@@ -187,12 +188,13 @@ pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, Store
 /// `unreadable` are directories (relative, "" = the root) whose listing
 /// failed: files below them are not "gone", we just could not see them.
 pub fn apply(
-    shared: &Shared,
+    ctx: &Context,
+    writers: &Writers,
     root: &Root,
     files: &[Observed],
     unreadable: &[String],
 ) -> Result<ScanReport, StoreError> {
-    let store = &shared.store;
+    let store = &ctx.store;
     let now = now_ms();
     let mut report = ScanReport::default();
     let rows = store.files_in_root(root.id)?;
@@ -257,11 +259,11 @@ pub fn apply(
                 tracing::info!(from = %v.rel_path, over = %row.rel_path, "file renamed over another");
                 report.moved += 1;
             } else {
-                shared.request_rescan(root.id);
+                ctx.request_rescan(root.id);
             }
             continue;
         }
-        apply_existing(shared, root, row, obs, now, &mut report)?;
+        apply_existing(ctx, writers, root, row, obs, now, &mut report)?;
     }
 
     for obs in fresh
@@ -285,7 +287,7 @@ pub fn apply(
             store.move_file(row.id, root.id, &obs.rel_path, now)?;
             report.moved += 1;
         } else {
-            adopt_or_insert(shared, root, obs, now, &mut report)?;
+            adopt_or_insert(ctx, root, obs, now, &mut report)?;
         }
     }
     for row in vanished {
@@ -319,13 +321,13 @@ pub fn apply(
 /// record and its file code; a second name of a file still present (a hard
 /// link) is the same video and is not uploaded again; otherwise it is new.
 fn adopt_or_insert(
-    shared: &Shared,
+    ctx: &Context,
     root: &Root,
     obs: &Observed,
     now: i64,
     report: &mut ScanReport,
 ) -> Result<(), StoreError> {
-    let store = &shared.store;
+    let store = &ctx.store;
     let same: Vec<FileRow> = store
         .by_inode(obs.stat.dev, obs.stat.ino)?
         .into_iter()
@@ -340,7 +342,7 @@ fn adopt_or_insert(
     let at_its_path = |r: &FileRow| {
         std::fs::symlink_metadata(r.path())
             .map(|md| {
-                let st = stat_of(&md);
+                let st = Stat::of(&md);
                 st.dev == r.stat.dev && st.ino == r.stat.ino
             })
             .unwrap_or(false)
@@ -373,15 +375,16 @@ fn adopt_or_insert(
 /// A tracked file seen on disk at its recorded path: note a change, queue
 /// it once settled, bring back a file that had vanished.
 fn apply_existing(
-    shared: &Shared,
+    ctx: &Context,
+    writers: &Writers,
     root: &Root,
     row: &FileRow,
     obs: &Observed,
     now: i64,
     report: &mut ScanReport,
 ) -> Result<(), StoreError> {
-    let store = &shared.store;
-    let settle = shared.config.watch.settle;
+    let store = &ctx.store;
+    let settle = ctx.config.watch.settle;
     // Content changes show in size or mtime. A new inode alone (a copy
     // to a new disk, a restore from backup with times kept) is the same
     // video: record it, upload nothing.
@@ -403,7 +406,7 @@ fn apply_existing(
             return Ok(());
         }
         State::Waiting => {
-            let open = shared.is_open_for_write(&root.entry.local.join(&row.rel_path));
+            let open = writers.is_open(&root.entry.local.join(&row.rel_path));
             if engine::is_complete(row.stable_since, now, settle, open) {
                 store.queue(row.id, now)?;
                 report.queued += 1;
@@ -423,7 +426,8 @@ fn apply_existing(
 /// and those settling): stat just them, no walk. Anything that needs the
 /// whole picture (a file gone: deleted or moved?) asks for a full scan.
 pub fn scan_paths(
-    shared: &Shared,
+    ctx: &Context,
+    writers: &Writers,
     root: &Root,
     paths: &std::collections::HashSet<PathBuf>,
 ) -> Result<ScanReport, StoreError> {
@@ -446,13 +450,13 @@ pub fn scan_paths(
             wanted = root.filter.wants_dir(dir);
             dir = rel_dir_of(dir);
         }
-        if !wanted || shared.under_pending_rename(root.id, rel) {
+        if !wanted || ctx.renames.holds_back(root.id, rel) {
             continue;
         }
         let md = match p.symlink_metadata() {
             Ok(md) => md,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                shared.request_rescan(root.id);
+                ctx.request_rescan(root.id);
                 continue;
             }
             Err(e) => {
@@ -465,39 +469,34 @@ pub fn scan_paths(
         }
         let obs = Observed {
             rel_path: rel.to_string(),
-            stat: stat_of(&md),
+            stat: Stat::of(&md),
         };
-        match shared.store.file_by_path(root.id, rel)? {
+        match ctx.store.file_by_path(root.id, rel)? {
             // Another file now at a tracked path: a rename over it, or a
             // move and a replacement. That needs the whole picture.
             Some(row) if row.stat.ino != obs.stat.ino || row.stat.dev != obs.stat.dev => {
-                shared.request_rescan(root.id);
+                ctx.request_rescan(root.id);
             }
-            Some(row) => apply_existing(shared, root, &row, &obs, now, &mut report)?,
-            None => adopt_or_insert(shared, root, &obs, now, &mut report)?,
+            Some(row) => apply_existing(ctx, writers, root, &row, &obs, now, &mut report)?,
+            None => adopt_or_insert(ctx, root, &obs, now, &mut report)?,
         }
     }
     if report.queued > 0 {
-        shared.wake.notify_waiters();
+        ctx.host.wake.notify_waiters();
     }
     if report.moved > 0 || report.reappeared > 0 {
         // A file came back or moved: its place on the host may need fixing.
-        shared.fixups.notify_one();
+        ctx.fixups.notify_one();
     }
     Ok(report)
 }
 
 /// A remembered directory whose path is gone while a new directory has its
-/// inode was renamed or moved: rename its remote folder and move the rows.
-/// Returns the renames still to be done (failed, or waiting for their retry
-/// time) as (old dir, new dir).
-async fn rename_dirs(
-    shared: &Shared,
-    root: &Root,
-    walked: &crate::scan::Walk,
-) -> Result<Vec<(String, String)>, StoreError> {
+/// inode was renamed or moved: the fix-up task renames its remote folder.
+/// Returns those renames (old dir, new dir). Pure store work.
+fn detect_renames(ctx: &Context, root: &Root, walked: &Walk) -> Result<Vec<DirRename>, StoreError> {
     let mut pending = Vec::new();
-    let known = shared.store.folders(root.id)?;
+    let known = ctx.store.folders(root.id)?;
     let present: HashMap<&str, u64> = walked.dirs.iter().map(|(d, i)| (d.as_str(), *i)).collect();
     let unreadable = |rel: &str| {
         walked
@@ -505,7 +504,7 @@ async fn rename_dirs(
             .iter()
             .any(|d| rel == d || is_under(rel, d))
     };
-    for (rel_dir, fld_id, ino) in known {
+    for (rel_dir, _fld_id, ino) in known {
         let (Some(ino), false) = (ino, rel_dir.is_empty()) else {
             continue;
         };
@@ -513,303 +512,17 @@ async fn rename_dirs(
             continue;
         }
         let Some((new_dir, _)) = walked.dirs.iter().find(|(d, i)| {
-            *i == ino && !d.is_empty() && shared.store.folder(root.id, d).ok().flatten().is_none()
+            *i == ino && !d.is_empty() && ctx.store.folder(root.id, d).ok().flatten().is_none()
         }) else {
             // Gone for good: forget the inode, or a new directory that gets
             // it from the filesystem later would pass for a rename.
-            shared.store.clear_folder_ino(root.id, &rel_dir)?;
+            ctx.store.clear_folder_ino(root.id, &rel_dir)?;
             continue;
         };
-        let gate = format!("dir:{}:{rel_dir}", root.id);
-        if !shared.retry_allowed(&gate) {
-            pending.push((rel_dir.clone(), new_dir.clone()));
-            continue;
-        }
-        let new_name = new_dir.rsplit('/').next().unwrap_or(new_dir);
-        let old_parent = rel_dir_of(&rel_dir);
-        let new_parent = rel_dir_of(new_dir);
-        let mut edit = crate::api::FolderEdit {
-            name: Some(crate::folders::remote_name(new_name)),
-            ..Default::default()
-        };
-        if old_parent != new_parent {
-            match shared.folder_for(root, new_parent).await {
-                Ok(pid) => edit.parent_id = Some(pid),
-                Err(e) => {
-                    tracing::warn!(dir = %new_dir, error = %e, "cannot resolve the new parent folder; will retry");
-                    shared.retry_failed(&gate);
-                    shared.rescan_when_allowed(root.id, &gate);
-                    pending.push((rel_dir.clone(), new_dir.clone()));
-                    continue;
-                }
-            }
-        }
-        match shared.client.folder_edit(fld_id, &edit).await {
-            Ok(()) => {
-                tracing::info!(from = %rel_dir, to = %new_dir, fld_id, "directory renamed; remote folder renamed");
-                shared.retry_succeeded(&gate);
-                shared
-                    .store
-                    .rename_dir(root.id, &rel_dir, new_dir, now_ms())?;
-            }
-            Err(e) if e.class() == crate::api::ErrorClass::Permanent => {
-                // The remote folder is gone or not ours any more: forget it;
-                // the files get a new folder and are moved there one by one.
-                tracing::warn!(from = %rel_dir, to = %new_dir, error = %e, "cannot rename the remote folder; mirroring into a new one");
-                shared.retry_succeeded(&gate);
-                shared.store.forget_folder_tree(root.id, &rel_dir)?;
-            }
-            Err(e) if !shared.holds_renames() => {
-                // `scan` must finish: mirror into a new folder instead.
-                tracing::warn!(from = %rel_dir, to = %new_dir, error = %e, "cannot rename the remote folder; moving its files one by one");
-                shared.store.forget_folder_tree(root.id, &rel_dir)?;
-            }
-            Err(e) => {
-                tracing::warn!(from = %rel_dir, to = %new_dir, error = %e, "cannot rename the remote folder; will retry");
-                shared.retry_failed(&gate);
-                shared.rescan_when_allowed(root.id, &gate);
-                pending.push((rel_dir.clone(), new_dir.clone()));
-            }
-        }
+        pending.push(DirRename {
+            old: rel_dir,
+            new: new_dir.clone(),
+        });
     }
     Ok(pending)
-}
-
-/// Uploaded files whose local path changed since they were placed on the
-/// host (moved or renamed) are moved/retitled with file/edit. Self-healing:
-/// `placed_path` changes only after a successful edit, so a failed edit is
-/// tried again on the next pass. Files whose path did not change are left
-/// alone, so a title edited by hand on the host is not fought over.
-pub async fn fix_remote_places(shared: &Shared, root: &Root) -> Result<(), StoreError> {
-    for row in shared.store.misplaced(root.id)? {
-        let (Some(code), Some(fld)) = (&row.file_code, row.fld_id) else {
-            continue;
-        };
-        let gate = format!("file:{}", row.id);
-        if !shared.retry_allowed(&gate) {
-            continue;
-        }
-        let title = crate::upload::title_for(shared, &row.rel_path);
-        let dir = rel_dir_of(&row.rel_path);
-        let want_fld = match shared.folder_for(root, dir).await {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(dir, error = %e, "cannot resolve remote folder");
-                shared.retry_failed(&gate);
-                continue;
-            }
-        };
-        // What is on the host is what we last set there.
-        let old_title = row.title.clone().unwrap_or_default();
-        if want_fld == fld && old_title == title {
-            shared
-                .store
-                .set_remote_place(row.id, fld, &title, &row.rel_path, now_ms())?;
-            continue;
-        }
-        let edit = crate::api::FileEdit {
-            title: (old_title != title).then(|| title.clone()),
-            fld_id: (want_fld != fld).then_some(want_fld),
-            ..Default::default()
-        };
-        match edit_keeping_tags(shared, &root.entry.tags, std::slice::from_ref(code), &edit).await {
-            Ok(()) => {
-                tracing::info!(path = %row.rel_path, code = %code, fld_id = want_fld, title = %title, "moved/retitled on the host");
-                shared.retry_succeeded(&gate);
-                shared
-                    .store
-                    .set_remote_place(row.id, want_fld, &title, &row.rel_path, now_ms())?;
-            }
-            Err(e) => {
-                tracing::warn!(path = %row.rel_path, error = %e, "cannot move/retitle on the host; will retry");
-                shared.retry_failed(&gate);
-            }
-        }
-    }
-    trash_local_deletions(shared, root).await
-}
-
-/// Split a host's tag list ("a, b") into tags.
-fn split_tags(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect()
-}
-
-/// The tags a file keeps through an edit: those the host reports (the
-/// user's, the host's own show tag) and the sync entry's, once each, in the
-/// form the host stores (so the check after the edit compares like with
-/// like, and nothing file/edit would skip is sent).
-fn merged_tags(host: &[String], entry: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for t in host.iter().chain(entry) {
-        if let Some(t) = engine::host_tag(t)
-            && !out.contains(&t)
-        {
-            out.push(t);
-        }
-    }
-    out
-}
-
-/// file/edit that keeps each file's tags, then checks that it took.
-///
-/// On the real software every file/edit deletes all tags of the named
-/// files and adds only the `tags` sent, so the tags are read first
-/// (file/info, 50 codes a call) and sent again; files with different tags
-/// go in separate edits. The host answers "true" whatever happened (a code
-/// that is not ours, a value it skipped), so the result is verified with
-/// file/info. Codes the host no longer has are left out.
-pub async fn edit_keeping_tags(
-    shared: &Shared,
-    entry_tags: &[String],
-    codes: &[String],
-    edit: &crate::api::FileEdit,
-) -> Result<(), crate::api::ApiError> {
-    use std::collections::BTreeMap;
-    let infos = shared.client.file_info(codes).await?;
-    let mut groups: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
-    for info in infos.iter().filter(|i| i.status == 200) {
-        if !codes.contains(&info.file_code) {
-            continue;
-        }
-        let tags = merged_tags(&split_tags(&info.tags), entry_tags);
-        groups.entry(tags).or_default().push(info.file_code.clone());
-    }
-    for (tags, group) in &groups {
-        let mut e = edit.clone();
-        e.tags = Some(tags.join(","));
-        if let Some(t) = &e.title {
-            e.title = Some(engine::edit_safe(t));
-        }
-        shared.client.file_edit(group, &e).await?;
-    }
-    // Verify: the folder, the title and the tags are what was sent.
-    let wanted: HashMap<&str, &Vec<String>> = groups
-        .iter()
-        .flat_map(|(tags, g)| g.iter().map(move |c| (c.as_str(), tags)))
-        .collect();
-    let after = shared
-        .client
-        .file_info(&wanted.keys().map(|c| c.to_string()).collect::<Vec<_>>())
-        .await?;
-    for info in after.iter().filter(|i| i.status == 200) {
-        let Some(tags) = wanted.get(info.file_code.as_str()) else {
-            continue;
-        };
-        let mut have: Vec<String> = split_tags(&info.tags)
-            .iter()
-            .filter_map(|t| engine::host_tag(t))
-            .collect();
-        let mut want = (*tags).clone();
-        have.sort_by_key(|t| t.to_lowercase());
-        want.sort_by_key(|t| t.to_lowercase());
-        let fld_ok = edit.fld_id.is_none_or(|f| info.file_fld_id == Some(f));
-        let title_ok = edit
-            .title
-            .as_ref()
-            // The host doubles a `\` in titles set by file/edit, and some
-            // hosts cut long titles.
-            .is_none_or(|t| {
-                engine::same_title(
-                    &info.file_title.trim().replace("\\\\", "\\"),
-                    &engine::edit_safe(t),
-                    shared.config.api.sanitize_filename,
-                )
-            });
-        let tags_ok = have.len() == want.len()
-            && have
-                .iter()
-                .zip(&want)
-                .all(|(a, b)| a.eq_ignore_ascii_case(b));
-        if !(fld_ok && title_ok && tags_ok) {
-            return Err(crate::api::ApiError::Protocol {
-                endpoint: "file/edit".into(),
-                detail: format!(
-                    "the host did not apply the edit to {} (folder ok: {fld_ok}, title ok: {title_ok}, tags ok: {tags_ok})",
-                    info.file_code
-                ),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// With `on_local_delete = "trash"`, a file deleted locally is moved to the
-/// entry's trash folder on the host (never deleted there).
-async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), StoreError> {
-    let Some(trash) = &root.entry.trash else {
-        return Ok(());
-    };
-    if root.entry.on_local_delete != crate::config::LocalDeletePolicy::Trash {
-        return Ok(());
-    }
-    let rows = shared.store.deleted_on_host_too(root.id)?;
-    let pending: Vec<&FileRow> = rows.iter().collect();
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let key = format!("trash_fld:{}", trash.join("/"));
-    let trash_id = match shared.store.meta(&key)?.and_then(|v| v.parse::<u64>().ok()) {
-        Some(id) => id,
-        None => {
-            let gate = format!("trash_folder:{}", root.id);
-            if !shared.retry_allowed(&gate) {
-                return Ok(());
-            }
-            let mut id = 0;
-            for name in trash {
-                match crate::folders::find_or_create(
-                    &shared.client,
-                    id,
-                    &crate::folders::remote_name(name),
-                    &trash.join("/"),
-                )
-                .await
-                {
-                    Ok((next, _)) => id = next,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot resolve the trash folder; will retry");
-                        shared.retry_failed(&gate);
-                        return Ok(());
-                    }
-                }
-            }
-            shared.store.set_meta(&key, &id.to_string())?;
-            id
-        }
-    };
-    // One file/edit moves up to 50 files: a deleted season costs a call
-    // or two, not one per episode.
-    let gate = format!("trash:{}", root.id);
-    if !shared.retry_allowed(&gate) {
-        return Ok(());
-    }
-    let to_move: Vec<&FileRow> = pending
-        .into_iter()
-        .filter(|r| r.fld_id != Some(trash_id))
-        .collect();
-    for batch in to_move.chunks(crate::api::FILE_INFO_BATCH) {
-        let codes: Vec<String> = batch.iter().filter_map(|r| r.file_code.clone()).collect();
-        let edit = crate::api::FileEdit {
-            fld_id: Some(trash_id),
-            ..Default::default()
-        };
-        match edit_keeping_tags(shared, &root.entry.tags, &codes, &edit).await {
-            Ok(()) => {
-                shared.retry_succeeded(&gate);
-                for row in batch {
-                    tracing::info!(path = %row.rel_path, code = ?row.file_code, "deleted locally; moved to the trash folder on the host");
-                    shared.store.record_trashed(row.id, trash_id, now_ms())?;
-                }
-            }
-            Err(e) => {
-                shared.retry_failed(&gate);
-                tracing::warn!(files = batch.len(), error = %e, "cannot move to the trash folder; will retry");
-                break;
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,134 @@
+//! Events as data: what the watcher and the other tasks tell the scanner.
+//!
+//! Hints, never the truth: the scanner re-stats and compares with the
+//! store, so a lost hint costs a delay, not a file. The channel is
+//! bounded; a hint that does not fit sets the overflow flag, which the
+//! scanner treats like an inotify overflow (forget writers, walk every
+//! root), so a storm cannot grow memory without bound.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+/// Room in the channel; beyond it the scanner falls back to full walks.
+const CAPACITY: usize = 16_384;
+
+/// One hint for the scanner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hint {
+    /// A file was created (a weak sign of a writer: a hard link never sends
+    /// a close) or written (a writer is at work until it closes).
+    Writing { path: PathBuf, written: bool },
+    /// A file was closed after writing.
+    Closed(PathBuf),
+    /// A file's metadata changed: look at it.
+    Touched(PathBuf),
+    /// A path was removed or renamed (away or into place): the scanner
+    /// decides whether one file or the whole root needs a look.
+    Renamed(PathBuf),
+    /// Something else changed the tree at this path: walk its root.
+    Tree(PathBuf),
+    /// The watcher lost events: nothing is known about open files.
+    Overflow,
+    /// These roots can no longer be watched (the inotify limit): poll them
+    /// from now on, and walk them now.
+    Poll(Vec<i64>),
+    /// Walk this root soon (an error, a rename done on the host).
+    Rescan(i64),
+    /// Walk this root at this time (a retry gate opens then).
+    RescanAt(i64, Instant),
+    /// Walk every root.
+    RescanAll,
+}
+
+/// The sending side, cheap to clone; sending never blocks.
+#[derive(Debug, Clone)]
+pub struct HintSender {
+    tx: mpsc::Sender<Hint>,
+    overflow: Arc<AtomicBool>,
+}
+
+/// The receiving side, owned by whoever runs the scanner.
+#[derive(Debug)]
+pub struct HintReceiver {
+    rx: mpsc::Receiver<Hint>,
+    overflow: Arc<AtomicBool>,
+}
+
+pub fn channel() -> (HintSender, HintReceiver) {
+    let (tx, rx) = mpsc::channel(CAPACITY);
+    let overflow = Arc::new(AtomicBool::new(false));
+    (
+        HintSender {
+            tx,
+            overflow: overflow.clone(),
+        },
+        HintReceiver { rx, overflow },
+    )
+}
+
+impl HintSender {
+    pub fn send(&self, hint: Hint) {
+        match self.tx.try_send(hint) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.overflow.store(true, Ordering::SeqCst);
+            }
+            // No scanner (a one-shot command): nobody to tell.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+impl HintReceiver {
+    /// Wait for the next hint (None once every sender is gone).
+    pub async fn recv(&mut self) -> Option<Hint> {
+        self.rx.recv().await
+    }
+
+    /// Every hint waiting now, an overflow first if one happened.
+    pub fn drain(&mut self) -> Vec<Hint> {
+        let mut out = Vec::new();
+        if self.overflow.swap(false, Ordering::SeqCst) {
+            out.push(Hint::Overflow);
+        }
+        while let Ok(h) = self.rx.try_recv() {
+            out.push(h);
+        }
+        out
+    }
+
+    /// Did hints get dropped for want of room since the last drain?
+    pub fn overflowed(&self) -> bool {
+        self.overflow.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_channel_turns_into_one_overflow_hint() {
+        let (tx, mut rx) = channel();
+        for i in 0..CAPACITY + 10 {
+            tx.send(Hint::Rescan(i as i64));
+        }
+        assert!(rx.overflowed());
+        let got = rx.drain();
+        assert_eq!(got[0], Hint::Overflow);
+        assert_eq!(got.len(), CAPACITY + 1);
+        assert!(!rx.overflowed());
+        assert!(rx.drain().is_empty());
+    }
+
+    #[test]
+    fn sending_without_a_scanner_is_harmless() {
+        let (tx, rx) = channel();
+        drop(rx);
+        tx.send(Hint::RescanAll);
+    }
+}

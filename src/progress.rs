@@ -1,0 +1,44 @@
+//! The progress task: upload progress into the store once a second (for
+//! `status`), the systemd STATUS= line and WATCHDOG pings while the main
+//! loop is alive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ms;
+use crate::context::Context;
+
+/// Writes upload progress to the store once a second (a bounded rate, so
+/// `status` can show it without slowing uploads).
+pub async fn task(ctx: Arc<Context>, stop: CancellationToken) {
+    let mut t = tokio::time::interval(Duration::from_secs(1));
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The systemd STATUS= line: every 3 s, sent only when it changed.
+    let mut n: u32 = 0;
+    let mut last_status = String::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = t.tick() => ctx.progress.flush(&ctx.store, now_ms()),
+        }
+        // WATCHDOG=1 every second while the scanner loop is alive. A scan
+        // pass may legitimately wait on the host (paced calls, timeouts), so
+        // the loop counts as hung only after `context::HUNG_AFTER` without a beat;
+        // then the pings stop and systemd (WatchdogSec=) restarts us.
+        if ctx.heartbeat.alive() {
+            crate::sdnotify::watchdog();
+        }
+        if n.is_multiple_of(3)
+            && let Ok(counts) = ctx.store.counts()
+        {
+            let line = crate::sdnotify::status_line(&counts, ctx.host.account.key_ok());
+            if line != last_status {
+                crate::sdnotify::status(&line);
+                last_status = line;
+            }
+        }
+        n = n.wrapping_add(1);
+    }
+}
