@@ -18,7 +18,7 @@ fn open(config: &Config) -> Result<Store, ExitCode> {
 }
 
 /// One `list --json` entry. The first eight keys are the stable interface
-/// of PRODUCT.md; others may be added, never removed or renamed.
+/// of docs/cli.md (`list --json`); others may be added, never removed or renamed.
 pub fn file_json(f: &FileRow) -> Value {
     json!({
         "path": f.path().to_string_lossy(),

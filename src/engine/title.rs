@@ -2,11 +2,10 @@
 //! to every uploaded title, and the one comparison vidsync makes between a
 //! title on the host and a local file.
 //!
-//! The rules are read from the server source (fs.pm, XVS-API.md "What the
-//! server software really does"): the host cuts a trailing media extension,
-//! turns runs of `_` and `.` into spaces, drops the first ` x264 `-style codec
-//! word, turns runs of `<>#"` and NUL into spaces, optionally sanitizes, and
-//! trims. vidsync sends titles already in that form ([`stored_title`]), so the
+//! The rules are read from the server source (fs.pm; docs/host-api.md,
+//! "Titles"): the host cuts a trailing media extension, turns runs of `_`
+//! and `.` into spaces, drops the first ` x264 `-style codec word, turns
+//! runs of `<>#"` and NUL into spaces, optionally sanitizes, and trims. vidsync sends titles already in that form ([`stored_title`]), so the
 //! title the host keeps is known before the upload, and it compares host
 //! titles with local ones only through [`same_title`].
 
