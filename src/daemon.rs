@@ -173,6 +173,11 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
     crate::fixup::fix_up_all(&ctx).await;
     loop {
         scanner.pass(&ctx, &stop).await;
+        if ctx.renames.any() {
+            // A directory renamed during the pass: its folder is renamed
+            // (or given up) now, so the files below are applied next pass.
+            crate::fixup::fix_up_all(&ctx).await;
+        }
         let counts = ctx.store.counts()?;
         let busy: u64 = counts
             .iter()

@@ -71,6 +71,11 @@ impl Renames {
         }
     }
 
+    /// Is any rename waiting, in any root?
+    pub fn any(&self) -> bool {
+        !lock(&self.pending).is_empty()
+    }
+
     /// Is this relative path on either side of a rename still to be done?
     pub fn holds_back(&self, root_id: i64, rel: &str) -> bool {
         lock(&self.pending).get(&root_id).is_some_and(|v| {
