@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Created, ErrorClass, FileListQuery, UploadParams};
 use crate::clock::now_ms;
-use crate::context::Context;
+use crate::context::{Context, Root};
 use crate::engine::{self, AfterError, RetryPolicy};
 
 use crate::store::{FileRow, StoreError};
@@ -198,33 +198,53 @@ pub async fn find_copy(
     ))
 }
 
+/// One upload attempt of a queued file, in the order exactly-once needs:
+/// the file is still what settled; its remote folder; a copy already on
+/// the host is adopted (a file never on record, or one whose last attempt
+/// left doubt) instead of being sent again; only then the bytes go.
 async fn upload_one(ctx: &Context, row: FileRow) -> Result<(), StoreError> {
-    let store = &ctx.store;
-    let path = row.path();
     let Some(root) = ctx.root(row.root_id) else {
         // A root removed from the config: leave its rows alone.
-        store.retry_later(
+        let later = now_ms() + ctx.config.upload.retry_max.as_millis() as i64;
+        ctx.store.retry_later(
             row.id,
             "sync entry no longer configured",
-            now_ms() + ctx.config.upload.retry_max.as_millis() as i64,
+            later,
             false,
             false,
             now_ms(),
         )?;
         return Ok(());
     };
-    // The file must still be what we saw settle.
+    if !still_settled(ctx, &row)? {
+        return Ok(());
+    }
+    let title = ctx.title_for(&row.rel_path);
+    let Some(fld_id) = remote_folder(ctx, root, &row).await? else {
+        return Ok(());
+    };
+    if adopted_instead(ctx, root, &row, fld_id, &title).await? {
+        return Ok(());
+    }
+    send(ctx, root, &row, fld_id, &title).await
+}
+
+/// Is the file still what we saw settle? If not, the row goes back to the
+/// scanner (changed: waiting again; gone or unreadable: it decides whether
+/// the file moved or was deleted).
+fn still_settled(ctx: &Context, row: &FileRow) -> Result<bool, StoreError> {
+    let path = row.path();
     match std::fs::metadata(&path) {
         Ok(md) => {
             let st = crate::store::Stat::of(&md);
             if st.size != row.stat.size || st.mtime_ns != row.stat.mtime_ns {
-                store.file_changed(row.id, st, now_ms())?;
-                return Ok(());
+                ctx.store.file_changed(row.id, st, now_ms())?;
+                return Ok(false);
             }
+            Ok(true)
         }
         Err(e) => {
-            // Gone or unreadable: let the scanner decide (moved, deleted).
-            store.retry_later(
+            ctx.store.retry_later(
                 row.id,
                 &format!("cannot stat {}: {e}", path.display()),
                 now_ms() + 1000,
@@ -233,43 +253,64 @@ async fn upload_one(ctx: &Context, row: FileRow) -> Result<(), StoreError> {
                 now_ms(),
             )?;
             ctx.request_rescan(row.root_id);
-            return Ok(());
+            Ok(false)
         }
     }
-    let title = ctx.title_for(&row.rel_path);
+}
+
+/// The file's remote folder, found or created; None when that failed (the
+/// failure is recorded on the row).
+async fn remote_folder(
+    ctx: &Context,
+    root: &Root,
+    row: &FileRow,
+) -> Result<Option<u64>, StoreError> {
     let rel_dir = engine::rel_dir_of(&row.rel_path);
-    let fld_id = match ctx.folder_for(root, rel_dir).await {
-        Ok(f) => f,
+    match ctx.folder_for(root, rel_dir).await {
+        Ok(f) => Ok(Some(f)),
         Err(e) => {
             let class = match e.api() {
                 Some(api) if api.is_folder_missing() => {
                     // A remembered folder was deleted on the host or is not
                     // ours: forget the ids so the next try finds or creates it.
-                    tracing::warn!(path = %path.display(), error = %e, "remote folder gone; it will be found or created again");
-                    store.forget_folder_tree(row.root_id, "")?;
+                    tracing::warn!(path = %row.path().display(), error = %e, "remote folder gone; it will be found or created again");
+                    ctx.store.forget_folder_tree(row.root_id, "")?;
                     ErrorClass::Transient
                 }
                 Some(api) => api.class(),
                 None => ErrorClass::Transient,
             };
-            return after_error(ctx, &row, host_side(class), &e.to_string(), true);
+            after_error(ctx, row, host_side(class), &e.to_string(), true)?;
+            Ok(None)
         }
-    };
+    }
+}
 
-    // A file never on record may already be on the host (a lost database,
-    // another tool): adopt its copy instead of uploading a second one.
-    // (A folder vidsync created held nothing of anyone else's.)
+/// Is the file's copy already on the host? Looked for in two cases: a file
+/// never on record (a lost database, another tool; a folder vidsync created
+/// held nothing of anyone else's), and a file whose previous attempt may
+/// have stored it. True when the row was settled without sending (adopted,
+/// held as ambiguous, or the search failed and waits for a retry).
+async fn adopted_instead(
+    ctx: &Context,
+    root: &Root,
+    row: &FileRow,
+    fld_id: u64,
+    title: &str,
+) -> Result<bool, StoreError> {
+    let store = &ctx.store;
+    let path = row.path();
     if row.unknown_since.is_none()
         && root.entry.adopt_existing
         && !store.ever_attempted(row.id)?
         && !store.created_folder(fld_id)?
     {
-        match find_copy(ctx, &row, fld_id, &title, None).await {
+        match find_copy(ctx, row, fld_id, title, None).await {
             Ok(engine::Adoption::Adopt(code)) => {
                 tracing::info!(path = %path.display(), code = %code, "already on the host; adopted instead of uploading");
-                store.adopt_if_idle(row.id, &code, fld_id, &title, now_ms(), "adopted", true)?;
+                store.adopt_if_idle(row.id, &code, fld_id, title, now_ms(), "adopted", true)?;
                 ctx.host.account.after_success();
-                return Ok(());
+                return Ok(true);
             }
             Ok(engine::Adoption::Nothing) => {}
             Ok(engine::Adoption::Ambiguous {
@@ -277,67 +318,74 @@ async fn upload_one(ctx: &Context, row: FileRow) -> Result<(), StoreError> {
                 why,
                 pending,
             }) => {
-                return hold_ambiguous(ctx, &row, &codes, &why, pending, true);
+                hold_ambiguous(ctx, row, &codes, &why, pending, true)?;
+                return Ok(true);
             }
             Err(e) => {
-                return after_error(
-                    ctx,
-                    &row,
-                    search_class(&e),
-                    &format!("looking for a copy on the host: {e}"),
-                    true,
-                );
+                let msg = format!("looking for a copy on the host: {e}");
+                after_error(ctx, row, search_class(&e), &msg, true)?;
+                return Ok(true);
             }
         }
     }
-
     // A previous attempt may have stored the file: find it before sending again.
-    if let Some(since) = row.unknown_since {
-        let search_fld = row.fld_id.unwrap_or(fld_id);
-        let search_title = row.title.clone().unwrap_or_else(|| title.clone());
-        match find_copy(ctx, &row, search_fld, &search_title, Some(since)).await {
-            Ok(engine::Adoption::Ambiguous {
-                codes,
-                why,
-                pending,
-            }) => {
-                return hold_ambiguous(ctx, &row, &codes, &why, pending, false);
+    let Some(since) = row.unknown_since else {
+        return Ok(false);
+    };
+    let search_fld = row.fld_id.unwrap_or(fld_id);
+    let search_title = row.title.clone().unwrap_or_else(|| title.to_string());
+    match find_copy(ctx, row, search_fld, &search_title, Some(since)).await {
+        Ok(engine::Adoption::Ambiguous {
+            codes,
+            why,
+            pending,
+        }) => {
+            hold_ambiguous(ctx, row, &codes, &why, pending, false)?;
+            Ok(true)
+        }
+        Ok(engine::Adoption::Adopt(code)) => {
+            tracing::info!(path = %path.display(), code = %code, "found the file on the host after an interrupted upload; adopted it");
+            // Found where the attempt put it; if the file has moved or
+            // been renamed since, the fix-ups move it on the host.
+            let misplaced = search_fld != fld_id || search_title != title;
+            store.finish_uploaded_at(
+                row.id,
+                &code,
+                search_fld,
+                now_ms(),
+                "adopted after an interrupted upload",
+                misplaced,
+            )?;
+            if misplaced {
+                ctx.fixups.notify_one();
             }
-            Ok(engine::Adoption::Adopt(code)) => {
-                tracing::info!(path = %path.display(), code = %code, "found the file on the host after an interrupted upload; adopted it");
-                // Found where the attempt put it; if the file has moved or
-                // been renamed since, the fix-ups move it on the host.
-                let misplaced = search_fld != fld_id || search_title != title;
-                store.finish_uploaded_at(
-                    row.id,
-                    &code,
-                    search_fld,
-                    now_ms(),
-                    "adopted after an interrupted upload",
-                    misplaced,
-                )?;
-                if misplaced {
-                    ctx.fixups.notify_one();
-                }
-                ctx.host.account.after_success();
-                return Ok(());
-            }
-            Ok(engine::Adoption::Nothing) => {}
-            Err(e) => {
-                return after_error(
-                    ctx,
-                    &row,
-                    search_class(&e),
-                    &format!("searching the host: {e}"),
-                    false,
-                );
-            }
+            ctx.host.account.after_success();
+            Ok(true)
+        }
+        Ok(engine::Adoption::Nothing) => Ok(false),
+        Err(e) => {
+            let msg = format!("searching the host: {e}");
+            after_error(ctx, row, search_class(&e), &msg, false)?;
+            Ok(true)
         }
     }
+}
 
+/// Send the file, with `unknown_since` recorded first, and record the
+/// outcome: a code, a definite refusal, or doubt (then the host is
+/// searched at once, and again no sooner than `list_grace`).
+async fn send(
+    ctx: &Context,
+    root: &Root,
+    row: &FileRow,
+    fld_id: u64,
+    title: &str,
+) -> Result<(), StoreError> {
+    let store = &ctx.store;
+    let path = row.path();
     let e = &root.entry;
     let params = UploadParams {
-        title: title.clone(),
+        title: title.to_string(),
         descr: None,
         fld_id,
         cat_id: e.cat_id.map(u64::from),
@@ -345,7 +393,7 @@ async fn upload_one(ctx: &Context, row: FileRow) -> Result<(), StoreError> {
         public: e.public,
         adult: e.adult,
     };
-    store.begin_attempt(row.id, fld_id, &title, now_ms())?;
+    store.begin_attempt(row.id, fld_id, title, now_ms())?;
     let sent = Arc::new(AtomicU64::new(0));
     ctx.progress.start(row.id, row.stat.size, sent.clone());
     let progress: crate::api::ProgressFn = {
@@ -377,42 +425,10 @@ async fn upload_one(ctx: &Context, row: FileRow) -> Result<(), StoreError> {
             }
         }
         Err(err) if err.outcome_unknown() => {
-            tracing::warn!(path = %path.display(), error = %err, "upload outcome unknown; searching the host");
-            ctx.host.forget_listing(fld_id);
-            // The host may have stored it even though the reply was lost.
             let since = row
                 .unknown_since
                 .unwrap_or(now_ms() - started.elapsed().as_millis() as i64);
-            match find_copy(ctx, &row, fld_id, &title, Some(since)).await {
-                Ok(engine::Adoption::Ambiguous {
-                    codes,
-                    why,
-                    pending,
-                }) => {
-                    hold_ambiguous(ctx, &row, &codes, &why, pending, false)?;
-                }
-                Ok(engine::Adoption::Adopt(code)) => {
-                    tracing::info!(path = %path.display(), code = %code, "the host had stored it; adopted");
-                    store.finish_uploaded(
-                        row.id,
-                        &code,
-                        fld_id,
-                        now_ms(),
-                        "adopted after a lost reply",
-                    )?;
-                    ctx.host.account.after_success();
-                }
-                // Not (yet) listed. Some hosts list a new file only after a
-                // while: wait that long before any resend, then search again.
-                _ => after_error_at_least(
-                    ctx,
-                    &row,
-                    upload_class(&err),
-                    &err.to_string(),
-                    false,
-                    ctx.list_grace(),
-                )?,
-            }
+            after_lost_reply(ctx, row, fld_id, title, since, &err).await?;
         }
         Err(err) => {
             // A definite answer: the host did not keep this file.
@@ -422,10 +438,55 @@ async fn upload_one(ctx: &Context, row: FileRow) -> Result<(), StoreError> {
                     "the host refused an upload for lack of space ({err}); uploads wait until space is freed"
                 ));
             }
-            after_error(ctx, &row, upload_class(&err), &err.to_string(), true)?;
+            after_error(ctx, row, upload_class(&err), &err.to_string(), true)?;
         }
     }
     Ok(())
+}
+
+/// The reply was lost: the host may have stored the file anyway. Search
+/// the folder's files created since `since`; adopt a certain match, hold
+/// an ambiguous one, and otherwise wait `list_grace` before any resend.
+async fn after_lost_reply(
+    ctx: &Context,
+    row: &FileRow,
+    fld_id: u64,
+    title: &str,
+    since: i64,
+    err: &ApiError,
+) -> Result<(), StoreError> {
+    let path = row.path();
+    tracing::warn!(path = %path.display(), error = %err, "upload outcome unknown; searching the host");
+    ctx.host.forget_listing(fld_id);
+    match find_copy(ctx, row, fld_id, title, Some(since)).await {
+        Ok(engine::Adoption::Ambiguous {
+            codes,
+            why,
+            pending,
+        }) => hold_ambiguous(ctx, row, &codes, &why, pending, false),
+        Ok(engine::Adoption::Adopt(code)) => {
+            tracing::info!(path = %path.display(), code = %code, "the host had stored it; adopted");
+            ctx.store.finish_uploaded(
+                row.id,
+                &code,
+                fld_id,
+                now_ms(),
+                "adopted after a lost reply",
+            )?;
+            ctx.host.account.after_success();
+            Ok(())
+        }
+        // Not (yet) listed. Some hosts list a new file only after a
+        // while: wait that long before any resend, then search again.
+        _ => after_error_at_least(
+            ctx,
+            row,
+            upload_class(err),
+            &err.to_string(),
+            false,
+            ctx.list_grace(),
+        ),
+    }
 }
 
 /// Copies on the host that may be this file's, and none surely is: neither

@@ -491,41 +491,78 @@ impl Client {
             .map_err(io_err("reading size of"))?
             .len();
         let filename = upload_filename(path);
-
-        let limiter = self.inner.bandwidth.clone();
         let started = tokio::time::Instant::now();
-        // Milliseconds since `started` of the last chunk handed to the body,
-        // and whether the whole file was sent: the stall watchdog below
-        // reads them.
-        let last_progress = Arc::new(AtomicU64::new(0));
-        let all_sent = Arc::new(AtomicBool::new(len == 0));
+        let (body, wire) = self.upload_body(file, len, progress, started);
+        let part = reqwest::multipart::Part::stream_with_length(body, len)
+            .file_name(filename.clone())
+            .mime_str("application/octet-stream")
+            .map_err(|e| ApiError::Network {
+                endpoint: UPLOAD_ENDPOINT.into(),
+                source: e.without_url(),
+            })?;
+        let form = self.upload_form(params, part);
+
+        self.inner.pacer.acquire().await;
+        // Waiting for the pacer is not silence on the wire.
+        wire.progressed(started);
+        let endpoint = UPLOAD_ENDPOINT;
+        let send = self.inner.upload_http.post(server).multipart(form).send();
+        let stall = self.inner.read_timeout;
+        let resp = tokio::select! {
+            r = send => r.map_err(|e| Self::network_error(endpoint, e))?,
+            () = wire.stalled(started, stall) => return Err(ApiError::Timeout { endpoint: endpoint.into() }),
+        };
+        // The reply body may stall too (headers sent, then nothing).
+        let env = tokio::time::timeout(
+            stall * REPLY_WAIT_FACTOR,
+            self.read_envelope(endpoint, resp),
+        )
+        .await
+        .map_err(|_| ApiError::Timeout {
+            endpoint: endpoint.into(),
+        })?;
+        self.upload_reply(env, &filename)
+    }
+
+    /// The file as a streamed body: at most `len` bytes (a file that grows
+    /// meanwhile must not overrun the length declared in the multipart
+    /// header, or the host refuses the whole request as malformed), paced
+    /// by the bandwidth limit, reporting progress, and noting on `Wire`
+    /// when the last chunk went out.
+    fn upload_body(
+        &self,
+        file: tokio::fs::File,
+        len: u64,
+        progress: Option<ProgressFn>,
+        started: tokio::time::Instant,
+    ) -> (reqwest::Body, Wire) {
+        let limiter = self.inner.bandwidth.clone();
+        let wire = Wire {
+            last_progress: Arc::new(AtomicU64::new(0)),
+            all_sent: Arc::new(AtomicBool::new(len == 0)),
+        };
         let mut sent: u64 = 0;
-        // Read at most the length declared in the multipart header: a file
-        // that grows meanwhile must not overrun the body (the host would
-        // refuse the whole request as malformed).
         let reader = tokio::io::AsyncReadExt::take(file, len);
         let stream = {
-            let last_progress = last_progress.clone();
-            let all_sent = all_sent.clone();
+            let wire = wire.clone();
             tokio_util::io::ReaderStream::with_capacity(reader, UPLOAD_CHUNK).then(move |chunk| {
                 let progress = progress.clone();
                 if let Ok(c) = &chunk {
                     sent += c.len() as u64;
                 }
                 let sent_now = sent;
-                last_progress.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                wire.progressed(started);
                 if sent_now >= len {
-                    all_sent.store(true, Ordering::Relaxed);
+                    wire.all_sent.store(true, Ordering::Relaxed);
                 }
                 let limiter = limiter.clone();
                 let n = chunk.as_ref().map_or(0, |c| c.len() as u64);
-                let last_progress = last_progress.clone();
+                let wire = wire.clone();
                 async move {
                     if let Some(l) = &limiter {
                         l.acquire(n).await;
                         // Our own throttle is not the host's silence.
-                        last_progress
-                            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        wire.progressed(started);
                     }
                     if let Some(p) = &progress {
                         p(sent_now);
@@ -534,15 +571,16 @@ impl Client {
                 }
             })
         };
-        let body = reqwest::Body::wrap_stream(stream);
-        let part = reqwest::multipart::Part::stream_with_length(body, len)
-            .file_name(filename.clone())
-            .mime_str("application/octet-stream")
-            .map_err(|e| ApiError::Network {
-                endpoint: UPLOAD_ENDPOINT.into(),
-                source: e.without_url(),
-            })?;
-        // Field order matters to these hosts: key and fields before the file.
+        (reqwest::Body::wrap_stream(stream), wire)
+    }
+
+    /// The upload form. Field order matters to these hosts: the key and the
+    /// fields before the file (a field after it does not apply to it).
+    fn upload_form(
+        &self,
+        params: &UploadParams,
+        part: reqwest::multipart::Part,
+    ) -> reqwest::multipart::Form {
         let mut form = reqwest::multipart::Form::new()
             .percent_encode_noop()
             .text("key", self.inner.key.expose().to_string())
@@ -559,54 +597,20 @@ impl Client {
         if let Some(t) = &params.tags {
             form = form.text("tags", t.clone());
         }
-        let form = form.part("file", part);
+        form.part("file", part)
+    }
 
-        self.inner.pacer.acquire().await;
-        // Waiting for the pacer is not silence on the wire.
-        last_progress.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let endpoint = UPLOAD_ENDPOINT;
-        let send = self.inner.upload_http.post(server).multipart(form).send();
-        // A large upload takes as long as it takes; what must not last is
-        // silence: no body progress for `read_timeout` while sending, or no
-        // reply for `REPLY_WAIT_FACTOR` times that after the last byte (the
-        // host may check a large file before it answers).
-        let stall = self.inner.read_timeout;
-        let watchdog = async {
-            let mut tick = tokio::time::interval((stall / 4).max(Duration::from_millis(20)));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                tick.tick().await;
-                let quiet = started
-                    .elapsed()
-                    .saturating_sub(Duration::from_millis(last_progress.load(Ordering::Relaxed)));
-                let limit = if all_sent.load(Ordering::Relaxed) {
-                    stall * REPLY_WAIT_FACTOR
-                } else {
-                    stall
-                };
-                if quiet > limit {
-                    return;
-                }
-            }
-        };
-        let resp = tokio::select! {
-            r = send => r.map_err(|e| Self::network_error(endpoint, e))?,
-            () = watchdog => return Err(ApiError::Timeout { endpoint: endpoint.into() }),
-        };
-        // The reply body may stall too (headers sent, then nothing).
-        let env = tokio::time::timeout(
-            stall * REPLY_WAIT_FACTOR,
-            self.read_envelope(endpoint, resp),
-        )
-        .await
-        .map_err(|_| ApiError::Timeout {
-            endpoint: endpoint.into(),
-        })?;
-        // The body went out: whatever the reply, short of a file code or a
-        // verdict on the file, the host may have stored it. Never "failed
-        // for good" on such a reply; search before sending again.
+    /// What the upload reply means. The body went out: whatever the reply,
+    /// short of a file code or a verdict on the file, the host may have
+    /// stored it. Never "failed for good" on such a reply; search before
+    /// sending again.
+    fn upload_reply(
+        &self,
+        env: Result<reply::Envelope, ApiError>,
+        filename: &str,
+    ) -> Result<String, ApiError> {
         let unclear = |detail: String| ApiError::Unclear {
-            endpoint: endpoint.into(),
+            endpoint: UPLOAD_ENDPOINT.into(),
             detail,
         };
         let env = env.map_err(|e| match e {
@@ -624,7 +628,7 @@ impl Client {
             Err(unclear("OK without a file code".into()))
         } else {
             Err(ApiError::upload_rejection(
-                &filename,
+                filename,
                 &redact::redact(&f.status, &self.inner.key),
             ))
         }
@@ -1117,6 +1121,45 @@ fn upload_filename(path: &Path) -> String {
             c => c,
         })
         .collect()
+}
+
+/// What the stall watchdog of an upload reads: when the body last made
+/// progress (ms since the start) and whether the whole file went out.
+#[derive(Clone)]
+struct Wire {
+    last_progress: Arc<AtomicU64>,
+    all_sent: Arc<AtomicBool>,
+}
+
+impl Wire {
+    fn progressed(&self, started: tokio::time::Instant) {
+        self.last_progress
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Resolves when the upload has been silent too long. A large upload
+    /// takes as long as it takes; what must not last is silence: no body
+    /// progress for `stall` while sending, or no reply for
+    /// `REPLY_WAIT_FACTOR` times that after the last byte (the host may
+    /// check a large file before it answers).
+    async fn stalled(&self, started: tokio::time::Instant, stall: Duration) {
+        let mut tick = tokio::time::interval((stall / 4).max(Duration::from_millis(20)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let quiet = started.elapsed().saturating_sub(Duration::from_millis(
+                self.last_progress.load(Ordering::Relaxed),
+            ));
+            let limit = if self.all_sent.load(Ordering::Relaxed) {
+                stall * REPLY_WAIT_FACTOR
+            } else {
+                stall
+            };
+            if quiet > limit {
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
