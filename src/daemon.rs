@@ -956,7 +956,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
         _ = scan_all(&shared) => {}
         _ = stop.cancelled() => {}
     }
-    for n in 0..shared.config.upload.concurrency {
+    for n in 0..shared.config.upload.concurrency.get() {
         set.spawn(crate::upload::worker(shared.clone(), n, tasks.clone()));
     }
     set.spawn(scanner(shared.clone(), poll_roots.clone(), tasks.clone()));
@@ -994,7 +994,7 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
     shared.hold_renames.store(false, Ordering::Relaxed);
     let tasks = CancellationToken::new();
     let mut set = JoinSet::new();
-    for n in 0..shared.config.upload.concurrency {
+    for n in 0..shared.config.upload.concurrency.get() {
         set.spawn(crate::upload::worker(shared.clone(), n, tasks.clone()));
     }
     set.spawn(progress_writer(shared.clone(), tasks.clone()));
