@@ -1,8 +1,12 @@
 //! The configuration file: raw TOML -> validated `Config` (durations, paths, key source).
 //!
-//! Parsing happens in two steps: a raw serde struct that rejects unknown keys
-//! and holds every default in one place, then validation into `Config`, whose
-//! fields are ready to use (durations parsed, paths checked, the key loaded).
+//! serde does the reading: durations go through `humantime-serde`, byte
+//! sizes through `bytesize`, counts that must not be zero are `NonZero*`, and
+//! a value with a rule of its own (an extension, a glob, a log level, a
+//! title template) is checked by its own `Deserialize`, so that toml points
+//! at the offending value. What serde cannot see is checked after it, with
+//! the value's span: the key and its four sources, the URL, paths relative
+//! to the file, `retry_min <= retry_max`, the `[[sync]]` entries.
 //!
 //! Entry points: [`Config::load`] (the daemon), [`Config::load_with`] and
 //! [`Config::parse_str`] (an injected environment, for tests and reload).
@@ -13,119 +17,28 @@
 //! - The API key never appears in an error or a `Debug` output: errors are
 //!   scrubbed of every candidate key (inline, key file, credential, env) even
 //!   when the key was pasted into the wrong field.
-//! - Default values are written only in the `Default` impls of the raw
-//!   structs; `config.example.toml` repeats them and a test keeps it true.
+//! - Default values are written only in the `Default` impls below (of the
+//!   sections read as they are, and of the raw `api`, `upload` and `[[sync]]`
+//!   tables); `config.example.toml` repeats them and a test keeps it true.
 //! - Relative paths in the file are relative to the file's directory.
 
 use std::fmt;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-/// The account's API key. Its `Debug` and `Display` never show it: the only way
-/// to read it is `expose()`, used where the key is put on the wire.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    pub fn new(key: impl Into<String>) -> Self {
-        ApiKey(key.into())
-    }
-    /// The key itself, for the request that carries it. Never log the result.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
-}
-
-impl fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// Paths of each endpoint, relative to the host URL; each can be overridden in
-/// `[api.paths]` because hosts of this family differ a little.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiPaths {
-    pub account_info: String,
-    pub account_stats: String,
-    pub upload_server: String,
-    pub upload_url: String,
-    pub file_info: String,
-    pub file_edit: String,
-    pub file_list: String,
-    pub file_direct_link: String,
-    pub file_clone: String,
-    pub file_deleted: String,
-    pub file_dmca: String,
-    pub file_encodings: String,
-    pub folder_list: String,
-    pub folder_create: String,
-    pub folder_edit: String,
-}
-
-impl Default for ApiPaths {
-    fn default() -> Self {
-        let p = |s: &str| format!("/api/{s}");
-        ApiPaths {
-            account_info: p("account/info"),
-            account_stats: p("account/stats"),
-            upload_server: p("upload/server"),
-            upload_url: p("upload/url"),
-            file_info: p("file/info"),
-            file_edit: p("file/edit"),
-            file_list: p("file/list"),
-            file_direct_link: p("file/direct_link"),
-            file_clone: p("file/clone"),
-            file_deleted: p("file/deleted"),
-            file_dmca: p("file/dmca"),
-            file_encodings: p("file/encodings"),
-            folder_list: p("folder/list"),
-            folder_create: p("folder/create"),
-            folder_edit: p("folder/edit"),
-        }
-    }
-}
-
-/// Everything the API client needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApiConfig {
-    /// Base URL, e.g. `https://watching.vn`. `url::Url` always keeps a `/` path
-    /// for a bare host, so join endpoint paths with
-    /// `url.as_str().trim_end_matches('/')` + path. No query, fragment or
-    /// credentials: validation rejects them so that nothing secret hides here.
-    pub url: url::Url,
-    pub key: ApiKey,
-    pub requests_per_minute: u32,
-    pub connect_timeout: Duration,
-    /// Longest silence on a connection before the call fails (read timeout).
-    pub read_timeout: Duration,
-    /// Optional upload bandwidth limit in bytes per second.
-    pub bandwidth_limit: Option<u64>,
-    pub paths: ApiPaths,
-    /// The host runs with the `sanitize_filename` option: stored titles also
-    /// have every run of characters other than letters, digits, `.`, `_`
-    /// and `-` turned into `_` (see `engine::host_title`).
-    pub sanitize_filename: bool,
-    /// Accept plain-http upload servers (other than loopback); the key then
-    /// travels in clear text. Off: such a server is tried as https first.
-    pub allow_http_upload: bool,
-    /// Test seam, never read from TOML: host names resolved to these
-    /// addresses instead of through DNS (a test host posing as another machine).
-    pub resolve: Vec<(String, std::net::SocketAddr)>,
-}
+pub use crate::api::{ApiConfig, ApiKey, ApiPaths};
+pub use crate::engine::DeletePolicy;
+use crate::engine::template::parse_title_template;
 
 // ---------------------------------------------------------------------------
-// The validated configuration.
+// The validated configuration. The sections without cross-checks (`watch`,
+// `reconcile`, `log`, `state`) are read straight into these structs.
 // ---------------------------------------------------------------------------
 
 /// The whole configuration, validated: durations parsed, paths resolved and
@@ -170,26 +83,34 @@ impl fmt::Display for KeySource {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct StateConfig {
     /// The SQLite database; a relative path is resolved against the config
     /// file's directory.
     pub database: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct WatchConfig {
     /// How long size and mtime must stay unchanged before a file is complete.
+    /// Zero is allowed: upload as soon as a file is seen unchanged.
+    #[serde(with = "humantime_serde")]
     pub settle: Duration,
     /// Full rescan period, a safety net for missed events.
+    #[serde(deserialize_with = "period")]
     pub rescan: Duration,
     pub mode: WatchMode,
     /// Period of the polling watcher (poll mode, or the fallback).
+    #[serde(deserialize_with = "period")]
     pub poll_interval: Duration,
     /// Video extensions, lowercase, without the dot.
+    #[serde(deserialize_with = "extensions")]
     pub extensions: Vec<String>,
     /// User glob patterns (checked to compile with `globset`), matched against
     /// the path relative to the sync root and against the file name.
+    #[serde(deserialize_with = "globs")]
     pub exclude: Vec<String>,
 }
 
@@ -206,27 +127,34 @@ pub enum WatchMode {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadConfig {
-    pub concurrency: usize,
+    /// Upload workers; zero would be a daemon that never uploads.
+    pub concurrency: NonZeroUsize,
     pub retry_min: Duration,
     pub retry_max: Duration,
     /// For errors of one file; account-wide conditions retry without limit.
-    pub max_attempts: u32,
-    /// Checked by [`parse_title_template`]; render with [`render_title`].
+    pub max_attempts: NonZeroU32,
+    /// Checked by [`parse_title_template`]; render with `engine::render_title`.
     pub title_template: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReconcileConfig {
+    #[serde(deserialize_with = "period")]
     pub interval: Duration,
+    #[serde(deserialize_with = "period")]
     pub audit_interval: Duration,
     /// A reconcile pass that would mark more than this fraction of the known
     /// files as deleted is not applied (a host glitch, not a mass deletion).
+    #[serde(deserialize_with = "fraction")]
     pub max_delete_fraction: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// A `tracing_subscriber::EnvFilter` directive: `info`, `vidsync=debug,warn`, ...
+    #[serde(deserialize_with = "log_level")]
     pub level: String,
     pub format: LogFormat,
 }
@@ -236,16 +164,6 @@ pub struct LogConfig {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// What to do with a file that disappeared from the host (deleted or expired).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeletePolicy {
-    /// Keep the record, do not upload again.
-    Keep,
-    /// Upload the local file again.
-    Reupload,
 }
 
 /// What to do on the host when a local file is deleted.
@@ -306,7 +224,8 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// The process exit code for a configuration error (see PRODUCT.md).
+    /// The process exit code for a configuration error (README.md: `run`
+    /// exits 2 on a config error).
     pub fn exit_code(&self) -> i32 {
         2
     }
@@ -332,6 +251,12 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let column = before[line_start..].chars().count() + 1;
     (line, column)
 }
+
+/// Stands for the key's name in the messages of the value checks below: a
+/// `Deserialize` does not know which key it reads, toml's error knows only
+/// where. `Ctx::toml_err` puts the name in. A control character, so that no
+/// value quoted in a message can spell it.
+const KEY: &str = "\u{1}key\u{1}";
 
 /// What an error needs to say where it is: the file, its text, and the
 /// secrets that must be scrubbed from any message.
@@ -363,8 +288,10 @@ impl Ctx<'_> {
         message
     }
 
-    /// Turns toml's error into ours, prefixing path:line:col. Serde's "unknown
-    /// field `x`, expected one of ..." becomes "unknown key `x` in [table], ...".
+    /// Turns toml's error into ours, prefixing path:line:col, and says the
+    /// key's name where serde's words do not: "unknown field `x`, expected
+    /// one of .." becomes "unknown key `x` in [table], ..", a `NonZero*` zero
+    /// "upload.concurrency is 0", a bad duration names its key.
     fn toml_err(&self, e: &toml::de::Error) -> ConfigError {
         let span = e.span().unwrap_or(0..0);
         let mut message = e.message().trim_end().to_string();
@@ -380,6 +307,18 @@ impl Ctx<'_> {
         {
             // toml says only "duplicate key"; name it, and what to do.
             message = format!("duplicate key `{name}`, expected each key and table once");
+        } else if message.contains(KEY) {
+            message = message.replace(KEY, &self.key_at(span.start));
+        } else if message.ends_with("expected a duration") {
+            // humantime-serde's "invalid value: string \"x\", expected a
+            // duration", also for a bare number.
+            let value = self.text.get(span.clone()).unwrap_or_default();
+            message = format!(
+                "invalid duration {value} for {}; expected a number with a unit, like \"500ms\", \"10s\", \"5m\" or \"1h\"",
+                self.key_at(span.start)
+            );
+        } else if message.starts_with("invalid value: integer `0`, expected a nonzero") {
+            message = format!("{} is 0, expected at least 1", self.key_at(span.start));
         }
         self.err(span, message)
     }
@@ -400,11 +339,234 @@ impl Ctx<'_> {
             })
             .unwrap_or_else(|| "the top level".to_string())
     }
+
+    /// The name of the key whose value is at a byte offset, as a user would
+    /// look it up: "watch.settle", "api.paths.file_list", and "[[sync]]
+    /// exclude" inside an array of tables. Found like `table_at`: the nearest
+    /// line above with a `=` (a value may be an array over several lines).
+    fn key_at(&self, offset: usize) -> String {
+        let offset = offset.min(self.text.len());
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let key = before
+            .lines()
+            .rev()
+            .find_map(|l| l.split_once('='))
+            .map_or("the value", |(k, _)| k.trim());
+        let table = self.table_at(offset);
+        if let Some(array) = table.strip_prefix("[[") {
+            format!("[[{array} {key}")
+        } else if let Some(name) = table.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            format!("{}.{key}", name.trim())
+        } else {
+            key.to_string()
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
-// The raw file, as serde reads it. Values that validation checks are
-// `Spanned` so that its errors can point at them.
+// Values with a rule of their own. Each check runs inside serde, so toml
+// locates its error; the message names the key through `KEY`.
+// ---------------------------------------------------------------------------
+
+/// A humantime duration ("500ms", "10s", "5m", "1h 30m") that must not be
+/// zero, as for every period and timeout: a zero tokio interval panics, a
+/// zero timeout fails every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Period(Duration);
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value: Duration = humantime_serde::deserialize(d)?;
+        if value.is_zero() {
+            return Err(D::Error::custom(format!(
+                "{KEY} is zero, expected a positive duration like \"10s\""
+            )));
+        }
+        Ok(Period(value))
+    }
+}
+
+fn period<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Period::deserialize(d).map(|p| p.0)
+}
+
+/// Reads a string and checks it while toml is still reading it: only then
+/// does toml give the error the string's own place (a check after the read
+/// gets the place of what holds it, for an array element the whole array).
+fn checked_str<'de, D, T>(
+    d: D,
+    check: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Check<F>(F);
+    impl<T, F: FnOnce(&str) -> Result<T, String>> serde::de::Visitor<'_> for Check<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            (self.0)(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(Check(check))
+}
+
+/// One video extension: lowercase, without the dot; scan compares
+/// `Path::extension()` lowercased against the list.
+struct Extension(String);
+
+impl<'de> Deserialize<'de> for Extension {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_str(d, |value| {
+            let ext = value.trim();
+            let ext = ext.strip_prefix('.').unwrap_or(ext).to_lowercase();
+            if ext.is_empty() || ext.contains(['.', '/', '\\', '*']) {
+                return Err(format!(
+                    "invalid extension \"{value}\" in {KEY}, expected a name like \"mp4\""
+                ));
+            }
+            Ok(Extension(ext))
+        })
+    }
+}
+
+/// The extensions without duplicates, in the order written.
+fn extensions<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let mut out: Vec<String> = Vec::new();
+    for Extension(ext) in Vec::<Extension>::deserialize(d)? {
+        if !out.contains(&ext) {
+            out.push(ext);
+        }
+    }
+    Ok(out)
+}
+
+/// A glob pattern checked to compile; the scanner builds the `GlobSet`.
+struct Glob(String);
+
+impl<'de> Deserialize<'de> for Glob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_str(d, |value| match globset::Glob::new(value) {
+            Ok(_) => Ok(Glob(value.to_string())),
+            Err(e) => Err(format!(
+                "invalid glob in {KEY}: {e}; expected a pattern like \"*.nfo\" or \"Samples/**\""
+            )),
+        })
+    }
+}
+
+fn globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let globs = Vec::<Glob>::deserialize(d)?;
+    Ok(globs.into_iter().map(|Glob(g)| g).collect())
+}
+
+/// A fraction above 0 and at most 1.
+fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let value = f64::deserialize(d)?;
+    // Written so that NaN fails too.
+    if !(value > 0.0 && value <= 1.0) {
+        return Err(D::Error::custom(format!(
+            "{KEY} is {value}, expected a fraction above 0 and at most 1"
+        )));
+    }
+    Ok(value)
+}
+
+/// A log filter, trimmed, checked by [`check_log_level`].
+fn log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    checked_str(d, |value| {
+        let level = value.trim();
+        check_log_level(level).map(|()| level.to_string()).map_err(|e| {
+            format!(
+                "invalid {KEY}: {e}; expected a level (off, error, warn, info, debug, trace) or a filter like \"vidsync=debug,info\""
+            )
+        })
+    })
+}
+
+/// Stricter than `EnvFilter`, which reads a bare word as a target name: there
+/// "ifno" would silently turn logging off, so every directive must end in a
+/// level (`info`, `vidsync=debug`).
+fn check_log_level(level: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    if level.is_empty() {
+        return Err("it is empty".to_string());
+    }
+    for directive in level.split(',').map(str::trim) {
+        let lvl = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LEVELS.contains(&lvl.to_ascii_lowercase().as_str()) {
+            return Err(format!("\"{directive}\" does not end in a level"));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(level)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// A title template checked by the engine's grammar.
+fn title_template<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    checked_str(d, |template| {
+        parse_title_template(template)
+            .map(|()| template.to_string())
+            .map_err(|e| format!("invalid {KEY}: {e}"))
+    })
+}
+
+/// Bytes per second: an integer, or a string with a unit ("10MB", "500KiB").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ByteRate(u64);
+
+impl<'de> Deserialize<'de> for ByteRate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let expected = "bytes per second: an integer, or a string like \"10MB\" or \"500KiB\"";
+        match Raw::deserialize(d).map_err(|_| D::Error::custom(format!("expected {expected}")))? {
+            Raw::Number(n) => u64::try_from(n).map(ByteRate).map_err(|_| {
+                D::Error::custom("expected a non-negative number of bytes per second")
+            }),
+            Raw::Text(s) => parse_byte_size(&s).map(ByteRate).map_err(D::Error::custom),
+        }
+    }
+}
+
+/// "10MB" -> 10_000_000, "500KiB" -> 512_000, "10k" -> 10_000, "0" -> 0.
+///
+/// `bytesize` reads the units with the meaning the config file documents:
+/// decimal units (k, KB, M, MB, G, GB, any case) are powers of 1000, binary
+/// units (KiB, MiB, GiB) powers of 1024. Around it we keep what it allows
+/// but the file does not: a fraction ("1.5MB", which bytesize rounds) is an
+/// error, and so is a size too large for 64 bits (which bytesize saturates).
+fn parse_byte_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let invalid = || {
+        format!(
+            "invalid byte size \"{s}\", expected a number of bytes with an optional unit: B, KB, MB, GB, KiB, MiB, GiB"
+        )
+    };
+    if !t.starts_with(|c: char| c.is_ascii_digit()) || t.contains('.') {
+        return Err(invalid());
+    }
+    let size: bytesize::ByteSize = t.parse().map_err(|_| invalid())?;
+    // Only a saturated product reaches u64::MAX with a unit: it is odd, and
+    // no unit but B divides it.
+    if size.as_u64() == u64::MAX && t.parse::<u64>().is_err() {
+        return Err(format!("byte size \"{s}\" is too large"));
+    }
+    Ok(size.as_u64())
+}
+
+// ---------------------------------------------------------------------------
+// The tables that need checks across keys or a value's place, as serde
+// reads them. Values that validation checks are `Spanned` so that its
+// errors can point at them.
 // ---------------------------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
@@ -412,15 +574,15 @@ impl Ctx<'_> {
 struct RawConfig {
     api: Option<Spanned<RawApi>>,
     #[serde(default)]
-    state: RawState,
+    state: StateConfig,
     #[serde(default)]
-    watch: RawWatch,
+    watch: WatchConfig,
     #[serde(default)]
     upload: RawUpload,
     #[serde(default)]
-    reconcile: RawReconcile,
+    reconcile: ReconcileConfig,
     #[serde(default)]
-    log: RawLog,
+    log: LogConfig,
     #[serde(default)]
     sync: Vec<Spanned<RawSync>>,
 }
@@ -431,10 +593,13 @@ struct RawApi {
     url: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
     key_file: Option<Spanned<String>>,
-    requests_per_minute: Spanned<u32>,
-    connect_timeout: Spanned<String>,
-    read_timeout: Spanned<String>,
-    bandwidth_limit: Spanned<ByteRate>,
+    requests_per_minute: NonZeroU32,
+    #[serde(deserialize_with = "period")]
+    connect_timeout: Duration,
+    #[serde(deserialize_with = "period")]
+    read_timeout: Duration,
+    /// 0 = unlimited.
+    bandwidth_limit: ByteRate,
     sanitize_filename: bool,
     allow_http_upload: bool,
     paths: RawPaths,
@@ -442,44 +607,13 @@ struct RawApi {
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-struct RawState {
-    database: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct RawWatch {
-    settle: Spanned<String>,
-    rescan: Spanned<String>,
-    mode: WatchMode,
-    poll_interval: Spanned<String>,
-    extensions: Vec<Spanned<String>>,
-    exclude: Vec<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 struct RawUpload {
-    concurrency: Spanned<usize>,
-    retry_min: Spanned<String>,
-    retry_max: Spanned<String>,
-    max_attempts: Spanned<u32>,
-    title_template: Spanned<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct RawReconcile {
-    interval: Spanned<String>,
-    audit_interval: Spanned<String>,
-    max_delete_fraction: Spanned<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct RawLog {
-    level: Spanned<String>,
-    format: LogFormat,
+    concurrency: NonZeroUsize,
+    retry_min: Spanned<Period>,
+    retry_max: Spanned<Period>,
+    max_attempts: NonZeroU32,
+    #[serde(deserialize_with = "title_template")]
+    title_template: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -495,7 +629,8 @@ struct RawSync {
     on_expired: DeletePolicy,
     on_local_delete: Spanned<LocalDeletePolicy>,
     trash: Option<Spanned<String>>,
-    exclude: Vec<Spanned<String>>,
+    #[serde(deserialize_with = "globs")]
+    exclude: Vec<String>,
     adopt_existing: bool,
 }
 
@@ -544,59 +679,6 @@ raw_paths!(
     folder_edit,
 );
 
-/// Bytes per second: an integer, or a string with a unit ("10MB", "500KiB").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ByteRate(u64);
-
-impl<'de> Deserialize<'de> for ByteRate {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = ByteRate;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("bytes per second: an integer, or a string like \"10MB\" or \"500KiB\"")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteRate, E> {
-                Ok(ByteRate(v))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteRate, E> {
-                u64::try_from(v)
-                    .map(ByteRate)
-                    .map_err(|_| E::custom("expected a non-negative number of bytes per second"))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteRate, E> {
-                parse_byte_size(v).map(ByteRate).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
-
-/// "10MB" -> 10_000_000, "500KiB" -> 512_000, "0" -> 0. Decimal units are
-/// powers of 1000, binary units (KiB, MiB, GiB) powers of 1024.
-fn parse_byte_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(digits);
-    let expected = "expected a number of bytes with an optional unit: B, KB, MB, GB, KiB, MiB, GiB";
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid byte size \"{s}\", {expected}"))?;
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        _ => return Err(format!("invalid byte size \"{s}\", {expected}")),
-    };
-    number
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("byte size \"{s}\" is too large"))
-}
-
 // ---------------------------------------------------------------------------
 // Defaults: the only place where default values are written down.
 // `config.example.toml` repeats them, and a test checks that it agrees.
@@ -607,14 +689,14 @@ pub const DEFAULT_EXTENSIONS: &[&str] = &[
     "mp4", "mkv", "avi", "mov", "webm", "m4v", "wmv", "flv", "mpg", "mpeg", "ts", "3gp", "ogv",
 ];
 
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
 /// A default value has no place in the file: its span is empty, and nothing
 /// validation rejects is ever a default.
 fn dflt<T>(value: T) -> Spanned<T> {
     Spanned::new(0..0, value)
-}
-
-fn dflt_str(value: &str) -> Spanned<String> {
-    dflt(value.to_string())
 }
 
 impl Default for RawApi {
@@ -623,10 +705,10 @@ impl Default for RawApi {
             url: None,
             key: None,
             key_file: None,
-            requests_per_minute: dflt(60),
-            connect_timeout: dflt_str("10s"),
-            read_timeout: dflt_str("60s"),
-            bandwidth_limit: dflt(ByteRate(0)),
+            requests_per_minute: const { NonZeroU32::new(60).unwrap() },
+            connect_timeout: secs(10),
+            read_timeout: secs(60),
+            bandwidth_limit: ByteRate(0),
             sanitize_filename: false,
             allow_http_upload: false,
             paths: RawPaths::default(),
@@ -634,22 +716,22 @@ impl Default for RawApi {
     }
 }
 
-impl Default for RawState {
+impl Default for StateConfig {
     fn default() -> Self {
-        RawState {
-            database: "/var/lib/vidsync/state.db".to_string(),
+        StateConfig {
+            database: PathBuf::from("/var/lib/vidsync/state.db"),
         }
     }
 }
 
-impl Default for RawWatch {
+impl Default for WatchConfig {
     fn default() -> Self {
-        RawWatch {
-            settle: dflt_str("10s"),
-            rescan: dflt_str("1h"),
+        WatchConfig {
+            settle: secs(10),
+            rescan: secs(3600),
             mode: WatchMode::Auto,
-            poll_interval: dflt_str("30s"),
-            extensions: DEFAULT_EXTENSIONS.iter().map(|e| dflt_str(e)).collect(),
+            poll_interval: secs(30),
+            extensions: DEFAULT_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
             exclude: Vec::new(),
         }
     }
@@ -658,29 +740,29 @@ impl Default for RawWatch {
 impl Default for RawUpload {
     fn default() -> Self {
         RawUpload {
-            concurrency: dflt(2),
-            retry_min: dflt_str("30s"),
-            retry_max: dflt_str("1h"),
-            max_attempts: dflt(8),
-            title_template: dflt_str("{stem}"),
+            concurrency: const { NonZeroUsize::new(2).unwrap() },
+            retry_min: dflt(Period(secs(30))),
+            retry_max: dflt(Period(secs(3600))),
+            max_attempts: const { NonZeroU32::new(8).unwrap() },
+            title_template: "{stem}".to_string(),
         }
     }
 }
 
-impl Default for RawReconcile {
+impl Default for ReconcileConfig {
     fn default() -> Self {
-        RawReconcile {
-            interval: dflt_str("10m"),
-            audit_interval: dflt_str("24h"),
-            max_delete_fraction: dflt(0.5),
+        ReconcileConfig {
+            interval: secs(600),
+            audit_interval: secs(24 * 3600),
+            max_delete_fraction: 0.5,
         }
     }
 }
 
-impl Default for RawLog {
+impl Default for LogConfig {
     fn default() -> Self {
-        RawLog {
-            level: dflt_str("info"),
+        LogConfig {
+            level: "info".to_string(),
             format: LogFormat::Text,
         }
     }
@@ -690,7 +772,7 @@ impl Default for RawSync {
     fn default() -> Self {
         RawSync {
             local: None,
-            remote: dflt_str(""),
+            remote: dflt(String::new()),
             public: true,
             adult: false,
             cat_id: None,
@@ -810,22 +892,13 @@ fn validate(
             "missing api.url, expected the host's base URL, e.g. \"https://watching.vn\"",
         ));
     };
-    let url = check_url(ctx, url)?;
-
-    let requests_per_minute = *api.requests_per_minute.get_ref();
-    if requests_per_minute == 0 {
-        return Err(ctx.err(
-            api.requests_per_minute.span(),
-            "api.requests_per_minute is 0, expected at least 1",
-        ));
-    }
-    let bandwidth = api.bandwidth_limit.get_ref().0;
+    let bandwidth = api.bandwidth_limit.0;
     let api = ApiConfig {
-        url,
+        url: check_url(ctx, url)?,
         key,
-        requests_per_minute,
-        connect_timeout: duration(ctx, "api.connect_timeout", &api.connect_timeout, false)?,
-        read_timeout: duration(ctx, "api.read_timeout", &api.read_timeout, false)?,
+        requests_per_minute: api.requests_per_minute.get(),
+        connect_timeout: api.connect_timeout,
+        read_timeout: api.read_timeout,
         bandwidth_limit: (bandwidth > 0).then_some(bandwidth),
         sanitize_filename: api.sanitize_filename,
         allow_http_upload: api.allow_http_upload,
@@ -837,82 +910,17 @@ fn validate(
         database: base.join(raw.state.database),
     };
 
-    let w = raw.watch;
-    let watch = WatchConfig {
-        settle: duration(ctx, "watch.settle", &w.settle, true)?,
-        rescan: duration(ctx, "watch.rescan", &w.rescan, false)?,
-        mode: w.mode,
-        poll_interval: duration(ctx, "watch.poll_interval", &w.poll_interval, false)?,
-        extensions: extensions(ctx, w.extensions)?,
-        exclude: globs(ctx, "watch.exclude", w.exclude)?,
-    };
-
-    let upload = check_upload(ctx, raw.upload)?;
-
-    let r = raw.reconcile;
-    let fraction = *r.max_delete_fraction.get_ref();
-    // Written so that NaN fails too.
-    if !(fraction > 0.0 && fraction <= 1.0) {
-        return Err(ctx.err(
-            r.max_delete_fraction.span(),
-            format!(
-                "reconcile.max_delete_fraction is {fraction}, expected a fraction above 0 and at most 1"
-            ),
-        ));
-    }
-    let reconcile = ReconcileConfig {
-        interval: duration(ctx, "reconcile.interval", &r.interval, false)?,
-        audit_interval: duration(ctx, "reconcile.audit_interval", &r.audit_interval, false)?,
-        max_delete_fraction: fraction,
-    };
-
-    let level = raw.log.level.get_ref().trim().to_string();
-    if let Err(e) = check_log_level(&level) {
-        return Err(ctx.err(
-            raw.log.level.span(),
-            format!(
-                "invalid log.level: {e}; expected a level (off, error, warn, info, debug, trace) or a filter like \"vidsync=debug,info\""
-            ),
-        ));
-    }
-    let log = LogConfig {
-        level,
-        format: raw.log.format,
-    };
-
-    let syncs = check_syncs(ctx, base, raw.sync)?;
-
     Ok(Config {
         api,
         key_source,
         state,
-        watch,
-        upload,
-        reconcile,
-        log,
-        syncs,
+        watch: raw.watch,
+        upload: check_upload(ctx, raw.upload)?,
+        reconcile: raw.reconcile,
+        log: raw.log,
+        syncs: check_syncs(ctx, base, raw.sync)?,
         source: Some(source),
     })
-}
-
-/// Stricter than `EnvFilter`, which reads a bare word as a target name: there
-/// "ifno" would silently turn logging off, so every directive must end in a
-/// level (`info`, `vidsync=debug`).
-fn check_log_level(level: &str) -> Result<(), String> {
-    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-    if level.is_empty() {
-        return Err("it is empty".to_string());
-    }
-    for directive in level.split(',').map(str::trim) {
-        let lvl = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
-        if !LEVELS.contains(&lvl.to_ascii_lowercase().as_str()) {
-            return Err(format!("\"{directive}\" does not end in a level"));
-        }
-    }
-    tracing_subscriber::EnvFilter::builder()
-        .parse(level)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
 }
 
 /// Key precedence, first found wins: `api.key`, `api.key_file`,
@@ -1094,95 +1102,9 @@ fn check_api_path(
     Ok(path.to_string())
 }
 
-/// A humantime duration ("500ms", "10s", "5m", "1h 30m"). Zero is refused
-/// where the value is a period or a timeout: a zero tokio interval panics, a
-/// zero timeout fails every call.
-fn duration(
-    ctx: &Ctx<'_>,
-    name: &str,
-    value: &Spanned<String>,
-    allow_zero: bool,
-) -> Result<Duration, ConfigError> {
-    let expected = "expected a number with a unit, like \"500ms\", \"10s\", \"5m\" or \"1h\"";
-    let d = humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
-        ctx.err(
-            value.span(),
-            format!(
-                "invalid duration \"{}\" for {name}: {e}; {expected}",
-                value.get_ref()
-            ),
-        )
-    })?;
-    if d.is_zero() && !allow_zero {
-        return Err(ctx.err(
-            value.span(),
-            format!("{name} is zero, expected a positive duration like \"10s\""),
-        ));
-    }
-    Ok(d)
-}
-
-/// Lowercase, without the dot, no duplicates: scan compares
-/// `Path::extension()` lowercased against this list.
-fn extensions(ctx: &Ctx<'_>, values: Vec<Spanned<String>>) -> Result<Vec<String>, ConfigError> {
-    let mut out: Vec<String> = Vec::new();
-    for value in values {
-        let ext = value.get_ref().trim();
-        let ext = ext.strip_prefix('.').unwrap_or(ext).to_lowercase();
-        if ext.is_empty() || ext.contains(['.', '/', '\\', '*']) {
-            return Err(ctx.err(
-                value.span(),
-                format!(
-                    "invalid extension \"{}\" in watch.extensions, expected a name like \"mp4\"",
-                    value.get_ref()
-                ),
-            ));
-        }
-        if !out.contains(&ext) {
-            out.push(ext);
-        }
-    }
-    Ok(out)
-}
-
-/// Checks that every pattern compiles; the scanner builds the `GlobSet`.
-fn globs(
-    ctx: &Ctx<'_>,
-    name: &str,
-    values: Vec<Spanned<String>>,
-) -> Result<Vec<String>, ConfigError> {
-    values
-        .into_iter()
-        .map(|value| {
-            globset::Glob::new(value.get_ref())
-                .map(|_| value.get_ref().clone())
-                .map_err(|e| {
-                    ctx.err(
-                        value.span(),
-                        format!("invalid glob in {name}: {e}; expected a pattern like \"*.nfo\" or \"Samples/**\""),
-                    )
-                })
-        })
-        .collect()
-}
-
 fn check_upload(ctx: &Ctx<'_>, u: RawUpload) -> Result<UploadConfig, ConfigError> {
-    let concurrency = *u.concurrency.get_ref();
-    if concurrency == 0 {
-        return Err(ctx.err(
-            u.concurrency.span(),
-            "upload.concurrency is 0, expected at least 1",
-        ));
-    }
-    let max_attempts = *u.max_attempts.get_ref();
-    if max_attempts == 0 {
-        return Err(ctx.err(
-            u.max_attempts.span(),
-            "upload.max_attempts is 0, expected at least 1",
-        ));
-    }
-    let retry_min = duration(ctx, "upload.retry_min", &u.retry_min, false)?;
-    let retry_max = duration(ctx, "upload.retry_max", &u.retry_max, false)?;
+    let retry_min = u.retry_min.get_ref().0;
+    let retry_max = u.retry_max.get_ref().0;
     if retry_min > retry_max {
         // Point at the one the user wrote: the other may be a default.
         let span = if u.retry_max.span().is_empty() {
@@ -1199,19 +1121,12 @@ fn check_upload(ctx: &Ctx<'_>, u: RawUpload) -> Result<UploadConfig, ConfigError
             ),
         ));
     }
-    let template = u.title_template.get_ref();
-    if let Err(e) = parse_title_template(template) {
-        return Err(ctx.err(
-            u.title_template.span(),
-            format!("invalid upload.title_template: {e}"),
-        ));
-    }
     Ok(UploadConfig {
-        concurrency,
+        concurrency: u.concurrency,
         retry_min,
         retry_max,
-        max_attempts,
-        title_template: template.clone(),
+        max_attempts: u.max_attempts,
+        title_template: u.title_template,
     })
 }
 
@@ -1333,7 +1248,7 @@ fn check_syncs(
             on_expired: e.on_expired,
             on_local_delete,
             trash,
-            exclude: globs(ctx, "[[sync]] exclude", e.exclude)?,
+            exclude: e.exclude,
             adopt_existing: e.adopt_existing,
         });
     }
@@ -1363,95 +1278,6 @@ fn remote_path(
         ));
     }
     Ok(parts)
-}
-
-// ---------------------------------------------------------------------------
-// Title templates: checked here, rendered by the uploader, one grammar.
-// ---------------------------------------------------------------------------
-
-/// The placeholders a title template may use.
-pub const TITLE_PLACEHOLDERS: &[&str] = &["stem", "name", "ext", "dir"];
-
-/// Values for a title template's placeholders.
-#[derive(Debug, Clone, Copy)]
-pub struct TitleVars<'a> {
-    /// File name without extension.
-    pub stem: &'a str,
-    /// File name.
-    pub name: &'a str,
-    /// Extension without the dot.
-    pub ext: &'a str,
-    /// Directory relative to the sync root, "/"-separated, "" at the root.
-    pub dir: &'a str,
-}
-
-enum Piece<'a> {
-    Text(&'a str),
-    Var(&'a str),
-}
-
-/// `{stem}` etc. are placeholders; `{{` and `}}` are literal braces.
-fn template_pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
-    let expected =
-        "expected one of {stem}, {name}, {ext}, {dir} (write {{ or }} for a literal brace)";
-    let mut pieces = Vec::new();
-    let mut rest = template;
-    while let Some(i) = rest.find(['{', '}']) {
-        if i > 0 {
-            pieces.push(Piece::Text(&rest[..i]));
-        }
-        let at = &rest[i..];
-        if let Some(after) = at.strip_prefix("{{") {
-            pieces.push(Piece::Text("{"));
-            rest = after;
-        } else if let Some(after) = at.strip_prefix("}}") {
-            pieces.push(Piece::Text("}"));
-            rest = after;
-        } else if at.starts_with('}') {
-            return Err(format!("unmatched }}, {expected}"));
-        } else {
-            let Some(end) = at.find('}') else {
-                return Err(format!("unclosed {{, {expected}"));
-            };
-            let name = &at[1..end];
-            if !TITLE_PLACEHOLDERS.contains(&name) {
-                return Err(format!("unknown placeholder {{{name}}}, {expected}"));
-            }
-            pieces.push(Piece::Var(name));
-            rest = &at[end + 1..];
-        }
-    }
-    if !rest.is_empty() {
-        pieces.push(Piece::Text(rest));
-    }
-    Ok(pieces)
-}
-
-/// Checks a title template: known placeholders, balanced braces, not empty.
-pub fn parse_title_template(template: &str) -> Result<(), String> {
-    if template.trim().is_empty() {
-        return Err("the template is empty, expected e.g. \"{stem}\"".to_string());
-    }
-    template_pieces(template).map(|_| ())
-}
-
-/// Fills a title template. A template that does not parse (validation
-/// prevents it) renders as the stem, the default title.
-pub fn render_title(template: &str, vars: &TitleVars<'_>) -> String {
-    let Ok(pieces) = template_pieces(template) else {
-        return vars.stem.to_string();
-    };
-    pieces
-        .iter()
-        .map(|p| match p {
-            Piece::Text(t) => *t,
-            Piece::Var("stem") => vars.stem,
-            Piece::Var("name") => vars.name,
-            Piece::Var("ext") => vars.ext,
-            Piece::Var("dir") => vars.dir,
-            Piece::Var(_) => "",
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -1548,10 +1374,10 @@ mod tests {
         assert_eq!(c.watch.poll_interval, Duration::from_secs(30));
         assert_eq!(c.watch.extensions, DEFAULT_EXTENSIONS.to_vec());
         assert!(c.watch.exclude.is_empty());
-        assert_eq!(c.upload.concurrency, 2);
+        assert_eq!(c.upload.concurrency.get(), 2);
         assert_eq!(c.upload.retry_min, Duration::from_secs(30));
         assert_eq!(c.upload.retry_max, Duration::from_secs(3600));
-        assert_eq!(c.upload.max_attempts, 8);
+        assert_eq!(c.upload.max_attempts.get(), 8);
         assert_eq!(c.upload.title_template, "{stem}");
         assert_eq!(c.reconcile.interval, Duration::from_secs(600));
         assert_eq!(c.reconcile.audit_interval, Duration::from_secs(86400));
@@ -1642,8 +1468,8 @@ local = "{}"
         assert_eq!(c.watch.mode, WatchMode::Poll);
         assert_eq!(c.watch.extensions, ["mp4", "mkv"]);
         assert_eq!(c.watch.exclude, ["*sample*"]);
-        assert_eq!(c.upload.concurrency, 4);
-        assert_eq!(c.upload.max_attempts, 3);
+        assert_eq!(c.upload.concurrency.get(), 4);
+        assert_eq!(c.upload.max_attempts.get(), 3);
         assert_eq!(c.upload.title_template, "{dir} - {stem}");
         assert_eq!(c.reconcile.max_delete_fraction, 1.0);
         assert_eq!(c.log.level, "vidsync=debug,info");
@@ -1989,22 +1815,6 @@ local = "{}"
     }
 
     #[test]
-    fn title_template_renders() {
-        let vars = TitleVars {
-            stem: "Film",
-            name: "Film.mkv",
-            ext: "mkv",
-            dir: "2024/May",
-        };
-        assert_eq!(render_title("{stem}", &vars), "Film");
-        assert_eq!(
-            render_title("{dir}: {name} ({ext}) {{x}}", &vars),
-            "2024/May: Film.mkv (mkv) {x}"
-        );
-        assert_eq!(render_title("{bogus}", &vars), "Film");
-    }
-
-    #[test]
     fn bad_glob_is_located() {
         let fx = Fx::new();
         fx.err(
@@ -2071,6 +1881,109 @@ local = "{}"
         for bad in ["", "MB", "1.5MB", "10 parsecs", "99999999999999GB"] {
             assert!(parse_byte_size(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The units as config.example.toml documents them: k/M/G (any case,
+    /// with or without B) are decimal, KiB/MiB/GiB binary.
+    #[test]
+    fn byte_size_units_keep_their_documented_meaning() {
+        for (s, n) in [
+            ("10k", 10_000),
+            ("10K", 10_000),
+            ("10 kB", 10_000),
+            ("3M", 3_000_000),
+            ("3m", 3_000_000),
+            ("2G", 2_000_000_000),
+            ("2 KiB", 2048),
+            ("2mib", 2 << 20),
+            (" 7 ", 7),
+        ] {
+            assert_eq!(parse_byte_size(s), Ok(n), "{s}");
+        }
+        for bad in ["k", "-1k", "1,5MB", "0.5k", "18446744073709551615KB"] {
+            assert!(parse_byte_size(bad).is_err(), "{bad}");
+        }
+        let fx = Fx::new();
+        let c = fx.parse(&fx.text("bandwidth_limit = \"2M\"\n")).unwrap();
+        assert_eq!(c.api.bandwidth_limit, Some(2_000_000));
+        fx.err(
+            &fx.text("bandwidth_limit = 1.5\n"),
+            "4:19",
+            &["expected bytes per second"],
+        );
+    }
+
+    #[test]
+    fn durations_read_as_humantime() {
+        let fx = Fx::new();
+        let c = fx
+            .parse(&fx.text(
+                "[watch]\nsettle = \"90s\"\nrescan = \"1h 30m\"\npoll_interval = \"1m30s\"\n[upload]\nretry_max = \"2days\"\n",
+            ))
+            .unwrap();
+        assert_eq!(c.watch.settle, Duration::from_secs(90));
+        assert_eq!(c.watch.rescan, Duration::from_secs(5400));
+        assert_eq!(c.watch.poll_interval, Duration::from_secs(90));
+        assert_eq!(c.upload.retry_max, Duration::from_secs(2 * 86400));
+        // A TOML number is not a duration either: its unit would be a guess.
+        fx.err(
+            &fx.text("[watch]\nsettle = 10\n"),
+            "5:10",
+            &[
+                "invalid duration 10 for watch.settle",
+                "expected a number with a unit",
+            ],
+        );
+    }
+
+    #[test]
+    fn zero_is_rejected_with_the_key_and_its_line() {
+        let fx = Fx::new();
+        for (middle, line_col, name) in [
+            (
+                "[reconcile]\naudit_interval = \"0s\"\n",
+                "5:18",
+                "reconcile.audit_interval is zero",
+            ),
+            (
+                "[upload]\nretry_min = \"0ms\"\n",
+                "5:13",
+                "upload.retry_min is zero",
+            ),
+            (
+                "connect_timeout = \"0s\"\n",
+                "4:19",
+                "api.connect_timeout is zero",
+            ),
+            (
+                "[watch]\npoll_interval = \"0h\"\n",
+                "5:17",
+                "watch.poll_interval is zero",
+            ),
+        ] {
+            fx.err(
+                &fx.text(middle),
+                line_col,
+                &[name, "expected a positive duration"],
+            );
+        }
+        // Dotted keys and a table written as [ watch ] name the same key.
+        fx.err(
+            &fx.text("[ watch ]\nrescan = \"0s\"\n"),
+            "5:10",
+            &["watch.rescan is zero"],
+        );
+        fx.err(
+            &format!("upload.concurrency = 0\n{}", fx.text("")),
+            "1:22",
+            &["upload.concurrency is 0", "expected at least 1"],
+        );
+        // A negative count is not "0": serde's own words stay.
+        fx.err(
+            &fx.text("[upload]\nconcurrency = -1\n"),
+            "5:15",
+            &["-1", "expected a nonzero"],
+        );
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
         _ = scanner.scan_all(&ctx) => {}
         _ = stop.cancelled() => {}
     }
-    for n in 0..ctx.config.upload.concurrency {
+    for n in 0..ctx.config.upload.concurrency.get() {
         set.spawn(crate::upload::worker(ctx.clone(), n, tasks.clone()));
     }
     set.spawn(scanner.run(ctx.clone(), tasks.clone()));
@@ -161,7 +161,7 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
     ctx.renames.set_hold(false);
     let tasks = CancellationToken::new();
     let mut set = JoinSet::new();
-    for n in 0..ctx.config.upload.concurrency {
+    for n in 0..ctx.config.upload.concurrency.get() {
         set.spawn(crate::upload::worker(ctx.clone(), n, tasks.clone()));
     }
     set.spawn(crate::progress::task(ctx.clone(), tasks.clone()));

@@ -101,7 +101,7 @@ fn policy(ctx: &Context) -> RetryPolicy {
     RetryPolicy {
         min: u.retry_min,
         max: u.retry_max,
-        max_attempts: u.max_attempts,
+        max_attempts: u.max_attempts.get(),
     }
 }
 

@@ -8,6 +8,7 @@ mod error;
 mod pace;
 pub mod redact;
 mod reply;
+mod settings;
 
 pub use error::{ApiError, ErrorClass, UPLOAD_ENDPOINT, classify_rejection};
 pub use pace::{ByteLimiter, Pacer};
@@ -16,6 +17,7 @@ pub use reply::{
     FileListPage, Folder, FolderListing, LinkVersion, ListedFile, StatsDay, StorageLeft,
     UploadedFile, unescape,
 };
+pub use settings::{ApiConfig, ApiKey, ApiPaths};
 
 use std::fmt;
 use std::path::Path;
@@ -27,7 +29,6 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::config::{ApiConfig, ApiKey, ApiPaths};
 use reply::Envelope;
 
 /// The alternative paths some hosts use for the deleted and DMCA lists.

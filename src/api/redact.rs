@@ -3,7 +3,7 @@
 //! The key travels in query strings and form fields, so any URL, reqwest
 //! error or host message that is shown goes through here first.
 
-use crate::config::ApiKey;
+use super::ApiKey;
 
 /// Replace every occurrence of the key, and the value of any `key=` query
 /// parameter, with `<redacted>`.

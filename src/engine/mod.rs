@@ -4,9 +4,11 @@
 
 mod filter;
 pub mod reconcile;
+pub mod template;
 mod title;
 
 pub use filter::{Filter, FilterError};
+pub use reconcile::DeletePolicy;
 pub use title::{edit_safe, host_tag, host_title, same_title, stored_title};
 
 use std::time::Duration;
@@ -101,13 +103,13 @@ pub fn render_title(template: &str, rel_path: &str) -> String {
         Some((s, e)) if !s.is_empty() => (s, e),
         _ => (name, ""),
     };
-    let vars = crate::config::TitleVars {
+    let vars = template::TitleVars {
         stem,
         name,
         ext,
         dir,
     };
-    let title = crate::config::render_title(template, &vars);
+    let title = template::render_title(template, &vars);
     let title = title.trim();
     if title.is_empty() {
         stem.to_string()

@@ -5,8 +5,18 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::api::{DeletedBy, DeletedFile, DmcaEntry, FileInfo};
-use crate::config::DeletePolicy;
 use crate::store::State;
+
+/// What to do with a file that disappeared from the host (deleted or expired);
+/// `[[sync]]` `on_remote_delete` and `on_expired` in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletePolicy {
+    /// Keep the record, do not upload again.
+    Keep,
+    /// Upload the local file again.
+    Reupload,
+}
 
 /// A tracked file that has (or had) a code on the host.
 #[derive(Debug, Clone, PartialEq)]
