@@ -5,6 +5,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod engine;
 pub mod folders;
@@ -15,6 +16,5 @@ pub mod scan;
 pub mod sdnotify;
 pub mod service;
 pub mod store;
-pub mod testhost;
 pub mod upload;
 pub mod watch;

@@ -10,7 +10,7 @@ use vidsync::api::{
     ProgressFn, StorageLeft, UploadParams,
 };
 use vidsync::config::{ApiConfig, ApiKey};
-use vidsync::testhost::{self, Fault, HostOptions, Scope, TestHost};
+use vidsync_testhost::{self as testhost, Fault, HostOptions, Scope, TestHost};
 
 use crate::common;
 
@@ -711,7 +711,7 @@ async fn titles_with_html_characters_and_unicode_come_back_unescaped() {
     )
     .await;
     // The host rewrites upload titles (`"`, `<`, `>` become spaces).
-    let stored = vidsync::testhost::host_title(title, false);
+    let stored = vidsync_testhost::host_title(title, false);
     assert_eq!(stored, "Tom &  Jerry  (1940) it's  b  – Ünïcödé 日本語 🎬");
     assert_eq!(host.file(&code).expect("file").title, stored);
 

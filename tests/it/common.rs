@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vidsync::config::{ApiConfig, ApiKey, ApiPaths, Config};
-use vidsync::testhost::{HostOptions, TestHost};
+use vidsync_testhost::{HostOptions, TestHost};
 
 /// A host whose encodings finish quickly.
 pub async fn host() -> TestHost {

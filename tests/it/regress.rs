@@ -9,7 +9,7 @@ use vidsync::api::{Client, UploadParams};
 use vidsync::config::{ApiConfig, ApiKey};
 use vidsync::daemon;
 use vidsync::store::{State, Store};
-use vidsync::testhost::{Fault, Scope};
+use vidsync_testhost::{Fault, Scope};
 
 use crate::common;
 

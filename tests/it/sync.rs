@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vidsync::daemon;
 use vidsync::store::{State, Store};
-use vidsync::testhost::{Fault, HostFile, Scope, TestHost};
+use vidsync_testhost::{Fault, HostFile, Scope, TestHost};
 
 use crate::common;
 
@@ -549,10 +549,10 @@ async fn a_proxy_error_after_the_host_stored_the_file_is_adopted_not_resent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_reply_on_a_host_whose_listing_lags_still_gives_one_copy() {
-    let host = vidsync::testhost::TestHost::start_with(vidsync::testhost::HostOptions {
+    let host = vidsync_testhost::TestHost::start_with(vidsync_testhost::HostOptions {
         // Below `list_grace` (retry_max = 400 ms in the test config).
         list_lag: Duration::from_millis(300),
-        ..vidsync::testhost::HostOptions::default()
+        ..vidsync_testhost::HostOptions::default()
     })
     .await
     .unwrap();
@@ -585,9 +585,9 @@ async fn a_lost_reply_on_a_host_whose_listing_lags_still_gives_one_copy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_title_the_host_cuts_is_still_recognised_after_a_lost_reply() {
-    let host = vidsync::testhost::TestHost::start_with(vidsync::testhost::HostOptions {
+    let host = vidsync_testhost::TestHost::start_with(vidsync_testhost::HostOptions {
         max_title_chars: Some(100),
-        ..vidsync::testhost::HostOptions::default()
+        ..vidsync_testhost::HostOptions::default()
     })
     .await
     .unwrap();

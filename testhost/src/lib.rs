@@ -1,4 +1,9 @@
-//! The faithful test host (also behind `demo`): a loopback XVS server with fault switches.
+//! The faithful test host: a loopback XVS server with fault switches, for vidsync's tests and `vidsync demo`.
+//!
+//! It is its own crate in the workspace, importing nothing from vidsync: the
+//! tests use it as a dev-dependency and the binary only through the default
+//! `demo` feature, so a product built without that feature carries no HTTP
+//! server (axum, hyper's server side, multer).
 //!
 //! By default it behaves like the real server software (the facts in
 //! `/work/shared/XVS-API.md`, "What the server software really does"): upload titles
@@ -16,7 +21,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use vidsync::testhost::{Fault, HostOptions, Scope, TestHost};
+//! use vidsync_testhost::{Fault, HostOptions, Scope, TestHost};
 //!
 //! # async fn demo() -> std::io::Result<()> {
 //! let host = TestHost::start_with(HostOptions {
