@@ -11,7 +11,7 @@
 //! foreign folder answer 403, per-file upload errors come prefixed `0:0:0:`, and so on.
 //! Options switch the configurable parts (quotas, rate limits, disabled calls).
 //!
-//! Codemap: `mod.rs` is the `TestHost` handle (start, inspect, mutate, stop) and its
+//! Codemap: `lib.rs` is the `TestHost` handle (start, inspect, mutate, stop) and its
 //! options; `state.rs` the data; `api.rs` the `/api/...` calls; `upload.rs` the upload
 //! listener; `title.rs` the host's text rules (title rewriting, tags, escaping);
 //! `faults.rs` the fault rules; `server.rs` the accept loop that lets a fault
