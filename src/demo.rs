@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use vidsync_testhost::{HostOptions, TestHost};
 
 use crate::config::Config;
 use crate::store::{State, Store};
-use crate::testhost::{HostOptions, TestHost};
 
 /// Largest file the demo host accepts.
 const DEMO_MAX_FILE: u64 = 256 * 1024 * 1024;

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod engine;
 pub mod fixup;
@@ -19,6 +20,5 @@ pub mod scan;
 pub mod sdnotify;
 pub mod service;
 pub mod store;
-pub mod testhost;
 pub mod upload;
 pub mod watch;

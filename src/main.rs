@@ -62,6 +62,10 @@ enum Command {
         code: Option<String>,
     },
     /// Run the built-in test host and sync a sample folder (no account needed)
+    #[cfg_attr(
+        not(feature = "demo"),
+        command(about = "Not in this build: vidsync was built without the demo feature")
+    )]
     Demo {
         /// Use this folder instead of a generated sample
         folder: Option<PathBuf>,
@@ -165,16 +169,30 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             let choice = path.clone().zip(code.clone());
             Ok(rt.block_on(vidsync::adopt::run(config, *dry_run, choice)))
         }
-        Command::Demo { folder } => {
-            vidsync::service::init_logging(
-                &vidsync::config::LogConfig {
-                    level: "info".into(),
-                    format: vidsync::config::LogFormat::Text,
-                },
-                false,
-            );
-            let rt = runtime()?;
-            Ok(rt.block_on(vidsync::demo::run(folder.clone())))
-        }
+        Command::Demo { folder } => demo(folder.clone()),
     }
+}
+
+#[cfg(feature = "demo")]
+fn demo(folder: Option<PathBuf>) -> Result<ExitCode, ExitCode> {
+    vidsync::service::init_logging(
+        &vidsync::config::LogConfig {
+            level: "info".into(),
+            format: vidsync::config::LogFormat::Text,
+        },
+        false,
+    );
+    let rt = runtime()?;
+    Ok(rt.block_on(vidsync::demo::run(folder)))
+}
+
+/// The subcommand stays in the command line without the feature, so that
+/// `vidsync demo` says why it cannot run instead of "unrecognized subcommand".
+#[cfg(not(feature = "demo"))]
+fn demo(_folder: Option<PathBuf>) -> Result<ExitCode, ExitCode> {
+    eprintln!(
+        "vidsync: this vidsync was built without the demo feature \
+         (cargo install --no-default-features); the demo needs the built-in test host"
+    );
+    Err(ExitCode::from(2))
 }

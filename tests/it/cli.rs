@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use vidsync::testhost::{Fault, Scope};
+use vidsync_testhost::{Fault, Scope};
 
 use crate::common;
 use crate::common::bin;

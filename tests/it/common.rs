@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use vidsync::api::Client;
 use vidsync::config::{ApiConfig, ApiKey, ApiPaths, Config};
-use vidsync::testhost::{HostOptions, TestHost};
+use vidsync::store::{FileRow, State, Store};
+use vidsync_testhost::{HostOptions, TestHost};
 
 /// A host whose encodings finish quickly.
 pub async fn host() -> TestHost {
@@ -20,9 +22,14 @@ pub async fn host() -> TestHost {
 
 /// An `ApiConfig` for a client of `host` (fast timeouts, generous pacing).
 pub fn api_config(host: &TestHost) -> ApiConfig {
+    api_config_at(&host.url(), &host.key())
+}
+
+/// An `ApiConfig` for the API at `url` with `key` (fast timeouts, generous pacing).
+pub fn api_config_at(url: &str, key: &str) -> ApiConfig {
     ApiConfig {
-        url: url::Url::parse(&host.url()).expect("host url"),
-        key: ApiKey::new(host.key()),
+        url: url::Url::parse(url).expect("api url"),
+        key: ApiKey::new(key),
         requests_per_minute: 60_000,
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(5),
@@ -153,4 +160,46 @@ pub async fn scan(cfg: &Config) -> vidsync::daemon::ScanSummary {
 /// The real `vidsync` binary, for tests that run it as a child.
 pub fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_vidsync"))
+}
+
+/// The key of `raw_client`: a secret the redaction tests look for in errors.
+pub const SECRET: &str = "s3cretkey1234567";
+
+/// A client of the raw loopback server on `port` (`crate::raw`), with the
+/// key `SECRET`, pacing `requests_per_minute` and `read_timeout`.
+pub fn raw_client(port: u16, requests_per_minute: u32, read_timeout: Duration) -> Client {
+    let mut cfg = api_config_at(&format!("http://127.0.0.1:{port}"), SECRET);
+    cfg.requests_per_minute = requests_per_minute;
+    cfg.connect_timeout = Duration::from_secs(2);
+    cfg.read_timeout = read_timeout;
+    Client::new(&cfg).expect("client")
+}
+
+/// (path, state, code) of every row, for failure messages.
+pub fn row_states(cfg: &Config) -> Vec<(String, State, Option<String>)> {
+    let s = Store::open(&cfg.state.database).expect("open store");
+    s.list(None)
+        .expect("list rows")
+        .into_iter()
+        .map(|r| (r.rel_path, r.state, r.file_code))
+        .collect()
+}
+
+/// The row of `rel`, if any.
+pub fn row_of(cfg: &Config, rel: &str) -> Option<FileRow> {
+    let s = Store::open(&cfg.state.database).expect("open store");
+    s.list(None)
+        .expect("list rows")
+        .into_iter()
+        .find(|r| r.rel_path == rel)
+}
+
+/// A loopback port where connections are refused, reserved while the
+/// returned socket lives: bound but not listening. (A port closed and given
+/// back could be taken by another test's server in the meantime.)
+pub fn refused_port() -> (tokio::net::TcpSocket, u16) {
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let port = s.local_addr().expect("addr").port();
+    (s, port)
 }

@@ -4,10 +4,11 @@
 mod cli;
 mod client;
 mod common;
+mod fixup;
 mod raw;
 mod realhost;
 mod realsync;
 mod reconcile;
-mod regress;
+mod scan;
 mod service;
 mod sync;

@@ -14,7 +14,7 @@ use vidsync::config::Config;
 use vidsync::daemon;
 use vidsync::host::folders::remote_name;
 use vidsync::store::{FileRow, State, Store};
-use vidsync::testhost::{DeletedBy, Fault, HostOptions, Scope, TestHost};
+use vidsync_testhost::{DeletedBy, Fault, HostOptions, Scope, TestHost};
 
 use crate::common;
 use crate::common::bin;
@@ -82,7 +82,7 @@ fn row(cfg: &Config, rel: &str) -> FileRow {
         .unwrap_or_else(|| panic!("{rel} tracked"))
 }
 
-fn live_files(host: &TestHost) -> Vec<vidsync::testhost::HostFile> {
+fn live_files(host: &TestHost) -> Vec<vidsync_testhost::HostFile> {
     host.files()
         .into_iter()
         .filter(|f| f.deleted.is_none())

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use vidsync::store::{State, Store};
-use vidsync::testhost::{Fault, HostFile, HostOptions, Scope, TestHost};
+use vidsync_testhost::{Fault, HostFile, HostOptions, Scope, TestHost};
 
 use crate::common;
 use crate::common::bin;
@@ -378,7 +378,7 @@ async fn a_sanitizing_host_is_matched_in_its_own_form_after_a_lost_reply() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(
         files[0].title,
-        vidsync::testhost::host_title("Film (2008) [1080p] – Director's Cut", true)
+        vidsync_testhost::host_title("Film (2008) [1080p] – Director's Cut", true)
     );
     assert_eq!(host.uploads_started(), 1);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vidsync::daemon;
 use vidsync::store::{FileRow, State, Store};
-use vidsync::testhost::{DeletedBy, HostOptions, TestHost};
+use vidsync_testhost::{DeletedBy, HostOptions, TestHost};
 
 use crate::common;
 
@@ -371,7 +371,7 @@ async fn the_audit_refreshes_title_and_folder_changed_on_the_host_without_fighti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_poll_does_not_move_the_window() {
-    use vidsync::testhost::{Fault, Scope};
+    use vidsync_testhost::{Fault, Scope};
     let host = common::host().await;
     let a = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();

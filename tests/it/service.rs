@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vidsync::testhost::{Fault, Scope};
+use vidsync_testhost::{Fault, Scope};
 
 use crate::common;
 

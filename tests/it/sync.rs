@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vidsync::daemon;
 use vidsync::store::{State, Store};
-use vidsync::testhost::{Fault, HostFile, Scope, TestHost};
+use vidsync_testhost::{Fault, HostFile, Scope, TestHost};
 
 use crate::common;
 
@@ -552,10 +552,10 @@ async fn a_proxy_error_after_the_host_stored_the_file_is_adopted_not_resent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_reply_on_a_host_whose_listing_lags_still_gives_one_copy() {
-    let host = vidsync::testhost::TestHost::start_with(vidsync::testhost::HostOptions {
+    let host = vidsync_testhost::TestHost::start_with(vidsync_testhost::HostOptions {
         // Below `list_grace` (retry_max = 400 ms in the test config).
         list_lag: Duration::from_millis(300),
-        ..vidsync::testhost::HostOptions::default()
+        ..vidsync_testhost::HostOptions::default()
     })
     .await
     .unwrap();
@@ -588,9 +588,9 @@ async fn a_lost_reply_on_a_host_whose_listing_lags_still_gives_one_copy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_title_the_host_cuts_is_still_recognised_after_a_lost_reply() {
-    let host = vidsync::testhost::TestHost::start_with(vidsync::testhost::HostOptions {
+    let host = vidsync_testhost::TestHost::start_with(vidsync_testhost::HostOptions {
         max_title_chars: Some(100),
-        ..vidsync::testhost::HostOptions::default()
+        ..vidsync_testhost::HostOptions::default()
     })
     .await
     .unwrap();
@@ -661,4 +661,261 @@ async fn status_shows_an_upload_in_flight_with_bytes_and_rate() {
     );
     host.faults().clear();
     stop(token, h).await;
+}
+
+// Regression: a file renamed while it was being uploaded was uploaded twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_during_upload_does_not_upload_twice() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let text = common::config_toml(&host, state.path(), &[(root.path(), "Lib")], "").replace(
+        "read_timeout = \"5s\"",
+        "read_timeout = \"5s\"\nbandwidth_limit = 400000",
+    );
+    let (cfg, _) = common::config_from_text(&text, state.path());
+    common::write(root.path(), "show.mp4", &common::content("show", 2_000_000)); // ~5 s at 400 kB/s
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(daemon::run(cfg.clone(), stop.clone()));
+    let store = Store::open(&cfg.state.database).unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(10), || {
+            store
+                .list(Some(State::Uploading))
+                .map(|v| !v.is_empty())
+                .unwrap_or(false)
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // An *arr-style rename after import, mid-upload.
+    std::fs::rename(
+        root.path().join("show.mp4"),
+        root.path().join("Show (2020).mp4"),
+    )
+    .unwrap();
+    // Done when the one row is uploaded at the new path and retitled on the host.
+    let followed = common::wait_for(Duration::from_secs(30), || {
+        let rows = store.list(None).unwrap();
+        rows.len() == 1
+            && rows[0].rel_path == "Show (2020).mp4"
+            && rows[0].state == State::Uploaded
+            && host
+                .files()
+                .iter()
+                .any(|f| vidsync::api::unescape(&f.title) == "Show (2020)")
+    })
+    .await;
+    // A second copy, if the bug is back, would start right away: give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        followed,
+        "the rename was followed on the host: {:?}",
+        host.files()
+    );
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+    let live = host
+        .files()
+        .into_iter()
+        .filter(|f| f.deleted.is_none())
+        .count();
+    assert_eq!(
+        live,
+        1,
+        "one local file, {live} copies on the host; rows: {:#?}",
+        store
+            .list(None)
+            .unwrap()
+            .iter()
+            .map(|r| (&r.rel_path, r.state, &r.file_code))
+            .collect::<Vec<_>>()
+    );
+}
+
+// Regression: after an upload cut mid-body, the search adopted a same-titled sibling's code.
+/// Two local files with the same title in one folder (Film_(2008).mp4 and Film.(2008).mkv, both "Film (2008)" on the host).
+/// One upload is cut mid-body (nothing stored, outcome unknown): the search
+/// that follows must not adopt the OTHER file's code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_does_not_adopt_a_sibling_with_the_same_title() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(
+        root.path(),
+        "Film_(2008).mp4",
+        &common::content("a", 50_000),
+    );
+    common::write(
+        root.path(),
+        "Film.(2008).mkv",
+        &common::content("b", 50_000),
+    );
+    let text = common::config_toml(&host, state.path(), &[(root.path(), "Lib")], "")
+        .replace("concurrency = 2", "concurrency = 1");
+    let (cfg, _) = common::config_from_text(&text, state.path());
+    // The second upload is cut mid-body: the host stores nothing.
+    host.faults().times(Fault::DropMidUpload, Scope::Upload, 1);
+    daemon::scan_once(cfg.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    let store = Store::open(&cfg.state.database).unwrap();
+    let rows = store.list(None).unwrap();
+    let codes: Vec<_> = rows
+        .iter()
+        .map(|r| (r.rel_path.clone(), r.state, r.file_code.clone()))
+        .collect();
+    let live = host
+        .files()
+        .into_iter()
+        .filter(|f| f.deleted.is_none())
+        .count();
+    assert!(
+        rows[0].file_code.is_some() && rows[0].file_code != rows[1].file_code && live == 2,
+        "two local files, {live} on the host, rows: {codes:?}"
+    );
+}
+
+// Regression: a CDN's HTTP 429 counted against the file and failed it for good.
+/// A CDN's HTTP 429 is a rate limit: it must not count against the file
+/// (config.example.toml, `max_attempts`: "account-wide conditions ... retry without limit").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_429_does_not_fail_the_file() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "a.mp4", &common::content("a", 10_000));
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    // A burst of 429s from the CDN in front of upload/server (12 > max_attempts 8).
+    host.faults()
+        .times(Fault::Http429, Scope::endpoint("upload/server"), 12);
+    let summary = daemon::scan_once(cfg.clone(), CancellationToken::new())
+        .await
+        .unwrap();
+    let store = Store::open(&cfg.state.database).unwrap();
+    let rows = store.list(None).unwrap();
+    assert_eq!(
+        rows[0].state,
+        State::Uploaded,
+        "a rate limit failed the file for good: {:?} / {:?}",
+        rows[0].last_error,
+        summary.failed
+    );
+}
+
+// Regression: after a sync entry's `remote` changed, new uploads went to the old folder.
+/// Changing the `remote` of an existing sync entry must send new uploads to
+/// the new remote folder, not the remembered old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_remote_path_is_honoured() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "a.mp4", &common::content("a", 10_000));
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Old")], "");
+    daemon::scan_once(cfg, CancellationToken::new())
+        .await
+        .unwrap();
+    common::write(root.path(), "b.mp4", &common::content("b", 10_000));
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "New")], "");
+    daemon::scan_once(cfg, CancellationToken::new())
+        .await
+        .unwrap();
+    let folders = host.folders();
+    let new_id = folders.iter().find(|f| f.name == "New").map(|f| f.fld_id);
+    let b = host.files().into_iter().find(|f| f.title == "b").unwrap();
+    assert_eq!(
+        Some(b.fld_id),
+        new_id,
+        "b.mp4 went to folder {} (folders: {:?})",
+        b.fld_id,
+        folders
+            .iter()
+            .map(|f| (f.fld_id, f.name.clone()))
+            .collect::<Vec<_>>()
+    );
+}
+
+// Regression: after a lost reply for a new version, the search adopted the old version's code.
+/// a.mp4 is uploaded (code A). Its content then changes (a re-encode lands
+/// under the same name); the new version's upload is stored by the host
+/// but the proxy answers 502 (outcome unknown). The search that follows
+/// lists the folder for the title: it sees the OLD version A (no longer
+/// in `files.file_code`, only in history, so not excluded) and the new
+/// copy B, and adopts the earliest: A. The row claims the new content is
+/// on the host as A (old bytes); B is an orphan duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_after_a_lost_reply_does_not_adopt_the_old_version() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    common::write(root.path(), "a.mp4", &common::content("v1", 4000));
+    common::scan(&cfg).await;
+    let s = Store::open(&cfg.state.database).unwrap();
+    let old = s.list(None).unwrap()[0]
+        .file_code
+        .clone()
+        .expect("v1 uploaded");
+    drop(s);
+    // New content (different size), same name.
+    std::thread::sleep(Duration::from_millis(20));
+    let v2 = common::content("v2", 5000);
+    common::write(root.path(), "a.mp4", &v2);
+    host.faults().times(Fault::StoredThen502, Scope::Upload, 1);
+    common::scan(&cfg).await;
+    let s = Store::open(&cfg.state.database).unwrap();
+    let row = s.list(None).unwrap().remove(0);
+    let code = row.file_code.clone().expect("a code");
+    let files: Vec<_> = host.files().into_iter().map(|f| f.code).collect();
+    eprintln!(
+        "old code {old}, row {:?} code {code}, host files {files:?}",
+        row.state
+    );
+    assert_ne!(
+        code, old,
+        "the new version was recorded under the OLD version's code"
+    );
+    assert_eq!(
+        host.file_bytes(&code).unwrap(),
+        v2,
+        "row's code does not hold the new content"
+    );
+}
+
+// Regression: a new version cut mid-upload was recorded under the old code and never sent.
+/// Same, with the connection cut mid-body (the host stores nothing): the
+/// search adopts the old version A, and the new content never reaches the
+/// host at all, while the row says `uploaded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_cut_mid_upload_is_not_lost() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    common::write(root.path(), "a.mp4", &common::content("v1", 4000));
+    common::scan(&cfg).await;
+    std::thread::sleep(Duration::from_millis(20));
+    let v2 = common::content("v2", 5000);
+    common::write(root.path(), "a.mp4", &v2);
+    host.faults().times(Fault::DropMidUpload, Scope::Upload, 1);
+    common::scan(&cfg).await;
+    let on_host = host
+        .files()
+        .iter()
+        .any(|f| host.file_bytes(&f.code).as_deref() == Some(&v2[..]));
+    let s = Store::open(&cfg.state.database).unwrap();
+    let row = s.list(None).unwrap().remove(0);
+    eprintln!(
+        "row {:?} {:?}, host files {}",
+        row.state,
+        row.file_code,
+        host.files().len()
+    );
+    assert!(
+        on_host,
+        "the new version is not on the host, yet the row is {:?}",
+        row.state
+    );
 }

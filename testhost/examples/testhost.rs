@@ -1,9 +1,9 @@
 //! Run the built-in test host alone on loopback, for trying vidsync by hand:
-//! `cargo run --example testhost` prints a config header to paste.
+//! `cargo run -p vidsync-testhost --example testhost` prints a config header to paste.
 
 use std::time::Duration;
 
-use vidsync::testhost::{HostOptions, TestHost};
+use vidsync_testhost::{HostOptions, TestHost};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {

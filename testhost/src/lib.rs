@@ -1,4 +1,9 @@
-//! The faithful test host (also behind `demo`): a loopback XVS server with fault switches.
+//! The faithful test host: a loopback XVS server with fault switches, for vidsync's tests and `vidsync demo`.
+//!
+//! It is its own crate in the workspace, importing nothing from vidsync: the
+//! tests use it as a dev-dependency and the binary only through the default
+//! `demo` feature, so a product built without that feature carries no HTTP
+//! server (axum, hyper's server side, multer).
 //!
 //! By default it behaves like the real server software (the facts in
 //! `/work/shared/XVS-API.md`, "What the server software really does"): upload titles
@@ -6,7 +11,7 @@
 //! foreign folder answer 403, per-file upload errors come prefixed `0:0:0:`, and so on.
 //! Options switch the configurable parts (quotas, rate limits, disabled calls).
 //!
-//! Codemap: `mod.rs` is the `TestHost` handle (start, inspect, mutate, stop) and its
+//! Codemap: `lib.rs` is the `TestHost` handle (start, inspect, mutate, stop) and its
 //! options; `state.rs` the data; `api.rs` the `/api/...` calls; `upload.rs` the upload
 //! listener; `title.rs` the host's text rules (title rewriting, tags, escaping);
 //! `faults.rs` the fault rules; `server.rs` the accept loop that lets a fault
@@ -16,7 +21,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use vidsync::testhost::{Fault, HostOptions, Scope, TestHost};
+//! use vidsync_testhost::{Fault, HostOptions, Scope, TestHost};
 //!
 //! # async fn demo() -> std::io::Result<()> {
 //! let host = TestHost::start_with(HostOptions {
