@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config::Config;
 use crate::clock::now_ms;
+use crate::config::Config;
 use crate::daemon::{Root, Shared};
 use crate::engine::{self, Adoption};
 use crate::store::{FileRow, State};

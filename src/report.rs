@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use crate::config::Config;
 use crate::clock::now_ms;
+use crate::config::Config;
 use crate::store::{FileRow, State, Store};
 
 fn open(config: &Config) -> Result<Store, ExitCode> {
