@@ -20,16 +20,13 @@ use crate::api::{ApiError, Client, ErrorClass};
 use crate::config::{Config, SyncEntry};
 use crate::engine::Filter;
 use crate::folders::{FolderError, Folders};
-use crate::store::{State, Store, StoreError};
+use crate::store::{AccountPause, Attempt, HostCopy, State, StorageLeft, Store, StoreError};
 
 /// A remote folder's files and when they were listed.
 type Listing = (std::time::Instant, Arc<Vec<crate::api::ListedFile>>);
 
 /// How long a folder listing serves the search for copies already there.
 const LISTING_TTL: Duration = Duration::from_secs(60);
-
-/// Meta key of the current account-wide pause: `{"until": ms, "reason": text}`.
-pub const META_PAUSE: &str = "account_pause";
 
 pub use crate::clock::now_ms;
 
@@ -266,7 +263,7 @@ impl Shared {
     pub fn key_rejected(&self, msg: &str) {
         if self.key_ok.swap(false, Ordering::SeqCst) {
             tracing::error!(error = %msg, "THE HOST REJECTED THE API KEY: all uploads are paused until it works again (check api.key)");
-            let _ = self.store.set_meta("key_ok", "false");
+            let _ = self.store.set_key_ok(false);
             self.record_error(msg);
         }
     }
@@ -274,8 +271,7 @@ impl Shared {
     /// Remember the latest error for `status` (with its time, so an old
     /// one is seen as old).
     pub fn record_error(&self, msg: &str) {
-        let v = serde_json::json!({"at": now_ms(), "error": msg});
-        if let Err(e) = self.store.set_meta("last_error", &v.to_string()) {
+        if let Err(e) = self.store.set_last_error(now_ms(), msg) {
             tracing::debug!(error = %e, "cannot record the last error");
         }
     }
@@ -284,7 +280,7 @@ impl Shared {
         if !self.key_ok.swap(true, Ordering::SeqCst) {
             tracing::info!("the host accepts the API key again; uploads resume");
         }
-        let _ = self.store.set_meta("key_ok", "true");
+        let _ = self.store.set_key_ok(true);
         self.wake.notify_waiters();
     }
 
@@ -338,8 +334,10 @@ impl Shared {
             ),
             _ => reason.to_string(),
         };
-        let v = serde_json::json!({"until": until, "reason": reason});
-        if let Err(e) = self.store.set_meta(META_PAUSE, &v.to_string()) {
+        if let Err(e) = self
+            .store
+            .set_account_pause(&AccountPause { until, reason })
+        {
             tracing::debug!(error = %e, "cannot record the account pause");
         }
     }
@@ -610,10 +608,10 @@ impl Shared {
             Ok(info) => {
                 self.key_accepted();
                 let left = match info.storage_left {
-                    crate::api::StorageLeft::Bytes(b) => b.to_string(),
-                    crate::api::StorageLeft::Unlimited => "unlimited".into(),
+                    crate::api::StorageLeft::Bytes(b) => StorageLeft::Bytes(b),
+                    crate::api::StorageLeft::Unlimited => StorageLeft::Unlimited,
                 };
-                let _ = self.store.set_meta("storage_left", &left);
+                let _ = self.store.set_storage_left(left);
                 if info.storage_left.over_quota() {
                     // A negative storage_left is the quota exceeded, not the
                     // key: uploads wait (account-wide) and say why.
@@ -872,8 +870,8 @@ fn recover(shared: &Shared) -> Result<(), StoreError> {
             row.id,
             "interrupted",
             shared.resume_at(&row, now),
-            false,
-            false,
+            Attempt::Free,
+            HostCopy::Unknown,
             now,
         )?;
     }
@@ -904,8 +902,8 @@ fn requeue_cut_uploads(shared: &Shared) -> Result<(), StoreError> {
             row.id,
             "interrupted by a stop",
             shared.resume_at(&row, now),
-            false,
-            false,
+            Attempt::Free,
+            HostCopy::Unknown,
             now,
         )?;
     }

@@ -144,9 +144,8 @@ pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, Store
     // device: that is not "every file deleted". The root's device is
     // remembered; an empty root on a different device is skipped. (A root
     // that moved to a new disk with its files is accepted as such.)
-    let dev_key = format!("root_dev:{}", root.id);
     let dev_now = std::fs::metadata(&root.entry.local).map(|m| m.dev()).ok();
-    let dev_known: Option<u64> = shared.store.meta(&dev_key)?.and_then(|v| v.parse().ok());
+    let dev_known: Option<u64> = shared.store.root_dev(root.id)?;
     let empty = walked.files.is_empty() && walked.dirs.is_empty();
     if let Some(now_dev) = dev_now {
         if empty && dev_known.is_some_and(|d| d != now_dev) && shared.store.has_present(root.id)? {
@@ -157,7 +156,7 @@ pub async fn scan_root(shared: &Shared, root: &Root) -> Result<ScanReport, Store
             return Ok(ScanReport::default());
         }
         if dev_known != Some(now_dev) {
-            shared.store.set_meta(&dev_key, &now_dev.to_string())?;
+            shared.store.set_root_dev(root.id, now_dev)?;
         }
     }
     let pending = rename_dirs(shared, root, &walked).await?;
@@ -750,8 +749,8 @@ async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), Store
     if pending.is_empty() {
         return Ok(());
     }
-    let key = format!("trash_fld:{}", trash.join("/"));
-    let trash_id = match shared.store.meta(&key)?.and_then(|v| v.parse::<u64>().ok()) {
+    let trash_path = trash.join("/");
+    let trash_id = match shared.store.trash_folder(&trash_path)? {
         Some(id) => id,
         None => {
             let gate = format!("trash_folder:{}", root.id);
@@ -776,7 +775,7 @@ async fn trash_local_deletions(shared: &Shared, root: &Root) -> Result<(), Store
                     }
                 }
             }
-            shared.store.set_meta(&key, &id.to_string())?;
+            shared.store.set_trash_folder(&trash_path, id)?;
             id
         }
     };

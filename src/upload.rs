@@ -19,7 +19,7 @@ use crate::clock::now_ms;
 use crate::daemon::Shared;
 use crate::engine::{self, AfterError, RetryPolicy};
 use crate::scan::stat_of;
-use crate::store::{FileRow, StoreError};
+use crate::store::{Attempt, FileRow, Holder, HostCopy, Placement, StoreError};
 
 /// Run one worker until `stop`: claim, upload, record, repeat.
 pub async fn worker(shared: Arc<Shared>, n: usize, stop: CancellationToken) {
@@ -216,8 +216,8 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
             row.id,
             "sync entry no longer configured",
             now_ms() + shared.config.upload.retry_max.as_millis() as i64,
-            false,
-            false,
+            Attempt::Free,
+            HostCopy::Unknown,
             now_ms(),
         )?;
         return Ok(());
@@ -237,8 +237,8 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                 row.id,
                 &format!("cannot stat {}: {e}", path.display()),
                 now_ms() + 1000,
-                false,
-                row.unknown_since.is_none(),
+                Attempt::Free,
+                HostCopy::none_if(row.unknown_since.is_none()),
                 now_ms(),
             )?;
             shared.request_rescan(row.root_id);
@@ -276,7 +276,15 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
         match find_copy(shared, &row, fld_id, &title, None).await {
             Ok(engine::Adoption::Adopt(code)) => {
                 tracing::info!(path = %path.display(), code = %code, "already on the host; adopted instead of uploading");
-                store.adopt_if_idle(row.id, &code, fld_id, &title, now_ms(), "adopted", true)?;
+                store.adopt_if_idle(
+                    row.id,
+                    &code,
+                    fld_id,
+                    &title,
+                    now_ms(),
+                    "adopted",
+                    Holder::ThisWorker,
+                )?;
                 shared.after_success();
                 return Ok(());
             }
@@ -323,7 +331,11 @@ async fn upload_one(shared: &Shared, row: FileRow) -> Result<(), StoreError> {
                     search_fld,
                     now_ms(),
                     "adopted after an interrupted upload",
-                    misplaced,
+                    if misplaced {
+                        Placement::Outdated
+                    } else {
+                        Placement::Current
+                    },
                 )?;
                 if misplaced {
                     shared.fixups.notify_one();
@@ -463,13 +475,24 @@ fn hold_ambiguous(
     );
     if pending {
         let next = now_ms() + shared.list_grace().as_millis().max(1000) as i64;
-        return shared
-            .store
-            .retry_later(row.id, &msg, next, false, definite, now_ms());
+        return shared.store.retry_later(
+            row.id,
+            &msg,
+            next,
+            Attempt::Free,
+            HostCopy::none_if(definite),
+            now_ms(),
+        );
     }
     tracing::warn!(path = %row.path().display(), "{msg}");
     shared.record_error(&format!("{}: {msg}", row.path().display()));
-    shared.store.fail(row.id, &msg, false, definite, now_ms())
+    shared.store.fail(
+        row.id,
+        &msg,
+        Attempt::Free,
+        HostCopy::none_if(definite),
+        now_ms(),
+    )
 }
 
 /// An error of an API call made around the upload (upload/server,
@@ -558,21 +581,37 @@ fn after_error_at_least(
                 shared.pause_account_until(next);
                 shared.record_pause(next, msg);
             }
-            shared
-                .store
-                .retry_later(row.id, msg, next, counted, definite, now)
+            shared.store.retry_later(
+                row.id,
+                msg,
+                next,
+                Attempt::counted_if(counted),
+                HostCopy::none_if(definite),
+                now,
+            )
         }
         AfterError::Fail => {
             tracing::error!(path = %row.path().display(), error = %msg, "upload failed for good");
             // Every try counts, the one the host refused for good too: a
             // file refused at its first try shows `attempts: 1`.
-            shared.store.fail(row.id, msg, true, definite, now)
+            shared.store.fail(
+                row.id,
+                msg,
+                Attempt::Counted,
+                HostCopy::none_if(definite),
+                now,
+            )
         }
         AfterError::PauseForKey => {
             shared.key_rejected(msg);
-            shared
-                .store
-                .retry_later(row.id, msg, now, false, definite, now)
+            shared.store.retry_later(
+                row.id,
+                msg,
+                now,
+                Attempt::Free,
+                HostCopy::none_if(definite),
+                now,
+            )
         }
     }
 }

@@ -127,4 +127,29 @@ impl Store {
             )
             .map_err(self.err("reading created folders"))
     }
+
+    /// The remote trash folder at `path` ('/'-separated), once found or
+    /// created: it is looked up once, not on every pass.
+    pub fn trash_folder(&self, path: &str) -> Result<Option<u64>> {
+        self.conn()
+            .query_row(
+                "SELECT fld_id FROM trash_folders WHERE path = ?1",
+                params![path],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|o| o.map(|v| v as u64))
+            .map_err(self.err("reading the trash folder"))
+    }
+
+    pub fn set_trash_folder(&self, path: &str, fld_id: u64) -> Result<()> {
+        self.tx("recording the trash folder", |tx| {
+            tx.execute(
+                "INSERT INTO trash_folders (path, fld_id) VALUES (?1, ?2)
+                 ON CONFLICT(path) DO UPDATE SET fld_id = excluded.fld_id",
+                params![path, fld_id as i64],
+            )?;
+            Ok(())
+        })
+    }
 }

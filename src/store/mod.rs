@@ -30,7 +30,10 @@ use std::sync::Mutex;
 
 use rusqlite::Connection;
 
+pub use meta::{AccountPause, LastError, ReconcileRecord, StorageLeft};
+pub use remote::OnDeleted;
 pub use rows::{FileRow, HistoryRow, Progress, RootRow, Stat, State};
+pub use uploads::{Attempt, Holder, HostCopy, Placement};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -6,10 +6,19 @@ use rusqlite::params;
 use super::history::history;
 use super::{Result, Store};
 
+/// What becomes of a file the host no longer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDeleted {
+    /// The local file is queued again as a new version (the old code stays
+    /// in the history).
+    UploadAgain,
+    /// It stays `remote_deleted`.
+    KeepDeleted,
+}
+
 impl Store {
-    /// The host no longer has the file `code`. With `reupload`, the local
-    /// file is queued again as a new version (the old code stays in the
-    /// history). Applies only while the row still has that code (it may
+    /// The host no longer has the file `code`; `then` says what becomes of
+    /// the local file. Applies only while the row still has that code (it may
     /// have been uploaded anew meanwhile); returns whether it applied.
     pub fn mark_remote_deleted(
         &self,
@@ -17,9 +26,10 @@ impl Store {
         code: &str,
         by: &str,
         at: &str,
-        reupload: bool,
+        then: OnDeleted,
         now: i64,
     ) -> Result<bool> {
+        let reupload = then == OnDeleted::UploadAgain;
         self.tx("recording a remote deletion", |tx| {
             let n = if reupload {
                 tx.execute(

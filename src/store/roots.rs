@@ -79,4 +79,29 @@ impl Store {
             Ok(())
         })
     }
+
+    /// The device a root's directory was last seen on. An unmounted disk
+    /// leaves an empty mount point on another device: that is not "every
+    /// file deleted".
+    pub fn root_dev(&self, root_id: i64) -> Result<Option<u64>> {
+        self.conn()
+            .query_row(
+                "SELECT dev FROM roots WHERE id = ?1",
+                params![root_id],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()
+            .map(|o| o.flatten().map(|v| v as u64))
+            .map_err(self.err("reading a root's device"))
+    }
+
+    pub fn set_root_dev(&self, root_id: i64, dev: u64) -> Result<()> {
+        self.tx("recording a root's device", |tx| {
+            tx.execute(
+                "UPDATE roots SET dev = ?2 WHERE id = ?1",
+                params![root_id, dev as i64],
+            )?;
+            Ok(())
+        })
+    }
 }

@@ -8,6 +8,72 @@ use rusqlite::{OptionalExtension, params};
 use super::history::history;
 use super::{FileRow, Result, State, Store};
 
+/// Does the try that just ended count against the file's attempt limit?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The file's own upload request failed: one attempt more is used.
+    Counted,
+    /// Not the file's doing (the host unwell, a stop, a wait): the file
+    /// keeps its attempts.
+    Free,
+}
+
+impl Attempt {
+    pub fn counted_if(counted: bool) -> Attempt {
+        if counted {
+            Attempt::Counted
+        } else {
+            Attempt::Free
+        }
+    }
+}
+
+/// What the host may hold from the try that just ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostCopy {
+    /// Surely nothing (the host refused it): the next try needs no search
+    /// for a copy first (`unknown_since` is cleared).
+    SurelyNone,
+    /// Nothing more is known: an earlier attempt whose outcome is unknown
+    /// stays to be searched for before any new upload (`unknown_since` is
+    /// kept).
+    Unknown,
+}
+
+impl HostCopy {
+    /// `definite`: the host surely has no copy from this attempt.
+    pub fn none_if(definite: bool) -> HostCopy {
+        if definite {
+            HostCopy::SurelyNone
+        } else {
+            HostCopy::Unknown
+        }
+    }
+
+    fn definite(self) -> bool {
+        self == HostCopy::SurelyNone
+    }
+}
+
+/// Where the host has a file just recorded as uploaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// At the place its local path gives now.
+    Current,
+    /// At an older place (adopted after the file moved or was renamed): the
+    /// next pass moves it on the host.
+    Outdated,
+}
+
+/// Who holds the row an adoption applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// The upload worker calling, which claimed it (state `uploading`).
+    ThisWorker,
+    /// Nobody: it waits in the queue (`queued`, `waiting` or `failed`).
+    Nobody,
+}
+
 impl Store {
     /// Take the next due queued file and mark it `uploading` (the attempt is
     /// recorded before anything is sent).
@@ -67,12 +133,12 @@ impl Store {
         now: i64,
         how: &str,
     ) -> Result<()> {
-        self.finish_uploaded_at(id, code, fld_id, now, how, false)
+        self.finish_uploaded_at(id, code, fld_id, now, how, Placement::Current)
     }
 
-    /// `finish_uploaded`; `misplaced` = the host has it at an older place
-    /// (adopted after the file moved): the next pass moves it, in the same
-    /// transaction so a crash cannot forget it.
+    /// `finish_uploaded` at a given place: an `Outdated` one is marked for
+    /// the next pass to move, in the same transaction so a crash cannot
+    /// forget it.
     pub fn finish_uploaded_at(
         &self,
         id: i64,
@@ -80,8 +146,9 @@ impl Store {
         fld_id: u64,
         now: i64,
         how: &str,
-        misplaced: bool,
+        placement: Placement,
     ) -> Result<()> {
+        let misplaced = placement == Placement::Outdated;
         self.tx("recording an upload", |tx| {
             tx.execute(
                 "UPDATE files SET state = 'uploaded', file_code = ?2, fld_id = ?3,
@@ -96,18 +163,18 @@ impl Store {
         })
     }
 
-    /// Put a file back in the queue after an error. `counted` errors add an
-    /// attempt; `definite` means the host surely did not store it (a
-    /// rejection), so no search is needed before the next try.
+    /// Put a file back in the queue after an error, to be tried again at
+    /// `next_at`.
     pub fn retry_later(
         &self,
         id: i64,
         error: &str,
         next_at: i64,
-        counted: bool,
-        definite: bool,
+        attempt: Attempt,
+        copy: HostCopy,
         now: i64,
     ) -> Result<()> {
+        let counted = attempt == Attempt::Counted;
         self.tx("scheduling a retry", |tx| {
             tx.execute(
                 "UPDATE files SET state = 'queued', last_error = ?2, next_attempt_at = ?3,
@@ -115,7 +182,7 @@ impl Store {
                    unknown_since = CASE WHEN ?5 THEN NULL ELSE unknown_since END,
                    updated_at = ?6
                  WHERE id = ?1",
-                params![id, error, next_at, i64::from(counted), definite, now],
+                params![id, error, next_at, i64::from(counted), copy.definite(), now],
             )?;
             // A quota that lasts for days retries a file many times: keep
             // one history line per distinct reason in a row, not one per try.
@@ -139,10 +206,11 @@ impl Store {
         &self,
         id: i64,
         error: &str,
-        counted: bool,
-        definite: bool,
+        attempt: Attempt,
+        copy: HostCopy,
         now: i64,
     ) -> Result<()> {
+        let counted = attempt == Attempt::Counted;
         self.tx("recording a failure", |tx| {
             tx.execute(
                 "UPDATE files SET state = 'failed', last_error = ?2, next_attempt_at = NULL,
@@ -150,7 +218,7 @@ impl Store {
                    unknown_since = CASE WHEN ?4 THEN NULL ELSE unknown_since END,
                    updated_at = ?5
                  WHERE id = ?1",
-                params![id, error, i64::from(counted), definite, now],
+                params![id, error, i64::from(counted), copy.definite(), now],
             )?;
             history(tx, id, now, "failed", None, Some(error))
         })
@@ -185,9 +253,8 @@ impl Store {
     /// Adopt a copy found on the host for a file that is waiting in the
     /// queue (not being uploaded this instant, no code yet): the `adopt`
     /// command's way in, safe while the daemon runs. False if the row has
-    /// moved on meanwhile.
-    /// `claimed`: the caller is the upload worker that claimed the row
-    /// (state `uploading`).
+    /// moved on meanwhile. The upload worker that claimed the row adopts
+    /// it too (`Holder::ThisWorker`).
     #[allow(clippy::too_many_arguments)]
     pub fn adopt_if_idle(
         &self,
@@ -197,10 +264,10 @@ impl Store {
         title: &str,
         now: i64,
         how: &str,
-        claimed: bool,
+        holder: Holder,
     ) -> Result<bool> {
         self.tx("adopting a file", |tx| {
-            let states = if claimed {
+            let states = if holder == Holder::ThisWorker {
                 "('uploading')"
             } else {
                 "('queued', 'waiting', 'failed')"
