@@ -16,7 +16,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::context::{Context, Root};
 use crate::engine::{self, Adoption};
-use crate::store::{FileRow, State};
+use crate::store::{FileRow, Holder, State};
 
 /// What `adopt` found for one file.
 #[derive(Debug)]
@@ -108,7 +108,7 @@ pub async fn run(config: Config, dry_run: bool, choice: Option<(PathBuf, String)
                         &title,
                         now_ms(),
                         "adopted (vidsync adopt)",
-                        false,
+                        Holder::Nobody,
                     ) {
                         Ok(true) => {
                             adopted += 1;
@@ -250,7 +250,7 @@ async fn settle(ctx: &Context, path: &Path, code: &str, dry_run: bool) -> ExitCo
         &title,
         now_ms(),
         "adopted (chosen with vidsync adopt)",
-        false,
+        Holder::Nobody,
     ) {
         Ok(true) => {
             // Placed where the host has it; if that is not the file's

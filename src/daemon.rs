@@ -19,7 +19,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::context::Context;
 use crate::scan::Scanner;
-use crate::store::{State, StoreError};
+use crate::store::{Attempt, HostCopy, State, StoreError};
 
 pub use crate::context::{RunError, try_lock_database};
 
@@ -33,8 +33,8 @@ fn recover(ctx: &Context) -> Result<(), StoreError> {
             row.id,
             "interrupted",
             ctx.resume_at(&row, now),
-            false,
-            false,
+            Attempt::Free,
+            HostCopy::Unknown,
             now,
         )?;
     }
@@ -65,8 +65,8 @@ fn requeue_cut_uploads(ctx: &Context) -> Result<(), StoreError> {
             row.id,
             "interrupted by a stop",
             ctx.resume_at(&row, now),
-            false,
-            false,
+            Attempt::Free,
+            HostCopy::Unknown,
             now,
         )?;
     }

@@ -313,8 +313,8 @@ async fn trash_local_deletions(ctx: &Context, root: &Root) -> Result<(), StoreEr
     if pending.is_empty() {
         return Ok(());
     }
-    let key = format!("trash_fld:{}", trash.join("/"));
-    let trash_id = match ctx.store.meta(&key)?.and_then(|v| v.parse::<u64>().ok()) {
+    let trash_path = trash.join("/");
+    let trash_id = match ctx.store.trash_folder(&trash_path)? {
         Some(id) => id,
         None => {
             let gate = Gate::TrashFolder(root.id);
@@ -339,7 +339,7 @@ async fn trash_local_deletions(ctx: &Context, root: &Root) -> Result<(), StoreEr
                     }
                 }
             }
-            ctx.store.set_meta(&key, &id.to_string())?;
+            ctx.store.set_trash_folder(&trash_path, id)?;
             id
         }
     };

@@ -5,23 +5,17 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::api::{ApiError, FileInfo};
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::engine::reconcile::{self, Change, Known, Plan};
-use crate::store::{State, StoreError};
+use crate::store::{OnDeleted, ReconcileRecord, State, StoreError};
 
 /// The host keeps its lists for at most this many hours.
 pub const MAX_WINDOW_HOURS: u64 = 720;
 /// Extra hours on top of the time since the last good poll: clocks differ,
 /// and a list that reaches further back costs nothing.
 const WINDOW_MARGIN_HOURS: u64 = 1;
-
-const META_LAST_POLL: &str = "reconcile_last_poll_ok";
-const META_LAST_AUDIT: &str = "reconcile_last_audit";
-pub const META_LAST: &str = "last_reconcile";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -98,12 +92,12 @@ fn known(ctx: &Context) -> Result<Vec<Known>, StoreError> {
 pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, ReconcileError> {
     let store = &ctx.store;
     let now = now_ms();
-    let last_ok = store.meta(META_LAST_POLL)?.and_then(|v| v.parse().ok());
+    let last_ok = store.reconcile_last_poll()?;
     let hours = window_hours(last_ok, now);
     let deleted = ctx.host.client.deleted(hours).await?;
     let dmca = ctx.host.client.dmca(hours).await?;
     let known = known(ctx)?;
-    let last_audit: Option<i64> = store.meta(META_LAST_AUDIT)?.and_then(|v| v.parse().ok());
+    let last_audit = store.reconcile_last_audit()?;
     let audit_due = audit
         || last_audit
             .is_none_or(|t| now - t >= ctx.config.reconcile.audit_interval.as_millis() as i64);
@@ -129,23 +123,22 @@ pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, Rec
     if !plan.blocked {
         // Only a pass that was applied moves the window: a blocked pass must
         // see the same entries again.
-        store.set_meta(META_LAST_POLL, &now.to_string())?;
+        store.set_reconcile_last_poll(now)?;
     }
     // The audit's time moves even when the pass was blocked: a large library
     // must not be audited anew every interval while the guard holds
     // (`reconcile --force` audits again anyway).
     if audit_infos.is_some() || known.is_empty() {
-        store.set_meta(META_LAST_AUDIT, &now.to_string())?;
+        store.set_reconcile_last_audit(now)?;
     }
-    let record = json!({
-        "at": now,
-        "ok": !plan.blocked,
-        "result": report.summary(),
-        "blocked": plan.blocked,
-        "removals": plan.removals,
-        "uploaded": plan.uploaded,
-    });
-    store.set_meta(META_LAST, &record.to_string())?;
+    store.set_last_reconcile(&ReconcileRecord {
+        at: now,
+        ok: !plan.blocked,
+        result: report.summary(),
+        blocked: Some(plan.blocked),
+        removals: Some(plan.removals),
+        uploaded: Some(plan.uploaded),
+    })?;
     if plan.blocked {
         tracing::error!(
             removals = plan.removals,
@@ -197,7 +190,12 @@ fn apply(ctx: &Context, plan: &Plan, hours: u64, audited: bool) -> Result<Report
                 at,
                 reupload,
             } => {
-                if store.mark_remote_deleted(*id, code, by, at, *reupload, now)? {
+                let then = if *reupload {
+                    OnDeleted::UploadAgain
+                } else {
+                    OnDeleted::KeepDeleted
+                };
+                if store.mark_remote_deleted(*id, code, by, at, then, now)? {
                     report.deleted.push(code.clone());
                     if *reupload {
                         report.reupload.push(code.clone());
@@ -302,7 +300,7 @@ pub async fn task(ctx: std::sync::Arc<Context>, stop: tokio_util::sync::Cancella
                         tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed; will retry");
                         note_account_wide(&ctx, &e, delay);
                         ctx.host.account.record_error(&e.to_string());
-                        let _ = ctx.store.set_meta(META_LAST, &json!({"at": now_ms(), "ok": false, "result": e.to_string()}).to_string());
+                        let _ = ctx.store.set_last_reconcile(&ReconcileRecord::failed(now_ms(), e.to_string()));
                         next_pass = tokio::time::Instant::now() + delay;
                     }
                 }

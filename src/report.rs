@@ -18,7 +18,7 @@ fn open(config: &Config) -> Result<Store, ExitCode> {
 }
 
 /// One `list --json` entry. The first eight keys are the stable interface
-/// of docs/cli.md (`list --json`); others may be added, never removed or renamed.
+/// of PRODUCT.md; others may be added, never removed or renamed.
 pub fn file_json(f: &FileRow) -> Value {
     json!({
         "path": f.path().to_string_lossy(),
@@ -97,14 +97,8 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         .iter()
         .find(|(s, _)| *s == State::Queued)
         .map_or(0, |(_, n)| *n);
-    // `last_error` meta is {"at", "error"} (older databases: plain text).
-    let (last_error, last_error_at) = match store.meta("last_error")? {
-        Some(raw) => match serde_json::from_str::<Value>(&raw) {
-            Ok(v) if v.get("error").is_some() => {
-                (v["error"].as_str().map(str::to_string), v["at"].as_i64())
-            }
-            _ => (Some(raw), None),
-        },
+    let (last_error, last_error_at) = match store.last_error()? {
+        Some(e) => (Some(e.error), e.at),
         None => (None, None),
     };
     let encoding: Vec<Value> = store
@@ -121,14 +115,13 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         .collect();
     let stuck = encoding.iter().filter(|e| e["status"] == "STUCK").count();
     // An account-wide pause still in force: until when, and why.
-    let paused: Value = store
-        .meta(crate::host::META_PAUSE)?
-        .and_then(|v| serde_json::from_str::<Value>(&v).ok())
-        .filter(|v| v["until"].as_i64().is_some_and(|t| t > now))
-        .unwrap_or(Value::Null);
+    let paused: Value = store.account_pause()?.filter(|p| p.until > now).map_or(
+        Value::Null,
+        |p| json!({"until": p.until, "reason": p.reason}),
+    );
     let last_reconcile: Value = store
-        .meta(crate::reconcile::META_LAST)?
-        .and_then(|v| serde_json::from_str(&v).ok())
+        .last_reconcile()?
+        .and_then(|r| serde_json::to_value(r).ok())
         .unwrap_or(Value::Null);
     Ok(json!({
         "counts": count_map,
@@ -140,8 +133,8 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         "last_reconcile": last_reconcile,
         "last_error": last_error,
         "last_error_at": last_error_at,
-        "key_ok": store.meta("key_ok")?.map(|v| v == "true"),
-        "storage_left": store.meta("storage_left")?,
+        "key_ok": store.key_ok()?,
+        "storage_left": store.storage_left()?.map(|s| s.to_string()),
         "paused": paused,
     }))
 }

@@ -19,7 +19,7 @@ use crate::clock::now_ms;
 use crate::context::{Context, Root};
 use crate::engine::{self, AfterError, RetryPolicy};
 
-use crate::store::{FileRow, StoreError};
+use crate::store::{Attempt, FileRow, Holder, HostCopy, Placement, StoreError};
 
 /// Run one worker until `stop`: claim, upload, record, repeat.
 pub async fn worker(ctx: Arc<Context>, n: usize, stop: CancellationToken) {
@@ -210,8 +210,8 @@ async fn upload_one(ctx: &Context, row: FileRow) -> Result<(), StoreError> {
             row.id,
             "sync entry no longer configured",
             later,
-            false,
-            false,
+            Attempt::Free,
+            HostCopy::Unknown,
             now_ms(),
         )?;
         return Ok(());
@@ -248,8 +248,8 @@ fn still_settled(ctx: &Context, row: &FileRow) -> Result<bool, StoreError> {
                 row.id,
                 &format!("cannot stat {}: {e}", path.display()),
                 now_ms() + 1000,
-                false,
-                row.unknown_since.is_none(),
+                Attempt::Free,
+                HostCopy::Unknown,
                 now_ms(),
             )?;
             ctx.request_rescan(row.root_id);
@@ -280,7 +280,13 @@ async fn remote_folder(
                 Some(api) => api.class(),
                 None => ErrorClass::Transient,
             };
-            after_error(ctx, row, host_side(class), &e.to_string(), true)?;
+            after_error(
+                ctx,
+                row,
+                host_side(class),
+                &e.to_string(),
+                HostCopy::SurelyNone,
+            )?;
             Ok(None)
         }
     }
@@ -308,7 +314,15 @@ async fn adopted_instead(
         match find_copy(ctx, row, fld_id, title, None).await {
             Ok(engine::Adoption::Adopt(code)) => {
                 tracing::info!(path = %path.display(), code = %code, "already on the host; adopted instead of uploading");
-                store.adopt_if_idle(row.id, &code, fld_id, title, now_ms(), "adopted", true)?;
+                store.adopt_if_idle(
+                    row.id,
+                    &code,
+                    fld_id,
+                    title,
+                    now_ms(),
+                    "adopted",
+                    Holder::ThisWorker,
+                )?;
                 ctx.host.account.after_success();
                 return Ok(true);
             }
@@ -318,12 +332,12 @@ async fn adopted_instead(
                 why,
                 pending,
             }) => {
-                hold_ambiguous(ctx, row, &codes, &why, pending, true)?;
+                hold_ambiguous(ctx, row, &codes, &why, pending, HostCopy::SurelyNone)?;
                 return Ok(true);
             }
             Err(e) => {
                 let msg = format!("looking for a copy on the host: {e}");
-                after_error(ctx, row, search_class(&e), &msg, true)?;
+                after_error(ctx, row, search_class(&e), &msg, HostCopy::SurelyNone)?;
                 return Ok(true);
             }
         }
@@ -340,7 +354,7 @@ async fn adopted_instead(
             why,
             pending,
         }) => {
-            hold_ambiguous(ctx, row, &codes, &why, pending, false)?;
+            hold_ambiguous(ctx, row, &codes, &why, pending, HostCopy::Unknown)?;
             Ok(true)
         }
         Ok(engine::Adoption::Adopt(code)) => {
@@ -354,7 +368,11 @@ async fn adopted_instead(
                 search_fld,
                 now_ms(),
                 "adopted after an interrupted upload",
-                misplaced,
+                if misplaced {
+                    Placement::Outdated
+                } else {
+                    Placement::Current
+                },
             )?;
             if misplaced {
                 ctx.fixups.notify_one();
@@ -365,7 +383,7 @@ async fn adopted_instead(
         Ok(engine::Adoption::Nothing) => Ok(false),
         Err(e) => {
             let msg = format!("searching the host: {e}");
-            after_error(ctx, row, search_class(&e), &msg, false)?;
+            after_error(ctx, row, search_class(&e), &msg, HostCopy::Unknown)?;
             Ok(true)
         }
     }
@@ -438,7 +456,13 @@ async fn send(
                     "the host refused an upload for lack of space ({err}); uploads wait until space is freed"
                 ));
             }
-            after_error(ctx, row, upload_class(&err), &err.to_string(), true)?;
+            after_error(
+                ctx,
+                row,
+                upload_class(&err),
+                &err.to_string(),
+                HostCopy::SurelyNone,
+            )?;
         }
     }
     Ok(())
@@ -463,7 +487,7 @@ async fn after_lost_reply(
             codes,
             why,
             pending,
-        }) => hold_ambiguous(ctx, row, &codes, &why, pending, false),
+        }) => hold_ambiguous(ctx, row, &codes, &why, pending, HostCopy::Unknown),
         Ok(engine::Adoption::Adopt(code)) => {
             tracing::info!(path = %path.display(), code = %code, "the host had stored it; adopted");
             ctx.store.finish_uploaded(
@@ -483,7 +507,7 @@ async fn after_lost_reply(
             row,
             upload_class(err),
             &err.to_string(),
-            false,
+            HostCopy::Unknown,
             ctx.list_grace(),
         ),
     }
@@ -503,7 +527,7 @@ fn hold_ambiguous(
     codes: &[String],
     why: &str,
     pending: bool,
-    definite: bool,
+    copy: HostCopy,
 ) -> Result<(), StoreError> {
     let msg = format!(
         "ambiguous: the host has {} ({}) that may be this file: {why}; not uploading again; see `vidsync adopt --dry-run`",
@@ -518,13 +542,13 @@ fn hold_ambiguous(
         let next = now_ms() + ctx.list_grace().as_millis().max(1000) as i64;
         return ctx
             .store
-            .retry_later(row.id, &msg, next, false, definite, now_ms());
+            .retry_later(row.id, &msg, next, Attempt::Free, copy, now_ms());
     }
     tracing::warn!(path = %row.path().display(), "{msg}");
     ctx.host
         .account
         .record_error(&format!("{}: {msg}", row.path().display()));
-    ctx.store.fail(row.id, &msg, false, definite, now_ms())
+    ctx.store.fail(row.id, &msg, Attempt::Free, copy, now_ms())
 }
 
 /// An error of an API call made around the upload (upload/server,
@@ -560,16 +584,16 @@ fn upload_class(err: &ApiError) -> ErrorClass {
     }
 }
 
-/// Record an error per the retry policy. `definite` = the host surely has
-/// no copy from this attempt.
+/// Record an error per the retry policy; `copy` says whether the host may
+/// hold a copy from this attempt.
 fn after_error(
     ctx: &Context,
     row: &FileRow,
     class: ErrorClass,
     msg: &str,
-    definite: bool,
+    copy: HostCopy,
 ) -> Result<(), StoreError> {
-    after_error_at_least(ctx, row, class, msg, definite, Duration::ZERO)
+    after_error_at_least(ctx, row, class, msg, copy, Duration::ZERO)
 }
 
 /// `after_error` with a floor on the retry delay.
@@ -578,7 +602,7 @@ fn after_error_at_least(
     row: &FileRow,
     class: ErrorClass,
     msg: &str,
-    definite: bool,
+    copy: HostCopy,
     min_delay: Duration,
 ) -> Result<(), StoreError> {
     let now = now_ms();
@@ -618,18 +642,18 @@ fn after_error_at_least(
                 ctx.host.account.record_pause(&ctx.host.client, next, msg);
             }
             ctx.store
-                .retry_later(row.id, msg, next, counted, definite, now)
+                .retry_later(row.id, msg, next, Attempt::counted_if(counted), copy, now)
         }
         AfterError::Fail => {
             tracing::error!(path = %row.path().display(), error = %msg, "upload failed for good");
             // Every try counts, the one the host refused for good too: a
             // file refused at its first try shows `attempts: 1`.
-            ctx.store.fail(row.id, msg, true, definite, now)
+            ctx.store.fail(row.id, msg, Attempt::Counted, copy, now)
         }
         AfterError::PauseForKey => {
             ctx.host.account.key_rejected(msg);
             ctx.store
-                .retry_later(row.id, msg, now, false, definite, now)
+                .retry_later(row.id, msg, now, Attempt::Free, copy, now)
         }
     }
 }

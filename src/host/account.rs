@@ -9,10 +9,7 @@ use std::time::Duration;
 
 use crate::api::Client;
 use crate::clock::now_ms;
-use crate::store::Store;
-
-/// Meta key of the current account-wide pause: `{"until": ms, "reason": text}`.
-pub const META_PAUSE: &str = "account_pause";
+use crate::store::{AccountPause, Store};
 
 #[derive(Debug)]
 pub struct Account {
@@ -47,7 +44,7 @@ impl Account {
     pub fn key_rejected(&self, msg: &str) {
         if self.key_ok.swap(false, Ordering::SeqCst) {
             tracing::error!(error = %msg, "THE HOST REJECTED THE API KEY: all uploads are paused until it works again (check api.key)");
-            let _ = self.store.set_meta("key_ok", "false");
+            let _ = self.store.set_key_ok(false);
             self.record_error(msg);
         }
     }
@@ -56,14 +53,13 @@ impl Account {
         if !self.key_ok.swap(true, Ordering::SeqCst) {
             tracing::info!("the host accepts the API key again; uploads resume");
         }
-        let _ = self.store.set_meta("key_ok", "true");
+        let _ = self.store.set_key_ok(true);
     }
 
     /// Remember the latest error for `status` (with its time, so an old
     /// one is seen as old).
     pub fn record_error(&self, msg: &str) {
-        let v = serde_json::json!({"at": now_ms(), "error": msg});
-        if let Err(e) = self.store.set_meta("last_error", &v.to_string()) {
+        if let Err(e) = self.store.set_last_error(now_ms(), msg) {
             tracing::debug!(error = %e, "cannot record the last error");
         }
     }
@@ -121,8 +117,10 @@ impl Account {
             ),
             _ => reason.to_string(),
         };
-        let v = serde_json::json!({"until": until, "reason": reason});
-        if let Err(e) = self.store.set_meta(META_PAUSE, &v.to_string()) {
+        if let Err(e) = self
+            .store
+            .set_account_pause(&AccountPause { until, reason })
+        {
             tracing::debug!(error = %e, "cannot record the account pause");
         }
     }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::api::{ApiError, Client, ErrorClass, ListedFile};
 use crate::config::Config;
-use crate::store::Store;
+use crate::store::{StorageLeft, Store};
 
-pub use account::{Account, META_PAUSE};
+pub use account::Account;
 pub use folders::{FolderError, Folders};
 
 /// How long a folder listing serves the search for copies already there.
@@ -57,10 +57,10 @@ impl Host {
                 self.account.key_accepted();
                 self.wake.notify_waiters();
                 let left = match info.storage_left {
-                    crate::api::StorageLeft::Bytes(b) => b.to_string(),
-                    crate::api::StorageLeft::Unlimited => "unlimited".into(),
+                    crate::api::StorageLeft::Bytes(b) => StorageLeft::Bytes(b),
+                    crate::api::StorageLeft::Unlimited => StorageLeft::Unlimited,
                 };
-                let _ = self.store.set_meta("storage_left", &left);
+                let _ = self.store.set_storage_left(left);
                 if info.storage_left.over_quota() {
                     // A negative storage_left is the quota exceeded, not the
                     // key: uploads wait (account-wide) and say why.

@@ -145,9 +145,8 @@ pub async fn scan_root(
     // device: that is not "every file deleted". The root's device is
     // remembered; an empty root on a different device is skipped. (A root
     // that moved to a new disk with its files is accepted as such.)
-    let dev_key = format!("root_dev:{}", root.id);
     let dev_now = std::fs::metadata(&root.entry.local).map(|m| m.dev()).ok();
-    let dev_known: Option<u64> = ctx.store.meta(&dev_key)?.and_then(|v| v.parse().ok());
+    let dev_known: Option<u64> = ctx.store.root_dev(root.id)?;
     let empty = walked.files.is_empty() && walked.dirs.is_empty();
     if let Some(now_dev) = dev_now {
         if empty && dev_known.is_some_and(|d| d != now_dev) && ctx.store.has_present(root.id)? {
@@ -158,7 +157,7 @@ pub async fn scan_root(
             return Ok(ScanReport::default());
         }
         if dev_known != Some(now_dev) {
-            ctx.store.set_meta(&dev_key, &now_dev.to_string())?;
+            ctx.store.set_root_dev(root.id, now_dev)?;
         }
     }
     let pending = detect_renames(ctx, root, &walked)?;

@@ -82,6 +82,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // another tool's, so a file uploaded into one needs no search for a
     // copy already there.
     "CREATE TABLE created_folders (fld_id INTEGER PRIMARY KEY);",
+    // 6: schema that lived in meta keys gets its own place: the device of
+    // each sync root (`root_dev:{id}`, to tell an unmounted disk from
+    // deleted files) and the remote trash folders (`trash_fld:{path}`).
+    // Values are carried over; one that is not a number was ignored when
+    // read and is dropped. (GLOB, not LIKE: `_` is a wildcard for LIKE.)
+    "ALTER TABLE roots ADD COLUMN dev INTEGER;
+    UPDATE roots SET dev = (
+        SELECT CAST(v AS INTEGER) FROM meta
+        WHERE k = 'root_dev:' || roots.id AND v GLOB '[0-9]*' AND v NOT GLOB '*[^0-9]*');
+    DELETE FROM meta WHERE k GLOB 'root_dev:*';
+    CREATE TABLE trash_folders (path TEXT PRIMARY KEY, fld_id INTEGER NOT NULL);
+    INSERT INTO trash_folders (path, fld_id)
+        SELECT substr(k, length('trash_fld:') + 1), CAST(v AS INTEGER) FROM meta
+        WHERE k GLOB 'trash_fld:*' AND v GLOB '[0-9]*' AND v NOT GLOB '*[^0-9]*';
+    DELETE FROM meta WHERE k GLOB 'trash_fld:*';",
 ];
 
 /// The schema version this build writes.
@@ -118,4 +133,164 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     }
     tx.commit().map_err(sql("committing a migration"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Schema versions: reopening, refusing a newer one, and upgrades that
+    //! lose nothing.
+
+    use std::path::Path;
+
+    use rusqlite::Connection;
+
+    use super::super::tests::stat;
+    use super::super::{AccountPause, LastError, State, StorageLeft, Store};
+    use super::MIGRATIONS;
+
+    #[test]
+    fn reopening_keeps_everything_and_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let s = Store::open(&path).unwrap();
+            let root = s.ensure_root(Path::new("/srv/a"), "").unwrap();
+            s.insert_file(root, "a.mp4", stat(1, 1), 1).unwrap();
+            s.set_reconcile_last_poll(123).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.list(None).unwrap().len(), 1);
+        assert_eq!(s.reconcile_last_poll().unwrap(), Some(123));
+        drop(s);
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(&path).unwrap_err().to_string();
+        assert!(err.contains("newer vidsync"), "{err}");
+    }
+
+    #[test]
+    fn the_read_side_never_creates_or_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let err = Store::open_existing(&path).unwrap_err().to_string();
+        assert!(err.contains("has `vidsync run`"), "{err}");
+        assert!(!path.exists(), "nothing created");
+        drop(Store::open(&path).unwrap());
+        assert!(Store::open_existing(&path).is_ok());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        let err = Store::open_existing(&path).unwrap_err().to_string();
+        assert!(err.contains("older than this vidsync"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 1, "not migrated by the read side");
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded_without_losing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            // A database as the first release wrote it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+            "INSERT INTO roots (id, local, remote) VALUES (1, '/srv/a', 'A');
+             INSERT INTO folders (root_id, rel_dir, fld_id) VALUES (1, '', 7);
+             INSERT INTO files (id, root_id, rel_path, size, mtime_ns, dev, ino, state, file_code,
+                                fld_id, title, first_seen_at, stable_since, updated_at)
+             VALUES (1, 1, 'x/y.mp4', 10, 5, 1, 2, 'uploaded', 'abcdefghijkl', 7, 'y', 1, 1, 1),
+                    (2, 1, 'w.mp4', 10, 5, 1, 3, 'queued', NULL, NULL, NULL, 1, 1, 1);
+             INSERT INTO history (file_id, at, event, file_code) VALUES (1, 1, 'uploaded', 'abcdefghijkl');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let up = s.file(1).unwrap().unwrap();
+        assert_eq!(up.state, State::Uploaded);
+        assert_eq!(up.file_code.as_deref(), Some("abcdefghijkl"));
+        assert_eq!(
+            up.placed_path.as_deref(),
+            Some("x/y.mp4"),
+            "placed where it was"
+        );
+        let q = s.file(2).unwrap().unwrap();
+        assert_eq!((q.state, q.placed_path), (State::Queued, None));
+        assert_eq!(s.folder(1, "").unwrap(), Some(7));
+        assert_eq!(s.history(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn meta_keys_that_held_schema_keep_their_values_in_their_own_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            // A database as version 5 wrote it, with the facts it kept in meta.
+            let conn = Connection::open(&path).unwrap();
+            for m in &MIGRATIONS[..5] {
+                conn.execute_batch(m).unwrap();
+            }
+            conn.execute_batch(
+            r#"INSERT INTO roots (id, local, remote) VALUES (1, '/srv/a', 'A'), (2, '/srv/b', 'B'),
+                 (3, '/srv/c', 'C');
+             INSERT INTO meta (k, v) VALUES
+               ('root_dev:1', '2049'), ('root_dev:2', 'junk'),
+               ('trash_fld:Trash', '77'), ('trash_fld:Old/Bin', '78'),
+               ('last_error', '{"at":5,"error":"HTTP 502"}'), ('key_ok', 'false'),
+               ('storage_left', '-12'), ('account_pause', '{"until":9,"reason":"quota"}'),
+               ('reconcile_last_poll_ok', '11'), ('reconcile_last_audit', '12'),
+               ('last_reconcile', '{"at":13,"ok":true,"result":"r","blocked":false,"removals":0,"uploaded":2}');
+             PRAGMA user_version = 5;"#,
+        )
+        .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.root_dev(1).unwrap(), Some(2049));
+        assert_eq!(
+            s.root_dev(2).unwrap(),
+            None,
+            "a value never read as a device"
+        );
+        assert_eq!(s.root_dev(3).unwrap(), None);
+        assert_eq!(s.trash_folder("Trash").unwrap(), Some(77));
+        assert_eq!(s.trash_folder("Old/Bin").unwrap(), Some(78));
+        // The facts that stay in meta read as before.
+        assert_eq!(
+            s.last_error().unwrap(),
+            Some(LastError {
+                at: Some(5),
+                error: "HTTP 502".into()
+            })
+        );
+        assert_eq!(s.key_ok().unwrap(), Some(false));
+        assert_eq!(s.storage_left().unwrap(), Some(StorageLeft::Bytes(-12)));
+        assert_eq!(
+            s.account_pause().unwrap(),
+            Some(AccountPause {
+                until: 9,
+                reason: "quota".into()
+            })
+        );
+        assert_eq!(s.reconcile_last_poll().unwrap(), Some(11));
+        assert_eq!(s.reconcile_last_audit().unwrap(), Some(12));
+        assert_eq!(
+            s.last_reconcile().unwrap().map(|r| (r.at, r.uploaded)),
+            Some((13, Some(2)))
+        );
+        drop(s);
+        let conn = Connection::open(&path).unwrap();
+        let left: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM meta WHERE k GLOB 'root_dev:*' OR k GLOB 'trash_fld:*'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0, "no schema left hidden in meta");
+    }
 }

@@ -5,8 +5,8 @@
 //! `demo` feature, so a product built without that feature carries no HTTP
 //! server (axum, hyper's server side, multer).
 //!
-//! By default it behaves like the real server software (the facts in
-//! `/work/shared/XVS-API.md`, "What the server software really does"): upload titles
+//! By default it behaves like the real server software (docs/host-api.md in
+//! the vidsync repository, "Quirks of the real server software"): upload titles
 //! are rewritten, file/edit wipes tags, file/list totals are cached, folder calls on a
 //! foreign folder answer 403, per-file upload errors come prefixed `0:0:0:`, and so on.
 //! Options switch the configurable parts (quotas, rate limits, disabled calls).

@@ -1,5 +1,5 @@
-//! One test per fact of "What the server software really does"
-//! (`/work/shared/XVS-API.md`): behaviour of the deployed server software
+//! One test per quirk of the real server software (docs/host-api.md,
+//! "Quirks of the real server software"): behaviour of the deployed software
 //! that a client must handle, checked against the test host, which models
 //! it. Each test is named after the fact and says why it exists.
 
@@ -335,7 +335,7 @@ async fn a_missing_or_foreign_folder_is_a_folder_problem_not_a_key_rejection() {
     assert_eq!(hb.fld_id, new_e.fld_id, "b lands in the new F/e");
     assert_eq!(b.attempts, 0, "a folder gone is not the file's fault");
     let store = Store::open(&cfg.state.database).unwrap();
-    assert_eq!(store.meta("key_ok").unwrap().as_deref(), Some("true"));
+    assert_eq!(store.key_ok().unwrap(), Some(true));
 }
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! The daemon against a host that behaves like the real server software:
 //! rewritten titles, a lost database, files another tool uploaded, tags
-//! wiped by file/edit. One test per fact (XVS-API.md, "What the server
-//! software really does"), named after it.
+//! wiped by file/edit. One test per fact of the real server software
+//! (docs/host-api.md, "Quirks of the real server software"), named after it.
 
 use std::collections::HashSet;
 use std::path::Path;

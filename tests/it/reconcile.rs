@@ -380,24 +380,22 @@ async fn a_failed_poll_does_not_move_the_window() {
     scan(&cfg).await; // includes a first, good poll
     let store = Store::open(&cfg.state.database).unwrap();
     let first = store
-        .meta("reconcile_last_poll_ok")
+        .reconcile_last_poll()
         .unwrap()
         .expect("a good poll is recorded");
     host.faults()
         .always(Fault::Http502, Scope::endpoint("file/dmca"));
     assert!(daemon::reconcile_once(cfg.clone(), false).await.is_err());
     assert_eq!(
-        store.meta("reconcile_last_poll_ok").unwrap().as_deref(),
-        Some(first.as_str()),
+        store.reconcile_last_poll().unwrap(),
+        Some(first),
         "a failed poll leaves the window's start where it was, so the next one covers the gap"
     );
     host.faults().clear();
     // Two hours later (our clock cannot move; the window is computed from
     // the recorded time, so move that back instead).
-    let two_hours_ago = first.parse::<i64>().unwrap() - 2 * 3_600_000;
-    store
-        .set_meta("reconcile_last_poll_ok", &two_hours_ago.to_string())
-        .unwrap();
+    let two_hours_ago = first - 2 * 3_600_000;
+    store.set_reconcile_last_poll(two_hours_ago).unwrap();
     let report = daemon::reconcile_once(cfg.clone(), false).await.unwrap();
     // Two hours and a few milliseconds: rounded up to 3, plus the 1 h margin.
     assert_eq!(report.window_hours, 4);

@@ -42,13 +42,13 @@ async fn empty_mountpoint_is_not_a_mass_local_deletion() {
     // the root than the one its (empty) mount point is on now.
     use std::os::unix::fs::MetadataExt;
     let dev = std::fs::metadata(root.path()).unwrap().dev();
-    let key = format!("root_dev:{}", shared.roots[0].id);
+    let root_id = shared.roots[0].id;
     assert_eq!(
-        store.meta(&key).unwrap(),
-        Some(dev.to_string()),
+        store.root_dev(root_id).unwrap(),
+        Some(dev),
         "the root's device is recorded"
     );
-    store.set_meta(&key, &(dev + 1).to_string()).unwrap();
+    store.set_root_dev(root_id, dev + 1).unwrap();
     vidsync::scan::scan_root(&shared, &Default::default(), &shared.roots[0])
         .await
         .unwrap();

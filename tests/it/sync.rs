@@ -475,7 +475,7 @@ async fn a_key_rejected_while_running_pauses_everything_and_resumes_when_it_work
     common::write(root.path(), "k2.mp4", &common::content("k2", 3000));
     let db = cfg.state.database.clone();
     let paused = common::wait_for(Duration::from_secs(20), || {
-        Store::open(&db).unwrap().meta("key_ok").unwrap().as_deref() == Some("false")
+        Store::open(&db).unwrap().key_ok().unwrap() == Some(false)
     })
     .await;
     assert!(paused, "the rejection is recorded for `status`");
@@ -491,7 +491,7 @@ async fn a_key_rejected_while_running_pauses_everything_and_resumes_when_it_work
     host.faults().clear();
     let resumed = common::wait_for(Duration::from_secs(20), || host.files().len() == 2).await;
     assert!(resumed, "uploads resume once the key works again");
-    assert_eq!(store.meta("key_ok").unwrap().as_deref(), Some("true"));
+    assert_eq!(store.key_ok().unwrap(), Some(true));
     stop(token, h).await;
 }
 

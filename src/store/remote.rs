@@ -1,0 +1,176 @@
+//! What the host says of an uploaded file: deleted, DMCA, its title,
+//! folder and encoding, and where it was last placed.
+
+use rusqlite::params;
+
+use super::history::history;
+use super::{Result, Store};
+
+/// What becomes of a file the host no longer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDeleted {
+    /// The local file is queued again as a new version (the old code stays
+    /// in the history).
+    UploadAgain,
+    /// It stays `remote_deleted`.
+    KeepDeleted,
+}
+
+impl Store {
+    /// The host no longer has the file `code`; `then` says what becomes of
+    /// the local file. Applies only while the row still has that code (it may
+    /// have been uploaded anew meanwhile); returns whether it applied.
+    pub fn mark_remote_deleted(
+        &self,
+        id: i64,
+        code: &str,
+        by: &str,
+        at: &str,
+        then: OnDeleted,
+        now: i64,
+    ) -> Result<bool> {
+        let reupload = then == OnDeleted::UploadAgain;
+        self.tx("recording a remote deletion", |tx| {
+            let n = if reupload {
+                tx.execute(
+                    "UPDATE files SET state = 'queued', file_code = NULL, attempts = 0,
+                       next_attempt_at = NULL, unknown_since = NULL, last_error = NULL,
+                       playable = NULL, encoding = NULL, encoding_progress = NULL,
+                       deleted_by = ?3, remote_event_at = ?4, updated_at = ?5
+                     WHERE id = ?1 AND file_code = ?2",
+                    params![id, code, by, at, now],
+                )?
+            } else {
+                tx.execute(
+                    "UPDATE files SET state = 'remote_deleted', deleted_by = ?3, remote_event_at = ?4,
+                       updated_at = ?5 WHERE id = ?1 AND file_code = ?2",
+                    params![id, code, by, at, now],
+                )?
+            };
+            if n > 0 {
+                history(tx, id, now, "remote_deleted", Some(code), Some(&format!("deleted by {by} {at}")))?;
+                if reupload {
+                    history(tx, id, now, "queued", None, Some("upload again after remote deletion"))?;
+                }
+            }
+            Ok(n > 0)
+        })
+    }
+
+    /// A DMCA deletion is scheduled for the file `code` (only while the row
+    /// still has that code); returns whether it applied.
+    pub fn mark_dmca(&self, id: i64, code: &str, del_time: &str, now: i64) -> Result<bool> {
+        self.tx("recording a DMCA notice", |tx| {
+            let n = tx.execute(
+                "UPDATE files SET state = 'dmca', remote_event_at = ?3, next_attempt_at = NULL,
+                   updated_at = ?4 WHERE id = ?1 AND file_code = ?2",
+                params![id, code, del_time, now],
+            )?;
+            if n > 0 {
+                history(
+                    tx,
+                    id,
+                    now,
+                    "dmca",
+                    Some(code),
+                    Some(&format!("deletion scheduled {del_time}")),
+                )?;
+            }
+            Ok(n > 0)
+        })
+    }
+
+    /// What the audit read on the host for the file `code`: its title,
+    /// folder and playability (only while the row still has that code).
+    pub fn refresh_remote(
+        &self,
+        id: i64,
+        code: &str,
+        title: &str,
+        fld_id: Option<u64>,
+        canplay: bool,
+        now: i64,
+    ) -> Result<()> {
+        self.tx("refreshing from the host", |tx| {
+            let changed = tx.execute(
+                "UPDATE files SET title = ?3, fld_id = COALESCE(?4, fld_id), playable = ?5,
+                   encoding = CASE WHEN ?5 THEN NULL ELSE encoding END, updated_at = ?6
+                 WHERE id = ?1 AND file_code = ?2
+                   AND (COALESCE(title, '') != ?3 OR COALESCE(fld_id, -1) != COALESCE(?4, fld_id, -1)
+                        OR COALESCE(playable, 0) != ?5)",
+                params![id, code, title, fld_id.map(|f| f as i64), canplay, now],
+            )?;
+            if changed > 0 {
+                history(tx, id, now, "refreshed", Some(code), Some(&format!("host: title {title:?}, folder {fld_id:?}, playable {canplay}")))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// What the host says of an uploaded file's encoding.
+    pub fn set_encoding(
+        &self,
+        id: i64,
+        playable: bool,
+        status: Option<&str>,
+        progress: Option<u32>,
+        now: i64,
+    ) -> Result<()> {
+        self.tx("recording encoding state", |tx| {
+            tx.execute(
+                "UPDATE files SET playable = ?2, encoding = ?3, encoding_progress = ?4, updated_at = ?5
+                 WHERE id = ?1",
+                params![id, playable, status, progress.map(i64::from), now],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// After a move on the host: the new folder and title.
+    /// The host now has the file in `fld_id` under `title`, as worked out
+    /// for the local path `placed`. If the file moved again meanwhile, its
+    /// `rel_path` differs from `placed` and the next pass moves it again.
+    pub fn set_remote_place(
+        &self,
+        id: i64,
+        fld_id: u64,
+        title: &str,
+        placed: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.tx("recording a remote move", |tx| {
+            tx.execute(
+                "UPDATE files SET fld_id = ?2, title = ?3, placed_path = ?4, updated_at = ?5
+                 WHERE id = ?1",
+                params![id, fld_id as i64, title, placed, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The host moved this file to the trash folder. If the file came back
+    /// locally meanwhile, it is marked to be moved out again.
+    pub fn record_trashed(&self, id: i64, trash_fld: u64, now: i64) -> Result<()> {
+        self.tx("recording a trash move", |tx| {
+            tx.execute(
+                "UPDATE files SET fld_id = ?2, updated_at = ?3,
+                   placed_path = CASE WHEN state = 'local_deleted' THEN placed_path ELSE '' END
+                 WHERE id = ?1",
+                params![id, trash_fld as i64, now],
+            )?;
+            history(tx, id, now, "trashed", None, None)
+        })
+    }
+
+    /// Make the next pass check this uploaded file's place on the host
+    /// (it moved between sync roots, or came back from the trash).
+    pub fn mark_misplaced(&self, id: i64) -> Result<()> {
+        self.tx("marking a file for a remote move", |tx| {
+            tx.execute(
+                "UPDATE files SET placed_path = '' WHERE id = ?1 AND file_code IS NOT NULL",
+                params![id],
+            )?;
+            Ok(())
+        })
+    }
+}
