@@ -14,7 +14,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Room in the channel; beyond it the scanner falls back to full walks.
-const CAPACITY: usize = 16_384;
+pub const CAPACITY: usize = 16_384;
 
 /// One hint for the scanner.
 #[derive(Debug, Clone, PartialEq, Eq)]

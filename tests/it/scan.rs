@@ -307,3 +307,106 @@ async fn a_reused_directory_inode_is_not_a_rename() {
         common::row_states(&cfg)
     );
 }
+
+/// The scanner fed by hand, as the watcher would feed it: a context on a
+/// test host's config with `syncs`, its settle time set to `settle`.
+fn scanner_for(
+    host: &vidsync_testhost::TestHost,
+    state: &std::path::Path,
+    syncs: &[(&std::path::Path, &str)],
+    settle: &str,
+) -> (
+    vidsync::context::Context,
+    vidsync::scan::Scanner,
+    vidsync::config::Config,
+) {
+    let text = common::config_toml(host, state, syncs, "")
+        .replace("settle = \"300ms\"", &format!("settle = \"{settle}\""));
+    let (cfg, _) = common::config_from_text(&text, state);
+    let (ctx, rx) = vidsync::context::Context::new(cfg.clone()).unwrap();
+    let scanner = vidsync::scan::Scanner::new(rx, cfg.watch.settle);
+    (ctx, scanner, cfg)
+}
+
+/// Events are hints: more than the channel holds (a storm while the
+/// scanner was busy) must not lose a file; the overflow becomes a walk of
+/// every root, including one no hint named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hint_storm_beyond_the_channel_becomes_a_walk_of_every_root() {
+    use vidsync::context::Hint;
+    let host = common::host().await;
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (ctx, mut scanner, cfg) = scanner_for(
+        &host,
+        state.path(),
+        &[(a.path(), "A"), (b.path(), "B")],
+        "1h",
+    );
+    // A file in B that no hint names.
+    common::write(b.path(), "quiet.mp4", &common::content("q", 1000));
+    for i in 0..vidsync::context::hints::CAPACITY + 1 {
+        ctx.hints
+            .send(Hint::Touched(a.path().join(format!("gone{i}.mp4"))));
+    }
+    scanner.pass(&ctx, &CancellationToken::new()).await;
+    assert!(
+        common::row_of(&cfg, "quiet.mp4").is_some(),
+        "a file in a root no hint named was not found after the channel overflowed"
+    );
+}
+
+/// A path removed or renamed away where nothing was tracked (a finished
+/// `.part`, an rsync temporary) costs no walk; a tree event does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untracked_path_gone_costs_no_walk_and_a_tree_event_does() {
+    use vidsync::context::Hint;
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (ctx, mut scanner, cfg) = scanner_for(&host, state.path(), &[(root.path(), "L")], "1h");
+    common::write(root.path(), "new.mp4", &common::content("n", 1000));
+    ctx.hints
+        .send(Hint::Renamed(root.path().join("x.mkv.part")));
+    scanner.pass(&ctx, &CancellationToken::new()).await;
+    assert!(
+        common::row_of(&cfg, "new.mp4").is_none(),
+        "an untracked path gone made the scanner walk the root"
+    );
+    ctx.hints.send(Hint::Tree(root.path().join("Season 1")));
+    scanner.pass(&ctx, &CancellationToken::new()).await;
+    assert!(
+        common::row_of(&cfg, "new.mp4").is_some(),
+        "a tree event did not make the scanner walk the root"
+    );
+}
+
+/// The scanner owns the writer tracking: a file a writer holds open stays
+/// `waiting` past its settle time, and is queued once the writer closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_held_open_for_writing_waits_until_it_is_closed() {
+    use vidsync::context::Hint;
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (ctx, mut scanner, cfg) = scanner_for(&host, state.path(), &[(root.path(), "L")], "1ms");
+    let path = common::write(root.path(), "dl.mp4", &common::content("d", 1000));
+    scanner.scan_all(&ctx).await;
+    ctx.hints.send(Hint::Writing {
+        path: path.clone(),
+        written: true,
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    scanner.pass(&ctx, &CancellationToken::new()).await;
+    let st = common::row_of(&cfg, "dl.mp4").unwrap().state;
+    assert_eq!(st, State::Waiting, "a file open for writing became {st}");
+    ctx.hints.send(Hint::Closed(path));
+    scanner.pass(&ctx, &CancellationToken::new()).await;
+    let st = common::row_of(&cfg, "dl.mp4").unwrap().state;
+    assert_eq!(
+        st,
+        State::Queued,
+        "a closed, settled file is {st}, not queued"
+    );
+}
