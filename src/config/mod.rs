@@ -2207,7 +2207,7 @@ local = "{}"
     /// The example with its sync folder pointing at a real directory and its
     /// commented `[api.paths]` block uncommented.
     fn example_text(fx: &Fx) -> String {
-        let text = include_str!("../config.example.toml");
+        let text = include_str!("../../config.example.toml");
         assert!(text.contains("\"/srv/media/Movies\""));
         text.replace("\"/srv/media/Movies\"", &format!("\"{}\"", fx.media()))
             .lines()
@@ -2247,7 +2247,7 @@ local = "{}"
 
     #[test]
     fn example_documents_every_key() {
-        let text = include_str!("../config.example.toml");
+        let text = include_str!("../../config.example.toml");
         let paths = ApiPaths::default();
         let ApiPaths {
             account_info,
