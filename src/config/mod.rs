@@ -130,6 +130,23 @@ pub struct WatchConfig {
     /// the path relative to the sync root and against the file name.
     #[serde(deserialize_with = "globs")]
     pub exclude: Vec<String>,
+    /// Check a settled file's completeness before upload (holes, container
+    /// structure, a zero tail, writers in /proc), or trust settle alone.
+    pub verify: Verify,
+    /// A file held back as incomplete and unchanged this long is reported
+    /// once (log and `status`); it is never uploaded automatically.
+    #[serde(deserialize_with = "period")]
+    pub incomplete_timeout: Duration,
+}
+
+/// `[watch] verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verify {
+    /// The evidence of completeness is checked before every upload.
+    Structure,
+    /// Only `settle` and the writers inotify saw.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -195,6 +212,18 @@ pub enum LocalDeletePolicy {
     Trash,
 }
 
+/// What to do on the host with the copy of a file that a new version
+/// replaced (its content changed after upload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NewVersionPolicy {
+    /// Leave the old copy where it is, beside the new one.
+    Keep,
+    /// Move the old copy to the entry's trash folder once the new one is up,
+    /// so a broken or outdated copy does not stay live.
+    Trash,
+}
+
 /// One `[[sync]]` entry: a local tree mirrored to a remote folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncEntry {
@@ -209,7 +238,8 @@ pub struct SyncEntry {
     pub on_remote_delete: DeletePolicy,
     pub on_expired: DeletePolicy,
     pub on_local_delete: LocalDeletePolicy,
-    /// Remote trash folder; `Some` exactly when `on_local_delete` is `Trash`.
+    pub on_new_version: NewVersionPolicy,
+    /// Remote trash folder (for `on_local_delete` and `on_new_version`).
     pub trash: Option<Vec<String>>,
     /// Extra globs for this entry, on top of `watch.exclude`.
     pub exclude: Vec<String>,
@@ -447,6 +477,8 @@ struct RawSync {
     on_remote_delete: DeletePolicy,
     on_expired: DeletePolicy,
     on_local_delete: Spanned<LocalDeletePolicy>,
+    /// Default: `trash` when a trash folder is set, else `keep`.
+    on_new_version: Option<Spanned<NewVersionPolicy>>,
     trash: Option<Spanned<String>>,
     #[serde(deserialize_with = "globs")]
     exclude: Vec<String>,
@@ -552,6 +584,8 @@ impl Default for WatchConfig {
             poll_interval: secs(30),
             extensions: DEFAULT_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
             exclude: Vec::new(),
+            verify: Verify::Structure,
+            incomplete_timeout: secs(24 * 3600),
         }
     }
 }
@@ -599,6 +633,7 @@ impl Default for RawSync {
             on_remote_delete: DeletePolicy::Keep,
             on_expired: DeletePolicy::Reupload,
             on_local_delete: dflt(LocalDeletePolicy::Keep),
+            on_new_version: None,
             trash: None,
             exclude: Vec::new(),
             adopt_existing: true,

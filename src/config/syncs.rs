@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::{ConfigError, Ctx, LocalDeletePolicy, RawSync, SyncEntry, line_col};
+use super::{ConfigError, Ctx, LocalDeletePolicy, NewVersionPolicy, RawSync, SyncEntry, line_col};
 
 pub(super) fn check_syncs(
     ctx: &Ctx<'_>,
@@ -86,8 +86,9 @@ pub(super) fn check_syncs(
         }
 
         let on_local_delete = *e.on_local_delete.get_ref();
-        let trash = match (on_local_delete, e.trash) {
-            (LocalDeletePolicy::Trash, Some(t)) if !t.get_ref().trim().is_empty() => {
+        let trash_span = e.trash.as_ref().map(|t| t.span());
+        let trash = match e.trash {
+            Some(t) if !t.get_ref().trim().is_empty() => {
                 let trash = remote_path(ctx, "trash", &t)?;
                 if trash == remote {
                     return Err(ctx.err(
@@ -97,23 +98,41 @@ pub(super) fn check_syncs(
                 }
                 Some(trash)
             }
-            (LocalDeletePolicy::Trash, other) => {
-                let span = other.map_or(e.on_local_delete.span(), |t| t.span());
-                return Err(ctx.err(
-                    span,
-                    "on_local_delete = \"trash\" needs a trash folder, expected trash = \"path/of/remote/folder\"",
-                ));
-            }
-            (LocalDeletePolicy::Keep, Some(t)) if !t.get_ref().trim().is_empty() => {
-                let (line, column) = line_col(ctx.text, t.span().start);
-                tracing::warn!(
-                    "{}:{line}:{column}: trash is set but on_local_delete is not \"trash\"; it is ignored",
-                    ctx.path.display()
-                );
-                None
-            }
-            (LocalDeletePolicy::Keep, _) => None,
+            _ => None,
         };
+        let needs_trash = |span: Option<std::ops::Range<usize>>, what: &str| {
+            ctx.err(
+                trash_span.clone().or(span).unwrap_or(0..0),
+                &format!(
+                    "{what} needs a trash folder, expected trash = \"path/of/remote/folder\""
+                ),
+            )
+        };
+        if on_local_delete == LocalDeletePolicy::Trash && trash.is_none() {
+            return Err(needs_trash(
+                Some(e.on_local_delete.span()),
+                "on_local_delete = \"trash\"",
+            ));
+        }
+        let on_new_version = match e.on_new_version {
+            Some(p) if *p.get_ref() == NewVersionPolicy::Trash && trash.is_none() => {
+                return Err(needs_trash(Some(p.span()), "on_new_version = \"trash\""));
+            }
+            Some(p) => *p.get_ref(),
+            None if trash.is_some() => NewVersionPolicy::Trash,
+            None => NewVersionPolicy::Keep,
+        };
+        if let Some(span) = trash_span.filter(|_| {
+            trash.is_some()
+                && on_local_delete == LocalDeletePolicy::Keep
+                && on_new_version == NewVersionPolicy::Keep
+        }) {
+            let (line, column) = line_col(ctx.text, span.start);
+            tracing::warn!(
+                "{}:{line}:{column}: trash is set but neither on_local_delete nor on_new_version is \"trash\"; it is not used",
+                ctx.path.display()
+            );
+        }
 
         out.push(SyncEntry {
             local: canonical,
@@ -125,6 +144,7 @@ pub(super) fn check_syncs(
             on_remote_delete: e.on_remote_delete,
             on_expired: e.on_expired,
             on_local_delete,
+            on_new_version,
             trash,
             exclude: e.exclude,
             adopt_existing: e.adopt_existing,

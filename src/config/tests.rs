@@ -490,11 +490,53 @@ fn trash_policy_needs_a_trash_folder() {
     );
     let c = fx.parse(&text).unwrap();
     assert_eq!(c.syncs[0].trash, Some(vec!["Old".into(), "Trash".into()]));
-    // trash without the trash policy is ignored (with a warning).
+    assert_eq!(c.syncs[0].on_new_version, NewVersionPolicy::Trash);
+    // A trash folder alone: replaced versions go there, deletions do not.
     let c = fx
         .parse(&format!("{}trash = \"T\"\n", fx.text("")))
         .unwrap();
-    assert_eq!(c.syncs[0].trash, None);
+    assert_eq!(c.syncs[0].trash, Some(vec!["T".into()]));
+    assert_eq!(c.syncs[0].on_new_version, NewVersionPolicy::Trash);
+    assert_eq!(c.syncs[0].on_local_delete, LocalDeletePolicy::Keep);
+    // No trash folder: old versions are kept.
+    let c = fx.parse(&fx.text("")).unwrap();
+    assert_eq!(c.syncs[0].on_new_version, NewVersionPolicy::Keep);
+    let c = fx
+        .parse(&format!(
+            "{}trash = \"T\"\non_new_version = \"keep\"\n",
+            fx.text("")
+        ))
+        .unwrap();
+    assert_eq!(c.syncs[0].on_new_version, NewVersionPolicy::Keep);
+    let text = format!("{}on_new_version = \"trash\"\n", fx.text(""));
+    fx.err(
+        &text,
+        "7:18",
+        &["on_new_version = \"trash\" needs a trash folder", "expected trash ="],
+    );
+    let text = format!("{}on_new_version = \"sometimes\"\n", fx.text(""));
+    assert!(fx.parse(&text).is_err());
+}
+
+#[test]
+fn verify_and_incomplete_timeout() {
+    let fx = Fx::new();
+    let c = fx.parse(&fx.text("")).unwrap();
+    assert_eq!(c.watch.verify, Verify::Structure);
+    assert_eq!(c.watch.incomplete_timeout, Duration::from_secs(24 * 3600));
+    let c = fx
+        .parse(&fx.text("[watch]\nverify = \"off\"\nincomplete_timeout = \"2h\"\n"))
+        .unwrap();
+    assert_eq!(c.watch.verify, Verify::Off);
+    assert_eq!(c.watch.incomplete_timeout, Duration::from_secs(7200));
+    let err = fx
+        .parse(&fx.text("[watch]\nverify = \"maybe\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(":5:10:") && err.contains("`structure` or `off`"),
+        "{err}"
+    );
 }
 
 #[test]

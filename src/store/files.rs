@@ -42,10 +42,10 @@ impl Store {
     /// be uploaded as a new version.
     pub fn file_changed(&self, id: i64, stat: Stat, now: i64) -> Result<()> {
         self.tx("recording a change", |tx| {
-            let (state, code): (String, Option<String>) = tx.query_row(
-                "SELECT state, file_code FROM files WHERE id = ?1",
+            let (state, code, fld): (String, Option<String>, Option<i64>) = tx.query_row(
+                "SELECT state, file_code, fld_id FROM files WHERE id = ?1",
                 params![id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             let unknown: Option<i64> = tx.query_row(
                 "SELECT unknown_since FROM files WHERE id = ?1",
@@ -76,6 +76,17 @@ impl Store {
                     code.as_deref(),
                     Some(&format!("content changed while {state}; new version")),
                 )?;
+                // The old copy stays on the host; with `on_new_version =
+                // "trash"` the fix-ups move it once the new one is up.
+                if state != State::Dmca.as_str()
+                    && let Some(code) = &code
+                {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO superseded (file_code, file_id, fld_id, at)
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![code, id, fld, now],
+                    )?;
+                }
             }
             tx.execute(
                 "UPDATE files SET size = ?2, mtime_ns = ?3, dev = ?4, ino = ?5,
@@ -83,7 +94,8 @@ impl Store {
                    file_code = CASE WHEN state IN ('dmca') THEN file_code ELSE NULL END,
                    attempts = 0, last_error = NULL, next_attempt_at = NULL,
                    unknown_since = CASE WHEN state IN ('dmca') THEN unknown_since ELSE NULL END,
-                   stable_since = ?6, updated_at = ?6, playable = NULL, encoding = NULL
+                   stable_since = ?6, updated_at = ?6, playable = NULL, encoding = NULL,
+                   incomplete = NULL, incomplete_reported_at = NULL, force_upload = 0
                  WHERE id = ?1",
                 params![
                     id,
@@ -129,8 +141,11 @@ impl Store {
     /// A waiting file has settled: queue it for upload.
     pub fn queue(&self, id: i64, now: i64) -> Result<()> {
         self.tx("queueing a file", |tx| {
+            // A reason it was held back no longer stands.
             let n = tx.execute(
-                "UPDATE files SET state = 'queued', next_attempt_at = NULL, updated_at = ?2
+                "UPDATE files SET state = 'queued', next_attempt_at = NULL, updated_at = ?2,
+                   last_error = CASE WHEN last_error = incomplete THEN NULL ELSE last_error END,
+                   incomplete = NULL, incomplete_reported_at = NULL
                  WHERE id = ?1 AND state = 'waiting'",
                 params![id, now],
             )?;
@@ -138,6 +153,65 @@ impl Store {
                 history(tx, id, now, "queued", None, None)?;
             }
             Ok(())
+        })
+    }
+
+    /// A waiting file that has settled but is not complete yet (holes, a
+    /// container cut short, a writer): it stays `waiting` with the reason
+    /// shown as its error. True when the reason is new (worth a log line).
+    pub fn hold_incomplete(&self, id: i64, reason: &str, now: i64) -> Result<bool> {
+        self.tx("holding back an incomplete file", |tx| {
+            let old: Option<String> = tx.query_row(
+                "SELECT incomplete FROM files WHERE id = ?1 AND state = 'waiting'",
+                params![id],
+                |r| r.get(0),
+            )?;
+            if old.as_deref() == Some(reason) {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE files SET incomplete = ?2, last_error = ?2, updated_at = ?3
+                 WHERE id = ?1 AND state = 'waiting'",
+                params![id, reason, now],
+            )?;
+            history(tx, id, now, "incomplete", None, Some(reason))?;
+            Ok(true)
+        })
+    }
+
+    /// The overdue incomplete file was reported (once per content).
+    pub fn mark_incomplete_reported(&self, id: i64, now: i64) -> Result<()> {
+        self.tx("noting an overdue report", |tx| {
+            tx.execute(
+                "UPDATE files SET incomplete_reported_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            history(tx, id, now, "incomplete_overdue", None, None)
+        })
+    }
+
+    /// `vidsync retry PATH` on a file held back as incomplete: upload it
+    /// anyway (until its content changes). Returns how many were waiting so.
+    pub fn force_upload(&self, paths: &[std::path::PathBuf], now: i64) -> Result<usize> {
+        let held: Vec<super::FileRow> = self
+            .list(Some(State::Waiting))?
+            .into_iter()
+            .filter(|f| f.incomplete.is_some() && paths.iter().any(|p| *p == f.path()))
+            .collect();
+        self.tx("forcing an upload", |tx| {
+            let mut done = 0;
+            for f in &held {
+                let n = tx.execute(
+                    "UPDATE files SET force_upload = 1, updated_at = ?2
+                     WHERE id = ?1 AND state = 'waiting'",
+                    params![f.id, now],
+                )?;
+                if n > 0 {
+                    history(tx, f.id, now, "forced", None, Some("vidsync retry: upload anyway"))?;
+                    done += 1;
+                }
+            }
+            Ok(done)
         })
     }
 

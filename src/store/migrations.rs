@@ -97,6 +97,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         SELECT substr(k, length('trash_fld:') + 1), CAST(v AS INTEGER) FROM meta
         WHERE k GLOB 'trash_fld:*' AND v GLOB '[0-9]*' AND v NOT GLOB '*[^0-9]*';
     DELETE FROM meta WHERE k GLOB 'trash_fld:*';",
+    // 7: a waiting file held back because evidence says it is not complete
+    // yet (the reason, when that was reported as overdue, and whether the
+    // user said to upload it anyway); remote copies replaced by a new
+    // version, to be moved to the trash folder once the new one is up.
+    "ALTER TABLE files ADD COLUMN incomplete TEXT;
+    ALTER TABLE files ADD COLUMN incomplete_reported_at INTEGER;
+    ALTER TABLE files ADD COLUMN force_upload INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE superseded (
+        file_code TEXT PRIMARY KEY,
+        file_id INTEGER NOT NULL REFERENCES files(id),
+        fld_id INTEGER,
+        at INTEGER NOT NULL,
+        trashed_at INTEGER
+    );",
 ];
 
 /// The schema version this build writes.

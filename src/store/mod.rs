@@ -31,7 +31,7 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 pub use meta::{AccountPause, LastError, ReconcileRecord, StorageLeft};
-pub use remote::OnDeleted;
+pub use remote::{OnDeleted, Superseded};
 pub use rows::{FileRow, HistoryRow, Progress, RootRow, Stat, State};
 pub use uploads::{Attempt, Holder, HostCopy, Placement};
 

@@ -10,7 +10,8 @@ use super::{FileRow, Result, Stat, State, Store};
 const FILE_COLUMNS: &str = "f.id, f.root_id, r.local, f.rel_path, f.size, f.mtime_ns, f.dev, f.ino, \
      f.state, f.file_code, f.fld_id, f.title, f.attempts, f.last_error, f.next_attempt_at, \
      f.unknown_since, f.first_seen_at, f.stable_since, f.updated_at, f.playable, f.encoding, \
-     f.deleted_by, f.remote_event_at, f.placed_path, f.encoding_progress";
+     f.deleted_by, f.remote_event_at, f.placed_path, f.encoding_progress, \
+     f.incomplete, f.force_upload";
 
 impl Store {
     fn file_from_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
@@ -49,6 +50,8 @@ impl Store {
             remote_event_at: r.get(22)?,
             placed_path: r.get(23)?,
             encoding_progress: r.get::<_, Option<i64>>(24)?.map(|v| v as u32),
+            incomplete: r.get(25)?,
+            force_upload: r.get::<_, i64>(26)? != 0,
         })
     }
 
@@ -86,6 +89,29 @@ impl Store {
             )?
             .into_iter()
             .next())
+    }
+
+    /// Files held back as incomplete, unchanged since `cutoff` or longer,
+    /// not reported yet.
+    pub fn incomplete_overdue(&self, cutoff: i64) -> Result<Vec<FileRow>> {
+        self.query_files(
+            "listing overdue incomplete files",
+            "WHERE f.state = 'waiting' AND f.incomplete IS NOT NULL
+             AND f.incomplete_reported_at IS NULL AND f.stable_since <= ?1",
+            &[&cutoff],
+        )
+    }
+
+    /// How many files are held back as incomplete now.
+    pub fn incomplete_count(&self) -> Result<u64> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT COUNT(*) FROM files WHERE state = 'waiting' AND incomplete IS NOT NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n as u64)
+        .map_err(self.err("counting incomplete files"))
     }
 
     pub fn files_in_root(&self, root_id: i64) -> Result<Vec<FileRow>> {

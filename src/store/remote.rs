@@ -174,3 +174,58 @@ impl Store {
         })
     }
 }
+
+/// A copy on the host replaced by a new version of its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    pub file_id: i64,
+    pub file_code: String,
+    pub fld_id: Option<u64>,
+}
+
+impl Store {
+    /// Copies replaced by a new version that is on the host now, not yet
+    /// moved to the trash, of files in this root.
+    pub fn superseded_to_trash(&self, root_id: i64) -> Result<Vec<Superseded>> {
+        let conn = self.conn();
+        let what = "listing replaced copies";
+        let mut st = conn
+            .prepare(
+                "SELECT s.file_id, s.file_code, s.fld_id FROM superseded s
+                 JOIN files f ON f.id = s.file_id
+                 WHERE f.root_id = ?1 AND f.state = 'uploaded' AND f.file_code IS NOT NULL
+                   AND f.file_code != s.file_code AND s.trashed_at IS NULL
+                 ORDER BY s.at",
+            )
+            .map_err(self.err(what))?;
+        let rows = st
+            .query_map(params![root_id], |r| {
+                Ok(Superseded {
+                    file_id: r.get(0)?,
+                    file_code: r.get(1)?,
+                    fld_id: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.err(what))?;
+        Ok(rows)
+    }
+
+    /// A replaced copy was moved to the trash folder on the host.
+    pub fn record_superseded_trashed(&self, s: &Superseded, trash_id: u64, now: i64) -> Result<()> {
+        self.tx("recording a replaced copy trashed", |tx| {
+            tx.execute(
+                "UPDATE superseded SET trashed_at = ?2 WHERE file_code = ?1",
+                params![s.file_code, now],
+            )?;
+            history(
+                tx,
+                s.file_id,
+                now,
+                "superseded_trashed",
+                Some(&s.file_code),
+                Some(&format!("old version moved to trash folder {trash_id}")),
+            )
+        })
+    }
+}

@@ -115,6 +115,12 @@ pub struct FileRow {
     /// The relative path the file had when it was last placed on the host.
     pub placed_path: Option<String>,
     pub encoding_progress: Option<u32>,
+    /// Why a waiting file is held back as not complete yet (holes, its
+    /// container cut short, a writer); None when nothing says so.
+    pub incomplete: Option<String>,
+    /// The user said to upload it anyway (`vidsync retry PATH`): no
+    /// completeness check holds it back until its content changes.
+    pub force_upload: bool,
 }
 
 impl FileRow {
