@@ -2,6 +2,7 @@
 //! a file is complete, how long until a retry, what to do after an error,
 //! which remote file to adopt after a lost reply. Each is tested as a table.
 
+pub mod complete;
 mod filter;
 pub mod reconcile;
 pub mod template;
