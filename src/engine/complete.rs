@@ -27,7 +27,9 @@ pub trait Probe {
 
 impl Probe for &[u8] {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.len());
         let n = buf.len().min(self.len() - start);
         buf[..n].copy_from_slice(&self[start..start + n]);
         Ok(n)
@@ -371,13 +373,17 @@ fn matroska(r: &mut Reader) -> io::Result<Check> {
         }
         // An ID is at most 4 bytes, a size at most 8.
         let h = r.read(off, 12)?;
-        let Some((id, id_len, _)) = vint(&h, true, 4) else {
-            return Ok(Err(format!(
-                "the Matroska elements end at {off} of {size} bytes"
-            )));
-        };
-        let rest = h.get(id_len as usize..).unwrap_or(&[]);
-        let Some((data, size_len, unknown)) = vint(rest, false, 8) else {
+        let header = vint(&h, true, 4).and_then(|(id, id_len, _)| {
+            let rest = h.get(id_len as usize..)?;
+            let (data, size_len, unknown) = vint(rest, false, 8)?;
+            Some((id, id_len, data, size_len, unknown))
+        });
+        let Some((id, id_len, data, size_len, unknown)) = header else {
+            if h.len() < 12 && h.first().is_some_and(|&b| b != 0) {
+                return Ok(Err(format!(
+                    "the Matroska element header at {off} is cut short by the end of the file at {size} bytes"
+                )));
+            }
             return Ok(Err(format!(
                 "the Matroska elements end at {off} of {size} bytes"
             )));
@@ -460,7 +466,7 @@ fn avi(r: &mut Reader) -> io::Result<Check> {
 fn ts(r: &mut Reader, packet: u64, sync: u64) -> io::Result<Check> {
     let size = r.size;
     let name = if packet == 188 { "MPEG-TS" } else { "M2TS" };
-    if size % packet != 0 {
+    if !size.is_multiple_of(packet) {
         return Ok(Err(format!(
             "the {name} file is {size} bytes, not a whole number of {packet}-byte packets"
         )));
@@ -476,4 +482,508 @@ fn ts(r: &mut Reader, packet: u64, sync: u64) -> io::Result<Check> {
         }
     }
     Ok(Ok(Tail::Free))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KB: usize = 1024;
+
+    /// `n` bytes of media-like data: never a zero, never a sync pattern by chance.
+    fn data(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8 + 1).collect()
+    }
+
+    fn judged(bytes: &[u8]) -> Result<Container, Incomplete> {
+        judge(&mut &bytes[..], bytes.len() as u64).unwrap()
+    }
+
+    fn structure(got: &Result<Container, Incomplete>, container: Container, text: &str) {
+        match got {
+            Err(Incomplete::Structure {
+                container: c,
+                detail,
+            }) => {
+                assert_eq!(*c, container, "{detail}");
+                assert!(detail.contains(text), "{detail:?} lacks {text:?}");
+            }
+            other => panic!("not a Structure verdict with {text:?}: {other:?}"),
+        }
+    }
+
+    fn zero_tail(got: &Result<Container, Incomplete>, container: Container) {
+        assert_eq!(
+            *got,
+            Err(Incomplete::ZeroTail {
+                container,
+                zero_bytes: TAIL
+            })
+        );
+    }
+
+    /// The last `n` bytes zeroed, the size kept (a preallocated file).
+    fn zeroed_tail(mut b: Vec<u8>, n: usize) -> Vec<u8> {
+        let len = b.len();
+        b[len - n..].fill(0);
+        b
+    }
+
+    // --- MP4 ---------------------------------------------------------------
+
+    fn mp4_box(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut b = ((payload.len() + 8) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(payload);
+        b
+    }
+
+    fn mp4_large(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut b = 1u32.to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(&((payload.len() + 16) as u64).to_be_bytes());
+        b.extend_from_slice(payload);
+        b
+    }
+
+    fn mp4_to_end(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut b = 0u32.to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.extend_from_slice(payload);
+        b
+    }
+
+    fn ftyp() -> Vec<u8> {
+        mp4_box(b"ftyp", b"isom\0\0\x02\0isomiso2avc1mp41")
+    }
+
+    fn mp4(boxes: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = ftyp();
+        for x in boxes {
+            b.extend_from_slice(x);
+        }
+        b
+    }
+
+    #[test]
+    fn mp4_boxes_that_chain_to_the_end_with_moov_are_complete() {
+        let moov = mp4_box(b"moov", &data(2 * KB));
+        let mdat = data(200 * KB);
+        let cases = [
+            ("faststart", mp4(&[moov.clone(), mp4_box(b"mdat", &mdat)])),
+            ("moov last", mp4(&[mp4_box(b"mdat", &mdat), moov.clone()])),
+            (
+                "64-bit mdat",
+                mp4(&[moov.clone(), mp4_large(b"mdat", &mdat)]),
+            ),
+            (
+                "size 0 = to the end",
+                mp4(&[moov.clone(), mp4_to_end(b"mdat", &mdat)]),
+            ),
+            (
+                "free padding of zeros last",
+                mp4(&[
+                    mp4_box(b"mdat", &mdat),
+                    moov.clone(),
+                    mp4_box(b"free", &[0; 100 * KB]),
+                ]),
+            ),
+            (
+                "smaller than the head",
+                mp4(&[mp4_box(b"moov", &data(300)), mp4_box(b"mdat", &data(500))]),
+            ),
+        ];
+        for (name, b) in cases {
+            assert_eq!(judged(&b), Ok(Container::Mp4), "{name}");
+        }
+    }
+
+    #[test]
+    fn mp4_cut_short_or_not_filled_is_incomplete() {
+        let moov = mp4_box(b"moov", &data(2 * KB));
+        let mdat = mp4_box(b"mdat", &data(200 * KB));
+        let moov_last = mp4(&[mdat.clone(), moov.clone()]);
+        let n = moov_last.len();
+
+        // Cut anywhere: a box runs past the end.
+        for cut in [n * 6 / 10, n - 1, 40] {
+            structure(
+                &judged(&moov_last[..cut]),
+                Container::Mp4,
+                "past the end of the file",
+            );
+        }
+        // Cut exactly between boxes: the index is missing.
+        structure(
+            &judged(&moov_last[..n - moov.len()]),
+            Container::Mp4,
+            "no moov box",
+        );
+        // Preallocated at full size, the moov not written yet: a zero header.
+        let unfilled = zeroed_tail(moov_last.clone(), moov.len());
+        let got = judged(&unfilled);
+        structure(&got, Container::Mp4, "the MP4 boxes end at");
+        assert_eq!(
+            got.unwrap_err().to_string(),
+            format!(
+                "incomplete: the MP4 boxes end at {} of {n} bytes",
+                n - moov.len()
+            )
+        );
+        // A few bytes after the last box: no room for a header.
+        let mut short = mp4(&[moov.clone(), mdat.clone()]);
+        short.extend_from_slice(b"abc");
+        structure(&judged(&short), Container::Mp4, "the MP4 boxes end at");
+        // A header smaller than itself, a type that is not text, a largesize below 16.
+        for bad in [
+            [&[0, 0, 0, 4][..], b"free"].concat(),
+            [&[0, 0, 1, 0][..], &[0xff, 0xfe, 0x00, 0x01]].concat(),
+            [&[0, 0, 0, 1][..], b"mdat", &8u64.to_be_bytes()].concat(),
+        ] {
+            let mut b = mp4(std::slice::from_ref(&moov));
+            b.extend_from_slice(&bad);
+            b.extend_from_slice(&data(KB));
+            let got = judged(&b);
+            assert!(
+                matches!(got, Err(Incomplete::Structure { .. })),
+                "{bad:?}: {got:?}"
+            );
+        }
+        // No moov at all.
+        structure(
+            &judged(&mp4(std::slice::from_ref(&mdat))),
+            Container::Mp4,
+            "no moov",
+        );
+        // A largesize box cut short.
+        let large = mp4(&[moov.clone(), mp4_large(b"mdat", &data(100 * KB))]);
+        structure(
+            &judged(&large[..large.len() - 1]),
+            Container::Mp4,
+            "past the end",
+        );
+    }
+
+    #[test]
+    fn mp4_zero_tail_in_mdat_or_moov_is_incomplete() {
+        let moov = mp4_box(b"moov", &data(2 * KB));
+        let faststart = mp4(&[moov.clone(), mp4_box(b"mdat", &data(200 * KB))]);
+        zero_tail(
+            &judged(&zeroed_tail(faststart, TAIL as usize)),
+            Container::Mp4,
+        );
+        // moov is the last box but the zeros run into mdat: its bytes are zero.
+        let moov_last = mp4(&[mp4_box(b"mdat", &data(200 * KB)), moov.clone()]);
+        let b = zeroed_tail(moov_last, TAIL as usize);
+        // ... which breaks the chain first (the moov header is zeros).
+        structure(&judged(&b), Container::Mp4, "the MP4 boxes end at");
+        // A moov of zeros with a valid header: the zero tail rule.
+        let mut b = mp4(&[mp4_box(b"mdat", &data(200 * KB))]);
+        b.extend_from_slice(&mp4_box(b"moov", &[0; 70 * KB]));
+        zero_tail(&judged(&b), Container::Mp4);
+        // A 64-bit, size-0 mdat: same rule.
+        let b = mp4(&[moov.clone(), mp4_to_end(b"mdat", &data(200 * KB))]);
+        zero_tail(&judged(&zeroed_tail(b, TAIL as usize)), Container::Mp4);
+    }
+
+    #[test]
+    fn mp4_with_more_boxes_than_followed_makes_no_claim() {
+        let mut boxes = vec![mp4_box(b"moov", &data(100))];
+        boxes.extend((0..MAX_HEADERS).map(|_| mp4_box(b"skip", &data(10))));
+        let mut b = mp4(&boxes);
+        b.extend_from_slice(&[0; 100]);
+        assert_eq!(judged(&b), Ok(Container::Mp4));
+    }
+
+    // --- Matroska ------------------------------------------------------------
+
+    fn ebml_header() -> Vec<u8> {
+        // DocType "matroska" and versions; the content is not parsed.
+        let body = [
+            0x42, 0x86, 0x81, 0x01, 0x42, 0x82, 0x88, b'm', b'a', b't', b'r', b'o', b's', b'k',
+            b'a',
+        ];
+        let mut b = EBML_MAGIC.to_vec();
+        b.push(0x80 | body.len() as u8);
+        b.extend_from_slice(&body);
+        b
+    }
+
+    /// A Segment with an 8-byte size, or "unknown" (all ones).
+    fn segment(payload: &[u8], unknown: bool) -> Vec<u8> {
+        let mut b = vec![0x18, 0x53, 0x80, 0x67];
+        if unknown {
+            b.extend_from_slice(&[0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        } else {
+            let mut size = (payload.len() as u64).to_be_bytes();
+            size[0] = 0x01;
+            b.extend_from_slice(&size);
+        }
+        b.extend_from_slice(payload);
+        b
+    }
+
+    fn mkv(payload: &[u8], unknown: bool) -> Vec<u8> {
+        [ebml_header(), segment(payload, unknown)].concat()
+    }
+
+    #[test]
+    fn matroska_segment_that_ends_with_the_file_is_complete() {
+        let body = data(200 * KB);
+        let void = [0xEC, 0x84, 1, 2, 3, 4];
+        let small_segment = [&[0x18, 0x53, 0x80, 0x67, 0x80 | 50][..], &data(50)].concat();
+        let cases = [
+            ("sized", mkv(&body, false)),
+            ("unknown size", mkv(&body, true)),
+            ("unknown size, cut", mkv(&body, true)[..150 * KB].to_vec()),
+            (
+                "a Void before the Segment",
+                [ebml_header(), void.to_vec(), segment(&body, false)].concat(),
+            ),
+            ("1-byte size", [ebml_header(), small_segment].concat()),
+            (
+                "two segments",
+                [mkv(&body, false), mkv(&data(KB), false)].concat(),
+            ),
+        ];
+        for (name, b) in cases {
+            assert_eq!(judged(&b), Ok(Container::Matroska), "{name}");
+        }
+    }
+
+    #[test]
+    fn matroska_cut_short_or_not_filled_is_incomplete() {
+        let b = mkv(&data(200 * KB), false);
+        let n = b.len();
+        for cut in [n * 6 / 10, n - 1, 30] {
+            structure(&judged(&b[..cut]), Container::Matroska, "cut short");
+        }
+        // Cut inside the EBML header, before the Segment starts.
+        structure(&judged(&b[..10]), Container::Matroska, "runs to");
+        // Declared shorter than the file, then zeros: the rest is unwritten.
+        let mut more = mkv(&data(100 * KB), false);
+        more.extend_from_slice(&[0; 100 * KB]);
+        structure(
+            &judged(&more),
+            Container::Matroska,
+            "the Matroska elements end at",
+        );
+        // The header followed by something else than a Segment.
+        let cluster = [&[0x1F, 0x43, 0xB6, 0x75, 0x84][..], &data(4)].concat();
+        structure(
+            &judged(&[ebml_header(), cluster].concat()),
+            Container::Matroska,
+            "no Segment",
+        );
+        // Only the header.
+        structure(&judged(&ebml_header()), Container::Matroska, "no Segment");
+        // Zero tail, sized or not.
+        for unknown in [false, true] {
+            let b = zeroed_tail(mkv(&data(200 * KB), unknown), TAIL as usize);
+            zero_tail(&judged(&b), Container::Matroska);
+        }
+    }
+
+    // --- AVI -----------------------------------------------------------------
+
+    fn riff(kind: &[u8; 4], form: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() + 4;
+        let mut b = kind.to_vec();
+        b.extend_from_slice(&(len as u32).to_le_bytes());
+        b.extend_from_slice(form);
+        b.extend_from_slice(payload);
+        if len % 2 == 1 {
+            b.push(0);
+        }
+        b
+    }
+
+    #[test]
+    fn avi_riff_chunks_that_end_with_the_file_are_complete() {
+        let first = riff(b"RIFF", b"AVI ", &data(100 * KB));
+        let odd = riff(b"RIFF", b"AVI ", &data(100 * KB + 1));
+        let cases = [
+            ("one RIFF", first.clone()),
+            (
+                "OpenDML AVIX chain",
+                [
+                    first.clone(),
+                    riff(b"RIFF", b"AVIX", &data(90 * KB)),
+                    riff(b"RIFF", b"AVIX", &data(80 * KB + 3)),
+                ]
+                .concat(),
+            ),
+            ("odd size, padded", odd.clone()),
+            ("odd size, pad left out", odd[..odd.len() - 1].to_vec()),
+            (
+                "JUNK of zeros last",
+                [first.clone(), riff(b"JUNK", b"\0\0\0\0", &[0; 70 * KB])].concat(),
+            ),
+        ];
+        for (name, b) in cases {
+            assert_eq!(judged(&b), Ok(Container::Avi), "{name}");
+        }
+    }
+
+    #[test]
+    fn avi_cut_short_or_not_filled_is_incomplete() {
+        let b = riff(b"RIFF", b"AVI ", &data(200 * KB));
+        let n = b.len();
+        for cut in [n * 6 / 10, n - 1, 20] {
+            structure(&judged(&b[..cut]), Container::Avi, "past the end");
+        }
+        let chain = [
+            riff(b"RIFF", b"AVI ", &data(100 * KB)),
+            riff(b"RIFF", b"AVIX", &data(100 * KB)),
+        ]
+        .concat();
+        structure(
+            &judged(&chain[..chain.len() - 10]),
+            Container::Avi,
+            "the AVI chunk RIFF at",
+        );
+        // The first RIFF written, the AVIX not yet.
+        let unfilled = zeroed_tail(chain.clone(), 100 * KB + 12);
+        structure(&judged(&unfilled), Container::Avi, "the AVI chunks end at");
+        // A few bytes after the last chunk.
+        let mut short = b.clone();
+        short.extend_from_slice(b"RIF");
+        structure(&judged(&short), Container::Avi, "the AVI chunks end at");
+        zero_tail(&judged(&zeroed_tail(b, TAIL as usize)), Container::Avi);
+        zero_tail(&judged(&zeroed_tail(chain, TAIL as usize)), Container::Avi);
+    }
+
+    // --- MPEG-TS -------------------------------------------------------------
+
+    fn ts_stream(packets: usize, m2ts: bool) -> Vec<u8> {
+        let mut b = Vec::new();
+        for i in 0..packets {
+            if m2ts {
+                b.extend_from_slice(&(i as u32 | 0x4000_0000).to_be_bytes());
+            }
+            b.push(TS_SYNC);
+            b.extend_from_slice(&data(187));
+        }
+        b
+    }
+
+    #[test]
+    fn mpeg_ts_and_m2ts_with_whole_packets_synced_to_the_end_are_complete() {
+        for m2ts in [false, true] {
+            for packets in [3, 20, 2000] {
+                let b = ts_stream(packets, m2ts);
+                assert_eq!(judged(&b), Ok(Container::MpegTs), "{m2ts} {packets}");
+            }
+        }
+    }
+
+    #[test]
+    fn mpeg_ts_and_m2ts_cut_or_not_filled_are_incomplete() {
+        for (m2ts, packet) in [(false, 188), (true, 192)] {
+            let b = ts_stream(2000, m2ts);
+            let n = b.len();
+            for cut in [n * 6 / 10 + 1, n - 1] {
+                structure(
+                    &judged(&b[..cut]),
+                    Container::MpegTs,
+                    &format!("not a whole number of {packet}-byte packets"),
+                );
+            }
+            // Whole packets, but the last ones zero.
+            let z = zeroed_tail(b.clone(), packet * 10);
+            structure(&judged(&z), Container::MpegTs, "has no sync byte");
+            // A packet of garbage in the tail.
+            let mut g = b.clone();
+            g[n - packet * 5..n - packet * 4].fill(0x11);
+            structure(
+                &judged(&g),
+                Container::MpegTs,
+                &format!("packet at {} of {n}", n - packet * 5),
+            );
+        }
+        // Two packets are not enough to call it TS.
+        assert_eq!(judged(&ts_stream(2, false)), Ok(Container::Unknown));
+    }
+
+    // --- any format ------------------------------------------------------------
+
+    #[test]
+    fn a_zero_head_is_incomplete_whatever_follows() {
+        let mut b = vec![0u8; 4 * KB];
+        b.extend_from_slice(&data(100 * KB));
+        assert_eq!(judged(&b), Err(Incomplete::ZeroHead));
+        // Shorter than the head.
+        assert_eq!(judged(&[0; 100]), Err(Incomplete::ZeroHead));
+        assert_eq!(judged(&[0]), Err(Incomplete::ZeroHead));
+        // One byte written in the head is enough to start (an unknown format).
+        b[100] = 1;
+        assert_eq!(judged(&b), Ok(Container::Unknown));
+        // The head of a known format zeroed.
+        let mut m = mkv(&data(10 * KB), false);
+        m[..4 * KB].fill(0);
+        assert_eq!(judged(&m), Err(Incomplete::ZeroHead));
+    }
+
+    #[test]
+    fn unknown_formats_and_empty_files_get_no_claim() {
+        assert_eq!(judged(&[]), Ok(Container::Unknown));
+        assert_eq!(judged(b"hello"), Ok(Container::Unknown));
+        // A zero tail means nothing in a format we cannot read.
+        let b = zeroed_tail(data(200 * KB), TAIL as usize);
+        assert_eq!(judged(&b), Ok(Container::Unknown));
+        // RIFF but not AVI (a WAV): no claim.
+        let wav = riff(b"RIFF", b"WAVE", &data(KB));
+        assert_eq!(judged(&wav[..100]), Ok(Container::Unknown));
+    }
+
+    #[test]
+    fn every_message_starts_with_incomplete() {
+        let all = [
+            Incomplete::ZeroHead,
+            Incomplete::Structure {
+                container: Container::Avi,
+                detail: "x".into(),
+            },
+            Incomplete::ZeroTail {
+                container: Container::Matroska,
+                zero_bytes: 65536,
+            },
+        ];
+        for i in all {
+            assert!(i.to_string().starts_with("incomplete: "), "{i}");
+        }
+        assert_eq!(
+            Incomplete::ZeroTail {
+                container: Container::Matroska,
+                zero_bytes: 65536
+            }
+            .to_string(),
+            "incomplete: the last 65536 bytes of this Matroska file are zeros (not written there yet)"
+        );
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_size_is_an_error_not_a_verdict() {
+        let b = mkv(&data(10 * KB), false);
+        let err = judge(&mut &b[..], b.len() as u64 + 100).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_real_file_is_read_through_its_probe() {
+        use std::io::Write;
+        let mut f = tempfile::tempfile().unwrap();
+        let b = mp4(&[
+            mp4_box(b"moov", &data(KB)),
+            mp4_box(b"mdat", &data(100 * KB)),
+        ]);
+        f.write_all(&b).unwrap();
+        assert_eq!(judge(&mut f, b.len() as u64).unwrap(), Ok(Container::Mp4));
+        f.write_all(&[0; TAIL as usize]).unwrap();
+        structure(
+            &judge(&mut f, b.len() as u64 + TAIL).unwrap(),
+            Container::Mp4,
+            "the MP4 boxes end at",
+        );
+    }
 }
