@@ -1,7 +1,10 @@
 //! Pure decisions over plain data, no I/O: which names count as videos, when
 //! a file is complete, how long until a retry, what to do after an error,
 //! which remote file to adopt after a lost reply. Each is tested as a table.
+//! `complete` judges a file's bytes by its container's structure; it reads
+//! them only through the `Probe` its caller hands it.
 
+pub mod complete;
 mod filter;
 pub mod reconcile;
 pub mod template;

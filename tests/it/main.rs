@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod common;
+mod complete;
 mod fixup;
 mod raw;
 mod realhost;
