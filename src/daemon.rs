@@ -150,6 +150,9 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
 pub struct ScanSummary {
     pub counts: Vec<(State, u64)>,
     pub failed: Vec<(PathBuf, String)>,
+    /// Held back as not complete yet (holes, a container cut short, a
+    /// writer): not uploaded by this scan.
+    pub incomplete: Vec<(PathBuf, String)>,
     /// Stopped by a signal before every complete file was done.
     pub interrupted: bool,
 }
@@ -175,8 +178,13 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
         scanner.pass(&ctx, &stop).await;
         if ctx.renames.any() {
             // A directory renamed during the pass: its folder is renamed
-            // (or given up) now, so the files below are applied next pass.
+            // (or given up) now, and the files below are applied by the
+            // next pass, before `scan` may end.
+            let before = ctx.renames.count();
             crate::fixup::fix_up_all(&ctx).await;
+            if ctx.renames.count() < before {
+                continue;
+            }
         }
         let counts = ctx.store.counts()?;
         let busy: u64 = counts
@@ -184,7 +192,10 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
             .filter(|(s, _)| matches!(s, State::Waiting | State::Queued | State::Uploading))
             .map(|(_, n)| *n)
             .sum();
-        if busy == 0 {
+        // Files held back as incomplete wait for their writer, not for
+        // this scan: it ends without them (and says so).
+        let held = ctx.store.held_incomplete()?.len() as u64;
+        if busy <= held {
             break;
         }
         if ctx.host.account.over_quota() {
@@ -228,9 +239,16 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
         .into_iter()
         .map(|r| (r.path(), r.last_error.unwrap_or_default()))
         .collect();
+    let incomplete = ctx
+        .store
+        .held_incomplete()?
+        .into_iter()
+        .map(|r| (r.path(), r.incomplete.unwrap_or_default()))
+        .collect();
     Ok(ScanSummary {
         counts: ctx.store.counts()?,
         failed,
+        incomplete,
         interrupted,
     })
 }

@@ -43,7 +43,8 @@ pub async fn fix_up_all(ctx: &Context) {
 async fn fix_up_root(ctx: &Context, root: &Root) -> Result<(), StoreError> {
     rename_dirs(ctx, root).await?;
     fix_remote_places(ctx, root).await?;
-    trash_local_deletions(ctx, root).await
+    trash_local_deletions(ctx, root).await?;
+    trash_superseded(ctx, root).await
 }
 
 /// Rename the remote folders of the directories the scanner saw renamed,
@@ -81,7 +82,9 @@ async fn rename_dirs(ctx: &Context, root: &Root) -> Result<(), StoreError> {
                 ctx.renames.done(root.id, &r);
                 ctx.request_rescan(root.id);
             }
-            Err(e) if !ctx.renames.holds() => {
+            // (A new parent that could not be found or created is always
+            // worth a retry, even in `scan`: the folder itself is fine.)
+            Err(e) if !ctx.renames.holds() && !matches!(e, RenameError::Parent(_)) => {
                 // `scan` must finish: mirror into a new folder instead.
                 tracing::warn!(from = %r.old, to = %r.new, error = %e, "cannot rename the remote folder; moving its files one by one");
                 ctx.store.forget_folder_tree(root.id, &r.old)?;
@@ -299,62 +302,106 @@ pub async fn edit_keeping_tags(
     Ok(())
 }
 
+/// The root's trash folder on the host, found or created once (None while
+/// that fails: its gate holds the next try back).
+async fn trash_folder(ctx: &Context, root: &Root) -> Result<Option<u64>, StoreError> {
+    let Some(trash) = &root.entry.trash else {
+        return Ok(None);
+    };
+    let trash_path = trash.join("/");
+    if let Some(id) = ctx.store.trash_folder(&trash_path)? {
+        return Ok(Some(id));
+    }
+    let gate = Gate::TrashFolder(root.id);
+    if !ctx.gates.allowed(&gate) {
+        return Ok(None);
+    }
+    let mut id = 0;
+    for name in trash {
+        match crate::host::folders::find_or_create(
+            &ctx.host.client,
+            id,
+            &crate::host::folders::remote_name(name),
+            &trash_path,
+        )
+        .await
+        {
+            Ok((next, _)) => id = next,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot resolve the trash folder; will retry");
+                ctx.gates.failed(&gate);
+                return Ok(None);
+            }
+        }
+    }
+    ctx.store.set_trash_folder(&trash_path, id)?;
+    Ok(Some(id))
+}
+
 /// With `on_local_delete = "trash"`, a file deleted locally is moved to the
 /// entry's trash folder on the host (never deleted there).
 async fn trash_local_deletions(ctx: &Context, root: &Root) -> Result<(), StoreError> {
-    let Some(trash) = &root.entry.trash else {
-        return Ok(());
-    };
     if root.entry.on_local_delete != crate::config::LocalDeletePolicy::Trash {
         return Ok(());
     }
     let rows = ctx.store.deleted_on_host_too(root.id)?;
-    let pending: Vec<&FileRow> = rows.iter().collect();
-    if pending.is_empty() {
+    if rows.is_empty() {
         return Ok(());
     }
-    let trash_path = trash.join("/");
-    let trash_id = match ctx.store.trash_folder(&trash_path)? {
-        Some(id) => id,
-        None => {
-            let gate = Gate::TrashFolder(root.id);
-            if !ctx.gates.allowed(&gate) {
-                return Ok(());
-            }
-            let mut id = 0;
-            for name in trash {
-                match crate::host::folders::find_or_create(
-                    &ctx.host.client,
-                    id,
-                    &crate::host::folders::remote_name(name),
-                    &trash.join("/"),
-                )
-                .await
-                {
-                    Ok((next, _)) => id = next,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot resolve the trash folder; will retry");
-                        ctx.gates.failed(&gate);
-                        return Ok(());
-                    }
-                }
-            }
-            ctx.store.set_trash_folder(&trash_path, id)?;
-            id
-        }
+    let Some(trash_id) = trash_folder(ctx, root).await? else {
+        return Ok(());
     };
-    // One file/edit moves up to 50 files: a deleted season costs a call
-    // or two, not one per episode.
-    let gate = Gate::Trash(root.id);
+    let to_move: Vec<(String, &FileRow)> = rows
+        .iter()
+        .filter(|r| r.fld_id != Some(trash_id))
+        .filter_map(|r| Some((r.file_code.clone()?, r)))
+        .collect();
+    move_to_trash(ctx, root, Gate::Trash(root.id), trash_id, &to_move, |row| {
+        tracing::info!(path = %row.rel_path, code = ?row.file_code, "deleted locally; moved to the trash folder on the host");
+        ctx.store.record_trashed(row.id, trash_id, now_ms())
+    })
+    .await
+}
+
+/// With `on_new_version = "trash"`, the copy a new version replaced is
+/// moved to the trash folder once the new version is on the host, so a
+/// broken or outdated copy does not stay live beside it. The history
+/// keeps both codes.
+async fn trash_superseded(ctx: &Context, root: &Root) -> Result<(), StoreError> {
+    if root.entry.on_new_version != crate::config::NewVersionPolicy::Trash {
+        return Ok(());
+    }
+    let old = ctx.store.superseded_to_trash(root.id)?;
+    if old.is_empty() {
+        return Ok(());
+    }
+    let Some(trash_id) = trash_folder(ctx, root).await? else {
+        return Ok(());
+    };
+    let to_move: Vec<(String, &crate::store::Superseded)> =
+        old.iter().map(|s| (s.file_code.clone(), s)).collect();
+    move_to_trash(ctx, root, Gate::TrashOld(root.id), trash_id, &to_move, |s| {
+        tracing::info!(code = %s.file_code, "replaced by a new version; the old copy moved to the trash folder on the host");
+        ctx.store.record_superseded_trashed(s, trash_id, now_ms())
+    })
+    .await
+}
+
+/// Move these codes to the trash folder, 50 a call (a deleted season costs
+/// a call or two, not one per episode), recording each batch once done.
+async fn move_to_trash<T>(
+    ctx: &Context,
+    root: &Root,
+    gate: Gate,
+    trash_id: u64,
+    items: &[(String, &T)],
+    done: impl Fn(&T) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     if !ctx.gates.allowed(&gate) {
         return Ok(());
     }
-    let to_move: Vec<&FileRow> = pending
-        .into_iter()
-        .filter(|r| r.fld_id != Some(trash_id))
-        .collect();
-    for batch in to_move.chunks(crate::api::FILE_INFO_BATCH) {
-        let codes: Vec<String> = batch.iter().filter_map(|r| r.file_code.clone()).collect();
+    for batch in items.chunks(crate::api::FILE_INFO_BATCH) {
+        let codes: Vec<String> = batch.iter().map(|(c, _)| c.clone()).collect();
         let edit = crate::api::FileEdit {
             fld_id: Some(trash_id),
             ..Default::default()
@@ -362,9 +409,8 @@ async fn trash_local_deletions(ctx: &Context, root: &Root) -> Result<(), StoreEr
         match edit_keeping_tags(ctx, &root.entry.tags, &codes, &edit).await {
             Ok(()) => {
                 ctx.gates.succeeded(&gate);
-                for row in batch {
-                    tracing::info!(path = %row.rel_path, code = ?row.file_code, "deleted locally; moved to the trash folder on the host");
-                    ctx.store.record_trashed(row.id, trash_id, now_ms())?;
+                for (_, item) in batch {
+                    done(item)?;
                 }
             }
             Err(e) => {

@@ -119,6 +119,21 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         Value::Null,
         |p| json!({"until": p.until, "reason": p.reason}),
     );
+    // Files held back as not complete yet (holes, a container cut short, a
+    // writer), with their reasons: the first few, the oldest first.
+    let mut held = store.held_incomplete()?;
+    held.sort_by_key(|f| f.stable_since);
+    let incomplete: Vec<Value> = held
+        .iter()
+        .take(10)
+        .map(|f| {
+            json!({
+                "path": f.path().to_string_lossy(),
+                "reason": f.incomplete,
+                "unchanged_ms": (now - f.stable_since).max(0),
+            })
+        })
+        .collect();
     let last_reconcile: Value = store
         .last_reconcile()?
         .and_then(|r| serde_json::to_value(r).ok())
@@ -136,6 +151,8 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         "key_ok": store.key_ok()?,
         "storage_left": store.storage_left()?.map(|s| s.to_string()),
         "paused": paused,
+        "incomplete_count": held.len(),
+        "incomplete": incomplete,
     }))
 }
 
@@ -195,6 +212,17 @@ pub fn status(config: &Config, as_json: bool) -> ExitCode {
             (v["paused"]["until"].as_i64().unwrap_or(0) - crate::clock::now_ms()).max(0) / 1000;
         println!("uploads paused for {secs} s: {reason}");
     }
+    if let Some(n) = v["incomplete_count"].as_u64().filter(|n| *n > 0) {
+        println!("held back, not complete yet: {n} (`vidsync retry PATH` uploads one anyway)");
+        for f in v["incomplete"].as_array().into_iter().flatten() {
+            println!(
+                "  {}: {} (unchanged for {} min)",
+                f["path"].as_str().unwrap_or("?"),
+                f["reason"].as_str().unwrap_or("?"),
+                f["unchanged_ms"].as_i64().unwrap_or(0) / 60_000
+            );
+        }
+    }
     if let Some(list) = v["encoding"].as_array() {
         for e in list {
             println!(
@@ -243,10 +271,25 @@ pub fn retry(config: &Config, paths: &[PathBuf]) -> ExitCode {
                 .unwrap_or_else(|_| p.clone())
         })
         .collect();
-    match store.retry_failed(&abs, now_ms()) {
-        Ok(n) => {
+    // Named files held back as incomplete are uploaded anyway.
+    let forced = if abs.is_empty() {
+        Ok(0)
+    } else {
+        store.force_upload(&abs, now_ms())
+    };
+    match store
+        .retry_failed(&abs, now_ms())
+        .and_then(|n| Ok((n, forced?)))
+    {
+        Ok((n, forced)) => {
             println!("{n} file{} queued again", if n == 1 { "" } else { "s" });
-            if n == 0 && !paths.is_empty() {
+            if forced > 0 {
+                println!(
+                    "{forced} file{} held back as incomplete will be uploaded anyway",
+                    if forced == 1 { "" } else { "s" }
+                );
+            }
+            if n + forced == 0 && !paths.is_empty() {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

@@ -303,6 +303,12 @@ pub async fn run_scan(config: Config) -> ExitCode {
             for (path, err) in &summary.failed {
                 println!("failed: {}: {err}", path.display());
             }
+            for (path, why) in &summary.incomplete {
+                println!(
+                    "not uploaded, not complete yet: {}: {why} (`vidsync retry PATH` uploads it anyway)",
+                    path.display()
+                );
+            }
             if summary.interrupted {
                 println!("scan interrupted; the rest resumes with the next run or scan");
                 return ExitCode::from(1);

@@ -6,8 +6,9 @@
 //! Events are hints, never the truth: the scanner re-stats and compares
 //! with the store, so a lost or coalesced event costs a delay, not a file.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -122,8 +123,9 @@ pub fn start(ctx: &Context) -> (Option<notify::RecommendedWatcher>, HashSet<i64>
     let hints = ctx.hints.clone();
     // Roots already reported as polled (the warning is given once).
     let mut polled: HashSet<i64> = HashSet::new();
+    let mut throttle = Throttle::default();
     let handler = move |res: notify::Result<notify::Event>| match res {
-        Ok(ev) => convert(&ev, &hints),
+        Ok(ev) => convert(&ev, &hints, &mut throttle, Instant::now()),
         // A directory created later could not be watched: the limit was
         // reached while running. Its root is polled from now on.
         Err(e) if is_watch_limit(&e) => {
@@ -189,31 +191,77 @@ pub fn start(ctx: &Context) -> (Option<notify::RecommendedWatcher>, HashSet<i64>
     (Some(watcher), poll)
 }
 
+/// How often a file being written is reported again: inotify sends an
+/// event per `write()` (thousands a second for a fast copy), and one hint a
+/// second per file keeps its writer mark fresh (also after an overflow made
+/// the scanner forget it) without flooding the channel.
+const WRITING_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
+/// The files recently reported as being written, and when.
+#[derive(Debug, Default)]
+struct Throttle {
+    sent: HashMap<PathBuf, Instant>,
+}
+
+impl Throttle {
+    /// Report this write now?
+    fn writing(&mut self, path: &Path, now: Instant) -> bool {
+        if self
+            .sent
+            .get(path)
+            .is_some_and(|at| now.duration_since(*at) < WRITING_AGAIN_AFTER)
+        {
+            return false;
+        }
+        if self.sent.len() > 10_000 {
+            self.sent
+                .retain(|_, at| now.duration_since(*at) < WRITING_AGAIN_AFTER);
+        }
+        self.sent.insert(path.to_path_buf(), now);
+        true
+    }
+
+    /// Closed, removed or renamed: the next write is news again.
+    fn done(&mut self, path: &Path) {
+        self.sent.retain(|p, _| !p.starts_with(path));
+    }
+}
+
 /// One inotify event -> hints. Content events concern one file (a targeted
 /// pass); a rename or removal is looked at by the scanner (one file renamed
 /// into place, or the tree changed); anything else changes the tree.
-fn convert(ev: &notify::Event, hints: &HintSender) {
+fn convert(ev: &notify::Event, hints: &HintSender, throttle: &mut Throttle, now: Instant) {
     if ev.need_rescan() {
         hints.send(Hint::Overflow);
         return;
     }
     for path in &ev.paths {
-        let path = path.clone();
         let hint = match ev.kind {
             EventKind::Create(CreateKind::File) => Hint::Writing {
-                path,
+                path: path.clone(),
                 written: false,
             },
-            EventKind::Modify(ModifyKind::Data(_)) => Hint::Writing {
-                path,
-                written: true,
-            },
-            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Hint::Closed(path),
-            EventKind::Modify(ModifyKind::Metadata(_)) => Hint::Touched(path),
-            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => Hint::Renamed(path),
+            EventKind::Modify(ModifyKind::Data(_)) => {
+                if !throttle.writing(path, now) {
+                    continue;
+                }
+                Hint::Writing {
+                    path: path.clone(),
+                    written: true,
+                }
+            }
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                throttle.done(path);
+                Hint::Closed(path.clone())
+            }
+            EventKind::Modify(ModifyKind::Metadata(_)) => Hint::Touched(path.clone()),
+            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) => {
+                throttle.done(path);
+                Hint::Renamed(path.clone())
+            }
             // Opening and reading (our own upload reads) change nothing.
             EventKind::Access(_) => continue,
-            _ => Hint::Tree(path),
+            _ => Hint::Tree(path.clone()),
         };
         hints.send(hint);
     }
@@ -257,6 +305,32 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    #[test]
+    fn a_burst_of_writes_is_one_hint_a_second_and_a_close_is_always_sent() {
+        let (tx, mut rx) = crate::context::hints::channel();
+        let mut t = Throttle::default();
+        let path = PathBuf::from("/m/a.mp4");
+        let write = notify::Event::new(EventKind::Modify(ModifyKind::Data(
+            notify::event::DataChange::Any,
+        )))
+        .add_path(path.clone());
+        let close = notify::Event::new(EventKind::Access(AccessKind::Close(AccessMode::Write)))
+            .add_path(path.clone());
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            convert(&write, &tx, &mut t, t0 + Duration::from_micros(i));
+        }
+        assert_eq!(rx.drain().len(), 1, "a burst of writes is one hint");
+        convert(&write, &tx, &mut t, t0 + Duration::from_millis(1500));
+        assert_eq!(rx.drain().len(), 1, "a write a second later is news again");
+        convert(&close, &tx, &mut t, t0 + Duration::from_millis(1501));
+        convert(&write, &tx, &mut t, t0 + Duration::from_millis(1502));
+        let got = rx.drain();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0], Hint::Closed(path.clone()));
+        assert!(matches!(got[1], Hint::Writing { written: true, .. }));
     }
 
     #[test]

@@ -103,9 +103,7 @@ pub(super) fn check_syncs(
         let needs_trash = |span: Option<std::ops::Range<usize>>, what: &str| {
             ctx.err(
                 trash_span.clone().or(span).unwrap_or(0..0),
-                &format!(
-                    "{what} needs a trash folder, expected trash = \"path/of/remote/folder\""
-                ),
+                format!("{what} needs a trash folder, expected trash = \"path/of/remote/folder\""),
             )
         };
         if on_local_delete == LocalDeletePolicy::Trash && trash.is_none() {

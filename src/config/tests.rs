@@ -512,7 +512,10 @@ fn trash_policy_needs_a_trash_folder() {
     fx.err(
         &text,
         "7:18",
-        &["on_new_version = \"trash\" needs a trash folder", "expected trash ="],
+        &[
+            "on_new_version = \"trash\" needs a trash folder",
+            "expected trash =",
+        ],
     );
     let text = format!("{}on_new_version = \"sometimes\"\n", fx.text(""));
     assert!(fx.parse(&text).is_err());

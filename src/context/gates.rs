@@ -18,6 +18,8 @@ pub enum Gate {
     TrashFolder(i64),
     /// Moving a root's locally deleted files to its trash folder.
     Trash(i64),
+    /// Moving a root's copies replaced by new versions to its trash folder.
+    TrashOld(i64),
 }
 
 /// The gates, with the backoff bounds they use.

@@ -76,6 +76,11 @@ impl Renames {
         !lock(&self.pending).is_empty()
     }
 
+    /// How many renames wait, in every root.
+    pub fn count(&self) -> usize {
+        lock(&self.pending).values().map(Vec::len).sum()
+    }
+
     /// Is this relative path on either side of a rename still to be done?
     pub fn holds_back(&self, root_id: i64, rel: &str) -> bool {
         lock(&self.pending).get(&root_id).is_some_and(|v| {

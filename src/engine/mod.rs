@@ -5,6 +5,7 @@
 //! them only through the `Probe` its caller hands it.
 
 pub mod complete;
+pub mod evidence;
 mod filter;
 pub mod reconcile;
 pub mod template;

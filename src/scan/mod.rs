@@ -7,10 +7,11 @@
 //! inode, size and mtime: the row and its file code follow the file) and
 //! deleted ones (`local_deleted`; never-uploaded rows are forgotten).
 
+pub mod evidence;
 pub mod scanner;
 pub mod writers;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -171,7 +172,10 @@ pub async fn scan_root(
         .filter(|o| !pending.iter().any(|r| is_under(&o.rel_path, &r.new)))
         .collect();
     let mut unreadable = walked.unreadable;
-    unreadable.extend(pending.into_iter().map(|r| r.old));
+    // Both sides: the fix-up task may finish a rename (rows moved to the
+    // new path) between the read of the folders above and of the rows in
+    // `apply`; rows on either side must not pass for deleted meanwhile.
+    unreadable.extend(pending.into_iter().flat_map(|r| [r.old, r.new]));
     let report = apply(ctx, writers, root, &files, &unreadable)?;
     if report.queued > 0 {
         ctx.host.wake.notify_waiters();
@@ -198,7 +202,7 @@ pub fn apply(
     let mut report = ScanReport::default();
     let rows = store.files_in_root(root.id)?;
     let by_path: HashMap<&str, &FileRow> = rows.iter().map(|r| (r.rel_path.as_str(), r)).collect();
-    let seen: std::collections::HashSet<&str> = files.iter().map(|o| o.rel_path.as_str()).collect();
+    let seen: HashSet<&str> = files.iter().map(|o| o.rel_path.as_str()).collect();
     let hidden = |rel: &str| unreadable.iter().any(|d| is_under(rel, d));
     // Rows whose file is gone from its path: moved (same inode elsewhere),
     // renamed over another file, or deleted.
@@ -217,7 +221,8 @@ pub fn apply(
         .filter(|o| !by_path.contains_key(o.rel_path.as_str()))
         .map(|o| ((o.stat.dev, o.stat.ino), o))
         .collect();
-    let mut claimed: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut claimed: HashSet<&str> = HashSet::new();
+    let mut settled: Vec<FileRow> = Vec::new();
 
     for obs in files {
         if claimed.contains(obs.rel_path.as_str()) {
@@ -262,7 +267,9 @@ pub fn apply(
             }
             continue;
         }
-        apply_existing(ctx, writers, root, row, obs, now, &mut report)?;
+        if apply_existing(ctx, writers, root, row, obs, now, &mut report)? {
+            settled.push((*row).clone());
+        }
     }
 
     for obs in fresh
@@ -312,6 +319,8 @@ pub fn apply(
             }
         }
     }
+    // A full walk: files held back as incomplete are judged again.
+    settle(ctx, settled, |_| true, now, &mut report)?;
     Ok(report)
 }
 
@@ -371,8 +380,9 @@ fn adopt_or_insert(
     Ok(())
 }
 
-/// A tracked file seen on disk at its recorded path: note a change, queue
-/// it once settled, bring back a file that had vanished.
+/// A tracked file seen on disk at its recorded path: note a change, bring
+/// back a file that had vanished. True when it is waiting and has settled:
+/// the caller queues it if nothing says it is incomplete (`settle`).
 fn apply_existing(
     ctx: &Context,
     writers: &Writers,
@@ -381,7 +391,7 @@ fn apply_existing(
     obs: &Observed,
     now: i64,
     report: &mut ScanReport,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let store = &ctx.store;
     let settle = ctx.config.watch.settle;
     // Content changes show in size or mtime. A new inode alone (a copy
@@ -391,7 +401,7 @@ fn apply_existing(
     let relocated = row.stat.ino != obs.stat.ino || row.stat.dev != obs.stat.dev;
     match row.state {
         // The uploader owns an uploading row; it re-checks the file itself.
-        State::Uploading => return Ok(()),
+        State::Uploading => return Ok(false),
         // A DMCA'd file is never uploaded again automatically.
         State::Dmca => {}
         State::LocalDeleted if !changed => {
@@ -402,21 +412,81 @@ fn apply_existing(
             store.file_changed(row.id, obs.stat, now)?;
             report.changed += 1;
             report.waiting += 1;
-            return Ok(());
+            return Ok(false);
         }
         State::Waiting => {
             let open = writers.is_open(&root.entry.local.join(&row.rel_path));
-            if engine::is_complete(row.stable_since, now, settle, open) {
-                store.queue(row.id, now)?;
-                report.queued += 1;
-            } else {
-                report.waiting += 1;
+            if relocated {
+                store.update_stat(row.id, obs.stat)?;
             }
+            if engine::is_complete(row.stable_since, now, settle, open) {
+                return Ok(true);
+            }
+            report.waiting += 1;
+            return Ok(false);
         }
         _ => {}
     }
     if relocated && !changed {
         store.update_stat(row.id, obs.stat)?;
+    }
+    Ok(false)
+}
+
+/// Settled files: queue those nothing says are incomplete; hold back the
+/// others with the reason (`waiting`, the reason as their error). A file
+/// already held back is looked at again only when `recheck` says so (a
+/// full walk, or an event on it), not on every tick: the checks read the
+/// file and sweep /proc.
+fn settle(
+    ctx: &Context,
+    settled: Vec<FileRow>,
+    recheck: impl Fn(&Path) -> bool,
+    now: i64,
+    report: &mut ScanReport,
+) -> Result<(), StoreError> {
+    let store = &ctx.store;
+    let verify = ctx.config.watch.verify == crate::config::Verify::Structure;
+    let mut check = Vec::new();
+    for row in settled {
+        if !verify || row.force_upload {
+            store.queue(row.id, now)?;
+            report.queued += 1;
+        } else if row.incomplete.is_some() && !recheck(&row.path()) {
+            report.waiting += 1;
+        } else {
+            check.push(row);
+        }
+    }
+    if check.is_empty() {
+        return Ok(());
+    }
+    let paths: HashSet<PathBuf> = check.iter().map(|r| r.path()).collect();
+    let mut writers = evidence::writers_of(&paths);
+    for row in check {
+        let path = row.path();
+        let by = writers.remove(&path).unwrap_or_default();
+        let facts = match evidence::facts(&path, row.stat.size, by) {
+            Ok(f) => f,
+            Err(e) => {
+                // Vanished or unreadable since the stat: the next pass sees.
+                tracing::debug!(path = %path.display(), error = %e, "cannot read to check completeness");
+                report.waiting += 1;
+                continue;
+            }
+        };
+        match engine::evidence::assess(&facts) {
+            None => {
+                store.queue(row.id, now)?;
+                report.queued += 1;
+            }
+            Some(reason) => {
+                if store.hold_incomplete(row.id, &reason, now)? {
+                    tracing::info!(path = %path.display(), reason = %reason, "not uploaded yet: the file is not complete");
+                }
+                report.waiting += 1;
+            }
+        }
     }
     Ok(())
 }
@@ -428,11 +498,13 @@ pub fn scan_paths(
     ctx: &Context,
     writers: &Writers,
     root: &Root,
-    paths: &std::collections::HashSet<PathBuf>,
+    touched: &HashSet<PathBuf>,
+    settling: &HashSet<PathBuf>,
 ) -> Result<ScanReport, StoreError> {
     let now = now_ms();
     let mut report = ScanReport::default();
-    for p in paths {
+    let mut settled: Vec<FileRow> = Vec::new();
+    for p in touched.union(settling) {
         let Some(rel) = p
             .strip_prefix(&root.entry.local)
             .ok()
@@ -476,10 +548,16 @@ pub fn scan_paths(
             Some(row) if row.stat.ino != obs.stat.ino || row.stat.dev != obs.stat.dev => {
                 ctx.request_rescan(root.id);
             }
-            Some(row) => apply_existing(ctx, writers, root, &row, &obs, now, &mut report)?,
+            Some(row) => {
+                if apply_existing(ctx, writers, root, &row, &obs, now, &mut report)? {
+                    settled.push(row);
+                }
+            }
             None => adopt_or_insert(ctx, root, &obs, now, &mut report)?,
         }
     }
+    // A file held back as incomplete is judged again when an event names it.
+    settle(ctx, settled, |p| touched.contains(p), now, &mut report)?;
     if report.queued > 0 {
         ctx.host.wake.notify_waiters();
     }

@@ -28,6 +28,9 @@ pub struct Scanner {
     due: HashMap<i64, Instant>,
     /// Roots polled instead of watched.
     polled: HashSet<i64>,
+    /// When files held back as incomplete were last checked for being
+    /// overdue (`incomplete_timeout`).
+    overdue_checked: Option<Instant>,
 }
 
 impl Scanner {
@@ -39,6 +42,7 @@ impl Scanner {
             touched: HashMap::new(),
             due: HashMap::new(),
             polled: HashSet::new(),
+            overdue_checked: None,
         }
     }
 
@@ -153,6 +157,15 @@ impl Scanner {
                 tracing::error!(root = %root.entry.local.display(), error = %e, "scan failed");
             }
         }
+        if self
+            .overdue_checked
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+        {
+            self.overdue_checked = Some(Instant::now());
+            if let Err(e) = report_overdue(ctx) {
+                tracing::debug!(error = %e, "cannot check for overdue incomplete files");
+            }
+        }
     }
 
     async fn pass_root(
@@ -160,18 +173,19 @@ impl Scanner {
         ctx: &Context,
         root: &Root,
         full: bool,
-        mut paths: HashSet<PathBuf>,
+        touched: HashSet<PathBuf>,
     ) -> Result<(), StoreError> {
         if full {
             return super::scan_root(ctx, &self.writers, root).await.map(|_| ());
         }
+        let mut settling = HashSet::new();
         if ctx.store.has_waiting(root.id).unwrap_or(false) {
-            paths.extend(ctx.store.waiting_in_root(root.id)?.iter().map(|r| r.path()));
+            settling.extend(ctx.store.waiting_in_root(root.id)?.iter().map(|r| r.path()));
         }
-        if paths.is_empty() {
+        if touched.is_empty() && settling.is_empty() {
             return Ok(());
         }
-        super::scan_paths(ctx, &self.writers, root, &paths).map(|_| ())
+        super::scan_paths(ctx, &self.writers, root, &touched, &settling).map(|_| ())
     }
 
     /// Walk every root once and log what changed.
@@ -243,4 +257,25 @@ fn tracked_at_or_under(ctx: &Context, root: &Root, path: &Path) -> bool {
     };
     // When in doubt (a database error), look.
     ctx.store.has_at_or_under(root.id, rel).unwrap_or(true)
+}
+
+/// Files held back as incomplete and unchanged for `incomplete_timeout`:
+/// said once in the log and in `status` (the last error), never uploaded
+/// automatically.
+fn report_overdue(ctx: &Context) -> Result<(), StoreError> {
+    let timeout = ctx.config.watch.incomplete_timeout;
+    let now = crate::clock::now_ms();
+    let cutoff = now.saturating_sub(timeout.as_millis() as i64);
+    for row in ctx.store.incomplete_overdue(cutoff)? {
+        let msg = format!(
+            "{}: still not complete after {} unchanged ({}); not uploaded: `vidsync retry PATH` uploads it anyway",
+            row.path().display(),
+            humantime::format_duration(timeout),
+            row.incomplete.as_deref().unwrap_or("?"),
+        );
+        tracing::warn!("{msg}");
+        ctx.host.account.record_error(&msg);
+        ctx.store.mark_incomplete_reported(row.id, now)?;
+    }
+    Ok(())
 }

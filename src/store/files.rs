@@ -207,7 +207,14 @@ impl Store {
                     params![f.id, now],
                 )?;
                 if n > 0 {
-                    history(tx, f.id, now, "forced", None, Some("vidsync retry: upload anyway"))?;
+                    history(
+                        tx,
+                        f.id,
+                        now,
+                        "forced",
+                        None,
+                        Some("vidsync retry: upload anyway"),
+                    )?;
                     done += 1;
                 }
             }

@@ -102,16 +102,13 @@ impl Store {
         )
     }
 
-    /// How many files are held back as incomplete now.
-    pub fn incomplete_count(&self) -> Result<u64> {
-        let conn = self.conn();
-        conn.query_row(
-            "SELECT COUNT(*) FROM files WHERE state = 'waiting' AND incomplete IS NOT NULL",
-            [],
-            |r| r.get::<_, i64>(0),
+    /// The files held back as incomplete now.
+    pub fn held_incomplete(&self) -> Result<Vec<FileRow>> {
+        self.query_files(
+            "listing incomplete files",
+            "WHERE f.state = 'waiting' AND f.incomplete IS NOT NULL AND f.force_upload = 0",
+            &[],
         )
-        .map(|n| n as u64)
-        .map_err(self.err("counting incomplete files"))
     }
 
     pub fn files_in_root(&self, root_id: i64) -> Result<Vec<FileRow>> {

@@ -410,3 +410,38 @@ async fn a_file_held_open_for_writing_waits_until_it_is_closed() {
         "a closed, settled file is {st}, not queued"
     );
 }
+
+// Regression: a close dropped by a full hint channel left the writer mark
+// behind (the overflow was applied before the older hints), and the file
+// waited until a restart.
+/// A close lost to an overflow does not hold the file forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_lost_to_overflow_does_not_hold_the_file_forever() {
+    use vidsync::context::Hint;
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (ctx, mut scanner, cfg) = scanner_for(&host, state.path(), &[(root.path(), "L")], "1ms");
+    let path = common::write(root.path(), "dl.mp4", &common::content("d", 1000));
+    scanner.scan_all(&ctx).await;
+    ctx.hints.send(Hint::Writing {
+        path: path.clone(),
+        written: true,
+    });
+    for i in 0..vidsync::context::hints::CAPACITY {
+        ctx.hints
+            .send(Hint::Touched(root.path().join(format!("t{i}.mp4"))));
+    }
+    ctx.hints.send(Hint::Closed(path.clone())); // dropped: channel full
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    for _ in 0..3 {
+        scanner.pass(&ctx, &CancellationToken::new()).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let st = common::row_of(&cfg, "dl.mp4").unwrap().state;
+    assert_eq!(
+        st,
+        State::Queued,
+        "closed file still held after overflow: {st}"
+    );
+}
