@@ -13,3 +13,4 @@ mod reconcile;
 mod scan;
 mod service;
 mod sync;
+mod writers;
