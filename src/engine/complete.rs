@@ -121,6 +121,9 @@ impl fmt::Display for Incomplete {
 const HEAD: u64 = 4096;
 /// How much of the tail must not be all zeros, and whose TS packets are checked.
 const TAIL: u64 = 64 * 1024;
+
+/// How much of the tail is looked at first (one filesystem block).
+const TAIL_FIRST: u64 = 4096;
 /// The longest chain of top-level boxes/elements/chunks followed. Real files
 /// have a handful (fragmented MP4 a few per second of video); past this the
 /// check would cost more than it is worth, so it makes no claim.
@@ -155,6 +158,12 @@ pub fn judge(probe: &mut dyn Probe, size: u64) -> io::Result<Result<Container, I
         Ok(Tail::Free) => Ok(Ok(container)),
         Ok(Tail::NotZero) => {
             let len = TAIL.min(size);
+            // The last block first: a finished file almost never ends in a
+            // block of zeros, so the whole tail is read only when it does.
+            let last = TAIL_FIRST.min(len);
+            if r.read(size - last, last)?.iter().any(|&b| b != 0) {
+                return Ok(Ok(container));
+            }
             let tail = r.read(size - len, len)?;
             if tail.iter().all(|&b| b == 0) {
                 Ok(Err(Incomplete::ZeroTail {

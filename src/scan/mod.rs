@@ -463,11 +463,14 @@ fn settle(
     }
     let paths: HashSet<PathBuf> = check.iter().map(|r| r.path()).collect();
     let mut writers = evidence::writers_of(&paths);
-    for row in check {
+    let found = evidence::facts_of_all(&check);
+    for (row, facts) in check.into_iter().zip(found) {
         let path = row.path();
-        let by = writers.remove(&path).unwrap_or_default();
-        let facts = match evidence::facts(&path, row.stat.size, by) {
-            Ok(f) => f,
+        let facts = match facts {
+            Ok(mut f) => {
+                f.writers = writers.remove(&path).unwrap_or_default();
+                f
+            }
             Err(e) => {
                 // Vanished or unreadable since the stat: the next pass sees.
                 tracing::debug!(path = %path.display(), error = %e, "cannot read to check completeness");

@@ -157,10 +157,14 @@ impl Scanner {
                 tracing::error!(root = %root.entry.local.display(), error = %e, "scan failed");
             }
         }
-        if self
-            .overdue_checked
-            .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
-        {
+        // Once a minute (or as often as the timeout, if shorter) is early
+        // enough to say that a file has waited a day.
+        let every = ctx
+            .config
+            .watch
+            .incomplete_timeout
+            .min(Duration::from_secs(60));
+        if self.overdue_checked.is_none_or(|at| at.elapsed() >= every) {
             self.overdue_checked = Some(Instant::now());
             if let Err(e) = report_overdue(ctx) {
                 tracing::debug!(error = %e, "cannot check for overdue incomplete files");

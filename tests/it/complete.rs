@@ -181,3 +181,84 @@ fn a_zero_region_inside_mdat_is_not_seen_by_structure() {
     let p = variant(&path, "zero-middle", &bytes);
     assert_eq!(judged(&p), Ok(Container::Mp4));
 }
+
+/// A file the evidence says is incomplete (here: sparse, as a torrent
+/// client preallocates) stays `waiting` with the reason, in `list --json`
+/// and `status`; it is reported once when overdue (`incomplete_timeout`),
+/// never uploaded automatically; `scan` ends without it and lists it; and
+/// `vidsync retry PATH` uploads it anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_file_is_shown_reported_once_when_overdue_and_uploaded_only_on_retry() {
+    use std::os::unix::fs::FileExt;
+    use std::time::Duration;
+    use vidsync::store::{State, Store};
+    let host = crate::common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let text = crate::common::config_toml(&host, state.path(), &[(root.path(), "L")], "").replace(
+        "settle = \"300ms\"",
+        "settle = \"100ms\"\nincomplete_timeout = \"1s\"",
+    );
+    let (cfg, _) = crate::common::config_from_text(&text, state.path());
+    let path = root.path().join("torrent.mkv");
+    {
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(4 << 20).unwrap();
+        f.write_all_at(&crate::common::content("piece", 256 * 1024), 0)
+            .unwrap();
+    }
+    // `scan` ends (a held file is not "busy") and lists it.
+    let summary = crate::common::scan(&cfg).await;
+    assert_eq!(summary.incomplete.len(), 1, "{summary:?}");
+    assert!(
+        summary.incomplete[0].1.contains("hole at byte"),
+        "{summary:?}"
+    );
+    assert!(host.files().is_empty(), "a sparse file was uploaded");
+    let row = crate::common::row_of(&cfg, "torrent.mkv").unwrap();
+    assert_eq!(row.state, State::Waiting);
+    assert!(
+        row.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("incomplete:"))
+    );
+    let store = Store::open(&cfg.state.database).unwrap();
+    let status = vidsync::report::status_json(&store).unwrap();
+    assert_eq!(status["incomplete_count"], 1, "{status}");
+    assert!(
+        status["incomplete"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("hole")
+    );
+
+    // The daemon reports it once it has been unchanged for the timeout.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let daemon = tokio::spawn(vidsync::daemon::run(cfg.clone(), stop.clone()));
+    let overdue = |s: &Store| {
+        s.history(row.id)
+            .unwrap()
+            .iter()
+            .filter(|h| h.event == "incomplete_overdue")
+            .count()
+    };
+    assert!(
+        crate::common::wait_for(Duration::from_secs(10), || overdue(&store) == 1).await,
+        "not reported as overdue"
+    );
+    let err = store.last_error().unwrap().unwrap().error;
+    assert!(err.contains("still not complete after 1s"), "{err}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(overdue(&store), 1, "reported more than once");
+    assert!(host.files().is_empty(), "uploaded without being asked");
+
+    // `retry PATH` uploads it anyway.
+    let canonical = std::fs::canonicalize(&path).unwrap();
+    vidsync::report::retry(&cfg, &[canonical]);
+    assert!(
+        crate::common::wait_for(Duration::from_secs(10), || host.files().len() == 1).await,
+        "retry PATH did not upload the held file"
+    );
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+}

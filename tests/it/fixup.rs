@@ -196,3 +196,63 @@ async fn a_file_back_during_its_trash_move_leaves_the_trash() {
         row.map(|r| (r.state, r.fld_id, r.placed_path, r.rel_path))
     );
 }
+
+/// A file changed after upload goes up again as a new version. With a
+/// trash folder (and `on_new_version` left at its default, "trash"), the
+/// copy it replaced is moved there once the new one is up, so a broken or
+/// outdated copy does not stay live; with "keep" it stays. The history
+/// keeps both codes either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_version_goes_to_the_trash_folder_once_the_new_one_is_up() {
+    for (policy, trashed) in [("", true), ("on_new_version = \"keep\"\n", false)] {
+        let host = common::host().await;
+        let root = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let extra = format!("trash = \"Old/Trash\"\n{policy}");
+        let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], &extra);
+        common::write(root.path(), "Show.S01E01.mkv", &common::content("v1", 5000));
+        common::scan(&cfg).await;
+        let first = common::row_of(&cfg, "Show.S01E01.mkv").unwrap();
+        let old = first.file_code.clone().expect("first version uploaded");
+        // A better copy replaces the file (another size and mtime).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        common::write(root.path(), "Show.S01E01.mkv", &common::content("v2", 6000));
+        common::scan(&cfg).await;
+        let row = common::row_of(&cfg, "Show.S01E01.mkv").unwrap();
+        assert_eq!(row.state, State::Uploaded);
+        let new = row.file_code.clone().expect("new version uploaded");
+        assert_ne!(new, old);
+        let trash_id = host
+            .folders()
+            .into_iter()
+            .find(|f| f.name == "Trash")
+            .map(|f| f.fld_id);
+        let old_fld = host
+            .file(&old)
+            .expect("the old copy is kept on the host")
+            .fld_id;
+        let new_fld = host.file(&new).expect("the new copy").fld_id;
+        if trashed {
+            assert_eq!(Some(old_fld), trash_id, "the old copy went to Old/Trash");
+            assert_ne!(Some(new_fld), trash_id, "the new copy stays in place");
+        } else {
+            assert_eq!(
+                old_fld, new_fld,
+                "with keep, the old copy stays beside the new"
+            );
+        }
+        let store = vidsync::store::Store::open(&cfg.state.database).unwrap();
+        let codes: Vec<Option<String>> = store
+            .history(row.id)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.file_code)
+            .collect();
+        assert!(codes.contains(&Some(old.clone())), "{codes:?}");
+        assert!(codes.contains(&Some(new.clone())), "{codes:?}");
+        // A third scan moves nothing again.
+        let edits = host.request_count("file/edit");
+        common::scan(&cfg).await;
+        assert_eq!(host.request_count("file/edit"), edits);
+    }
+}
