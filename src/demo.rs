@@ -121,10 +121,22 @@ async fn demo(folder: Option<PathBuf>) -> anyhow::Result<()> {
     let daemon = tokio::spawn(crate::daemon::run(config.clone(), stop.clone()));
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // On a terminal the line is shown every tick (a live view); into a file
+    // or a pipe only when it changed, so a log of the demo is not a wall of
+    // identical lines.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut last = String::new();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            _ = tick.tick() => print_status(&store),
+            _ = tick.tick() => {
+                if let Some(line) = status_line(&store)
+                    && (terminal || line != last)
+                {
+                    println!("{line}");
+                    last = line;
+                }
+            }
         }
         if daemon.is_finished() {
             break;

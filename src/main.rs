@@ -70,6 +70,10 @@ enum Command {
         /// Use this folder instead of a generated sample
         folder: Option<PathBuf>,
     },
+    /// Print shell completions to stdout (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout
+    Man,
 }
 
 fn config_path(cli: &Cli) -> PathBuf {
@@ -170,6 +174,20 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             Ok(rt.block_on(vidsync::adopt::run(config, *dry_run, choice)))
         }
         Command::Demo { folder } => demo(folder.clone()),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "vidsync", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            let mut out = std::io::stdout().lock();
+            man.render(&mut out).map_err(|e| {
+                eprintln!("vidsync: cannot write the man page: {e}");
+                ExitCode::from(1)
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

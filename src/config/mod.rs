@@ -350,7 +350,20 @@ impl Ctx<'_> {
                 None => (rest, ""),
             };
             let table = self.table_at(span.start);
-            message = format!("unknown key {name} in {table}{expected}");
+            // A table header the file has no use for: name it as written.
+            // (What stands on the key's line before it: `[` or `[[`.)
+            let before = self
+                .text
+                .get(..span.start.min(self.text.len()))
+                .unwrap_or("");
+            let line = before[before.rfind('\n').map_or(0, |i| i + 1)..].trim_start();
+            message = if line.starts_with("[[") {
+                format!("unknown table [[{}]]{expected}", name.trim_matches('`'))
+            } else if line.starts_with('[') {
+                format!("unknown table [{}]{expected}", name.trim_matches('`'))
+            } else {
+                format!("unknown key {name} in {table}{expected}")
+            };
         } else if message == "duplicate key"
             && let Some(name) = self.text.get(span.clone())
         {

@@ -240,6 +240,17 @@ fn unknown_key_names_table_and_expected_keys() {
         "5:1",
         &["unknown key `file_lst` in [api.paths]", "`file_list`"],
     );
+    // A table the config has no use for is named as written.
+    fx.err(
+        &fx.text("[metrix]\nlisten = \"x\"\n"),
+        "4:2",
+        &["unknown table [metrix]", "expected one of", "`watch`"],
+    );
+    fx.err(
+        &fx.text("[[synk]]\nlocal = \"x\"\n"),
+        "4:3",
+        &["unknown table [[synk]]", "expected one of"],
+    );
 }
 
 #[test]

@@ -320,7 +320,11 @@ async fn demo_uploads_its_sample_files_and_reports_on_ctrl_c() {
         for line in BufReader::new(stdout).lines() {
             let line = line.unwrap();
             if !signalled && line.contains("status: uploaded 5") {
-                signal(pid, "INT");
+                // Two more status ticks with nothing changing, then Ctrl-C.
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(4500));
+                    signal(pid, "INT");
+                });
                 signalled = true;
             }
             lines.push(line);
@@ -341,6 +345,12 @@ async fn demo_uploads_its_sample_files_and_reports_on_ctrl_c() {
         "{text}"
     );
     assert!(text.contains("uploaded  "), "{text}");
+    // Into a pipe, a status line is printed only when it changed.
+    let status_lines: Vec<&String> = lines.iter().filter(|l| l.contains("status: ")).collect();
+    assert!(
+        status_lines.windows(2).all(|w| w[0] != w[1]),
+        "the same status line twice in a row: {status_lines:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
