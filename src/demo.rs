@@ -38,21 +38,22 @@ fn make_samples(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn print_status(store: &Store) {
-    let Ok(counts) = store.counts() else { return };
+/// The demo's status line ("no files yet" before the first walk).
+fn status_line(store: &Store) -> Option<String> {
+    let counts = store.counts().ok()?;
     let shown: Vec<String> = counts
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(s, n)| format!("{s} {n}"))
         .collect();
-    println!(
+    Some(format!(
         "  status: {}",
         if shown.is_empty() {
             "no files yet".into()
         } else {
             shown.join(", ")
         }
-    );
+    ))
 }
 
 pub async fn run(folder: Option<PathBuf>) -> ExitCode {
