@@ -433,3 +433,177 @@ fn resolve_token(
     }
     Ok(NotifyToken::new(value))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::Config;
+    use super::*;
+
+    /// config.example.toml with its `[[notify]]` examples uncommented and
+    /// its sync folder pointed at `media`.
+    fn example_with_notify(media: &Path) -> String {
+        let text = include_str!("../../config.example.toml");
+        let mut out = Vec::new();
+        let mut in_example = false;
+        for l in text.lines() {
+            if l == "# [[notify]]" {
+                in_example = true;
+            } else if !l.starts_with("# ") || l.starts_with("# A ") {
+                in_example = false;
+            }
+            match l.strip_prefix("# ") {
+                Some(u) if in_example && !u.starts_with('#') => out.push(u.to_string()),
+                _ => out.push(l.to_string()),
+            }
+        }
+        let out = out.join("\n");
+        // The notify tables must come after every plain table: move them
+        // to the end (TOML puts keys after a [[notify]] into it).
+        let (mut head, mut tables) = (String::new(), String::new());
+        let mut in_notify = false;
+        for l in out.lines() {
+            if l.starts_with('[') {
+                in_notify = l == "[[notify]]";
+            }
+            let to = if in_notify { &mut tables } else { &mut head };
+            to.push_str(l);
+            to.push('\n');
+        }
+        format!("{head}\n{tables}").replace(
+            "\"/srv/media/Movies\"",
+            &format!("{:?}", media.display().to_string()),
+        )
+    }
+
+    #[test]
+    fn the_examples_of_each_kind_parse_with_the_documented_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let media = dir.path().join("media");
+        std::fs::create_dir(&media).unwrap();
+        std::fs::write(dir.path().join("telegram_token"), "123456:SECRETtoken\n").unwrap();
+        let text = example_with_notify(&media);
+        let env = |_: &str| None;
+        let c = Config::parse_str(&text, &dir.path().join("config.toml"), &env)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let kinds: Vec<_> = c.notify.iter().map(|t| t.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                NotifyKind::Webhook,
+                NotifyKind::Ntfy,
+                NotifyKind::Discord,
+                NotifyKind::Telegram
+            ]
+        );
+        let d = RawNotify::default();
+        for t in &c.notify {
+            assert_eq!(t.min_interval, d.min_interval);
+            assert_eq!(t.group_wait, d.group_wait);
+            assert_eq!(t.summary_at, TimeOfDay { hour: 9, minute: 0 });
+        }
+        assert_eq!(c.notify[0].events, EventKind::DEFAULT);
+        let tg = &c.notify[3];
+        assert_eq!(
+            tg.token.as_ref().map(|t| t.expose()),
+            Some("123456:SECRETtoken")
+        );
+        assert_eq!(tg.chat_id.as_deref(), Some("-1001234567890"));
+        assert!(
+            !format!("{c:?}").contains("SECRETtoken"),
+            "Debug redacts the token"
+        );
+        assert!(
+            !format!("{c:?}").contains("TOKEN"),
+            "Debug shows no webhook URL"
+        );
+        for key in [
+            "kind",
+            "url",
+            "events",
+            "summary_at",
+            "min_interval",
+            "group_wait",
+            "chat_id",
+            "token",
+            "token_file",
+        ] {
+            assert!(
+                include_str!("../../config.example.toml").lines().any(|l| l
+                    .trim_start_matches(['#', ' '])
+                    .starts_with(&format!("{key} "))),
+                "config.example.toml does not document {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_place_and_never_show_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let media = dir.path().join("m");
+        std::fs::create_dir(&media).unwrap();
+        let base = format!(
+            "[api]\nurl = \"https://h.example\"\nkey = \"APIKEY123456\"\n[[sync]]\nlocal = {:?}\n",
+            media.display().to_string()
+        );
+        let path = dir.path().join("c.toml");
+        let parse = |extra: &str, env: &dyn Fn(&str) -> Option<String>| {
+            Config::parse_str(&format!("{base}{extra}"), &path, env).map_err(|e| e.to_string())
+        };
+        let none = |_: &str| None;
+        let cases: &[(&str, &str)] = &[
+            (
+                "[[notify]]\nurl = \"https://x.example\"\n",
+                "c.toml:6:1: missing kind in [[notify]]",
+            ),
+            (
+                "[[notify]]\nkind = \"ntfy\"\n",
+                "missing url in [[notify]] kind = \"ntfy\"",
+            ),
+            (
+                "[[notify]]\nkind = \"telegram\"\nchat_id = 1\n",
+                "no Telegram bot token",
+            ),
+            (
+                "[[notify]]\nkind = \"telegram\"\ntoken = \"a:b\"\n",
+                "missing chat_id",
+            ),
+            (
+                "[[notify]]\nkind = \"discord\"\nurl = \"http://discord.example/api/webhooks/1/SECRETx\"\n",
+                "c.toml:8:7: [[notify]] kind = \"discord\" url uses http://",
+            ),
+            (
+                "[[notify]]\nkind = \"webhook\"\nurl = \"https://x.example\"\nevents = [\"nope\"]\n",
+                "unknown variant `nope`",
+            ),
+            (
+                "[[notify]]\nkind = \"webhook\"\nurl = \"https://x.example\"\nsummary_at = \"25:00\"\n",
+                "invalid [[notify]] summary_at",
+            ),
+            (
+                "[[notify]]\nkind = \"webhook\"\nurl = \"https://x.example\"\ntoken = \"a:b\"\n",
+                "token is only for kind = \"telegram\"",
+            ),
+        ];
+        for (extra, want) in cases {
+            let err = parse(extra, &none).unwrap_err();
+            assert!(err.contains(want), "{extra}: {err}");
+            assert!(!err.contains("SECRETx"), "{err}");
+        }
+        // A token pasted into the wrong place is scrubbed from the error.
+        let env = |k: &str| (k == "VIDSYNC_TELEGRAM_TOKEN").then(|| "999:SECRETenv".to_string());
+        let err = parse(
+            "[[notify]]\nkind = \"telegram\"\nchat_id = \"999:SECRETenv\"\ntoken_file = 3\n",
+            &env,
+        )
+        .unwrap_err();
+        assert!(!err.contains("SECRETenv"), "{err}");
+        let ok = parse("[[notify]]\nkind = \"telegram\"\nchat_id = \"@ch\"\n", &env).unwrap();
+        assert_eq!(
+            ok.notify[0].token.as_ref().map(|t| t.expose()),
+            Some("999:SECRETenv")
+        );
+        assert_eq!(ok.notify[0].label(), "#1 telegram api.telegram.org");
+    }
+}
