@@ -130,6 +130,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
         watch_ctx.host.key_watch(retry_min, watch_stop).await
     });
     set.spawn(crate::reconcile::task(ctx.clone(), tasks.clone()));
+    set.spawn(crate::notify::task(ctx.clone(), tasks.clone()));
     tracing::info!(roots = ctx.roots.len(), "vidsync running");
     stop.cancelled().await;
     tracing::info!("stopping");

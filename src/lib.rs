@@ -12,6 +12,7 @@ pub mod engine;
 pub mod fixup;
 pub mod host;
 pub mod layers;
+pub mod notify;
 pub mod progress;
 pub mod reconcile;
 pub mod relpath;

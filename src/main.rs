@@ -61,6 +61,8 @@ enum Command {
         path: Option<PathBuf>,
         code: Option<String>,
     },
+    /// Send a test message to every [[notify]] target; exit 1 if any failed
+    NotifyTest,
     /// Run the built-in test host and sync a sample folder (no account needed)
     #[cfg_attr(
         not(feature = "demo"),
@@ -173,6 +175,12 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             let choice = path.clone().zip(code.clone());
             Ok(rt.block_on(vidsync::adopt::run(config, *dry_run, choice)))
         }
+        Command::NotifyTest => {
+            let config = load(&cli)?;
+            vidsync::service::init_logging(&config.log, true);
+            let rt = runtime()?;
+            Ok(rt.block_on(notify_test(&config)))
+        }
         Command::Demo { folder } => demo(folder.clone()),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -188,6 +196,30 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `vidsync notify-test`: one line per target, exit 1 if any failed (or
+/// there is none to test).
+async fn notify_test(config: &Config) -> ExitCode {
+    if config.notify.is_empty() {
+        eprintln!("vidsync: no [[notify]] target in the config; nothing to test");
+        return ExitCode::from(1);
+    }
+    let mut failed = false;
+    for (label, result) in vidsync::notify::test_targets(config).await {
+        match result {
+            Ok(()) => println!("{label}: ok"),
+            Err(e) => {
+                failed = true;
+                println!("{label}: FAILED: {e}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

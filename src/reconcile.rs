@@ -9,7 +9,7 @@ use crate::api::{ApiError, FileInfo};
 use crate::clock::now_ms;
 use crate::context::Context;
 use crate::engine::reconcile::{self, Change, Known, Plan};
-use crate::store::{OnDeleted, ReconcileRecord, State, StoreError};
+use crate::store::{EventKind, Notice, OnDeleted, ReconcileRecord, State, StoreError};
 
 /// The host keeps its lists for at most this many hours.
 pub const MAX_WINDOW_HOURS: u64 = 720;
@@ -140,6 +140,10 @@ pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, Rec
         uploaded: Some(plan.uploaded),
     })?;
     if plan.blocked {
+        store.notice(
+            &Notice::account(EventKind::MassDeleteHeld, report.summary()),
+            now,
+        );
         tracing::error!(
             removals = plan.removals,
             uploaded = plan.uploaded,
@@ -196,6 +200,13 @@ fn apply(ctx: &Context, plan: &Plan, hours: u64, audited: bool) -> Result<Report
                     OnDeleted::KeepDeleted
                 };
                 if store.mark_remote_deleted(*id, code, by, at, then, now)? {
+                    store.notice_file(
+                        EventKind::RemoteDeleted,
+                        *id,
+                        Some(code),
+                        Some(&format!("deleted by {by}")),
+                        now,
+                    );
                     report.deleted.push(code.clone());
                     if *reupload {
                         report.reupload.push(code.clone());
@@ -204,6 +215,7 @@ fn apply(ctx: &Context, plan: &Plan, hours: u64, audited: bool) -> Result<Report
             }
             Change::Dmca { id, code, del_time } => {
                 if store.mark_dmca(*id, code, del_time, now)? {
+                    store.notice_file(EventKind::Dmca, *id, Some(code), None, now);
                     report.dmca.push(code.clone());
                 }
             }

@@ -153,7 +153,29 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         "paused": paused,
         "incomplete_count": held.len(),
         "incomplete": incomplete,
+        "notify": notify_json(store)?,
     }))
+}
+
+/// `status --json` key `notify`: each `[[notify]]` target's health.
+fn notify_json(store: &Store) -> Result<Value, crate::store::StoreError> {
+    let targets: Vec<Value> = store
+        .notify_health()?
+        .iter()
+        .map(|t| {
+            json!({
+                "target": t.label,
+                "ok": t.failing_since.is_none(),
+                "last_ok_at": t.last_ok_at,
+                "failing_since": t.failing_since,
+                "last_error": t.last_error,
+                "last_error_at": t.last_error_at,
+                "pending": t.pending,
+                "gave_up": t.gave_up,
+            })
+        })
+        .collect();
+    Ok(Value::Array(targets))
 }
 
 /// `vidsync status`.
@@ -231,6 +253,19 @@ pub fn status(config: &Config, as_json: bool) -> ExitCode {
                 e["status"].as_str().unwrap_or("PENDING"),
                 e["progress"].as_u64().unwrap_or(0)
             );
+        }
+    }
+    for t in v["notify"].as_array().into_iter().flatten() {
+        let label = t["target"].as_str().unwrap_or("?");
+        let (pending, gave_up) = (&t["pending"], &t["gave_up"]);
+        if t["ok"].as_bool() == Some(false) {
+            let mins = (crate::clock::now_ms() - t["failing_since"].as_i64().unwrap_or(0)) / 60_000;
+            println!(
+                "notify {label}: FAILING for {mins} min: {} ({pending} pending, {gave_up} given up)",
+                t["last_error"].as_str().unwrap_or("?")
+            );
+        } else {
+            println!("notify {label}: ok ({pending} pending, {gave_up} given up)");
         }
     }
     let lr = &v["last_reconcile"];

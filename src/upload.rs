@@ -19,7 +19,7 @@ use crate::clock::now_ms;
 use crate::context::{Context, Root};
 use crate::engine::{self, AfterError, RetryPolicy};
 
-use crate::store::{Attempt, FileRow, Holder, HostCopy, Placement, StoreError};
+use crate::store::{Attempt, EventKind, FileRow, Holder, HostCopy, Placement, StoreError};
 
 /// Run one worker until `stop`: claim, upload, record, repeat.
 pub async fn worker(ctx: Arc<Context>, n: usize, stop: CancellationToken) {
@@ -435,6 +435,7 @@ async fn send(
                 "upload finished"
             );
             store.finish_uploaded(row.id, &code, fld_id, now_ms(), "uploaded")?;
+            store.notice_file(EventKind::UploadDone, row.id, Some(&code), None, now_ms());
             ctx.host.account.after_success();
             if !path.exists() {
                 // Renamed or moved while it was being sent: the scanner held
@@ -497,6 +498,8 @@ async fn after_lost_reply(
                 now_ms(),
                 "adopted after a lost reply",
             )?;
+            ctx.store
+                .notice_file(EventKind::UploadDone, row.id, Some(&code), None, now_ms());
             ctx.host.account.after_success();
             Ok(())
         }
@@ -646,6 +649,8 @@ fn after_error_at_least(
         }
         AfterError::Fail => {
             tracing::error!(path = %row.path().display(), error = %msg, "upload failed for good");
+            ctx.store
+                .notice_file(EventKind::Failed, row.id, None, Some(msg), now);
             // Every try counts, the one the host refused for good too: a
             // file refused at its first try shows `attempts: 1`.
             ctx.store.fail(row.id, msg, Attempt::Counted, copy, now)

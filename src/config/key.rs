@@ -31,6 +31,7 @@ pub(super) fn early_secrets(text: &str, base: &Path, env: Env<'_>) -> Vec<String
         secrets.extend(std::fs::read_to_string(Path::new(&dir).join("api_key")).ok());
     }
     secrets.extend(env("VIDSYNC_API_KEY"));
+    secrets.extend(super::notify::early_tokens(table.as_ref(), base, env));
     let mut secrets: Vec<String> = secrets
         .iter()
         .map(|s| s.trim().to_string())

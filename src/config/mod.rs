@@ -43,12 +43,14 @@ pub use crate::engine::DeletePolicy;
 // sees its parent's private items); what this file needs of them is
 // `pub(super)`, so that nothing new leaks out of `config`.
 mod key;
+mod notify;
 mod syncs;
 #[cfg(test)]
 mod tests;
 mod values;
 
 use self::key::{early_secrets, resolve_key};
+pub use self::notify::{NotifyKind, NotifyTarget, NotifyToken, TimeOfDay};
 use self::syncs::check_syncs;
 use self::values::{
     ByteRate, Period, extensions, fraction, globs, log_level, period, title_template,
@@ -72,6 +74,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     pub log: LogConfig,
     pub syncs: Vec<SyncEntry>,
+    /// `[[notify]]`: where events are told.
+    pub notify: Vec<NotifyTarget>,
     /// The file this configuration was read from (absolute), so that a reload
     /// on SIGHUP reads the same file.
     pub source: Option<PathBuf>,
@@ -447,6 +451,8 @@ struct RawConfig {
     log: LogConfig,
     #[serde(default)]
     sync: Vec<Spanned<RawSync>>,
+    #[serde(default)]
+    notify: Vec<Spanned<notify::RawNotify>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -718,6 +724,7 @@ fn validate(
     // The key first: once known, every later message is scrubbed of it.
     let (key, key_source) = resolve_key(ctx, &api, api_span.clone(), base, env)?;
     ctx.secrets.push(key.expose().to_string());
+    let notify = notify::check_notify(ctx, base, env, raw.notify)?;
     let ctx = &*ctx;
 
     let Some(url) = api.url else {
@@ -753,6 +760,7 @@ fn validate(
         reconcile: raw.reconcile,
         log: raw.log,
         syncs: check_syncs(ctx, base, raw.sync)?,
+        notify,
         source: Some(source),
     })
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::api::Client;
 use crate::clock::now_ms;
-use crate::store::{AccountPause, Store};
+use crate::store::{AccountPause, EventKind, Notice, Store};
 
 #[derive(Debug)]
 pub struct Account {
@@ -45,6 +45,8 @@ impl Account {
         if self.key_ok.swap(false, Ordering::SeqCst) {
             tracing::error!(error = %msg, "THE HOST REJECTED THE API KEY: all uploads are paused until it works again (check api.key)");
             let _ = self.store.set_key_ok(false);
+            self.store
+                .notice(&Notice::account(EventKind::KeyRejected, msg), now_ms());
             self.record_error(msg);
         }
     }
@@ -54,6 +56,11 @@ impl Account {
             tracing::info!("the host accepts the API key again; uploads resume");
         }
         let _ = self.store.set_key_ok(true);
+        // Told only after a rejection was (the store pairs the two).
+        self.store.notice(
+            &Notice::account(EventKind::KeyOkAgain, "uploads resume"),
+            now_ms(),
+        );
     }
 
     /// Remember the latest error for `status` (with its time, so an old
@@ -85,6 +92,8 @@ impl Account {
         if !self.over_quota.swap(true, Ordering::SeqCst) {
             tracing::warn!("{msg}");
             self.record_error(msg);
+            self.store
+                .notice(&Notice::account(EventKind::OverQuota, msg), now_ms());
         }
         let until = now_ms() + self.quota_recheck().as_millis() as i64;
         self.record_pause(client, until, msg);
@@ -111,10 +120,16 @@ impl Account {
     /// a daily limit, plain-http upload servers) and until when.
     pub fn record_pause(&self, client: &Client, until: i64, reason: &str) {
         let reason = match client.held() {
-            Some((d, why)) if d > Duration::from_secs(70) => format!(
-                "{why}; API calls resume in {} min",
-                d.as_secs().div_ceil(60)
-            ),
+            // Only a daily limit holds calls this long (a minute's, < 60 s).
+            Some((d, why)) if d > Duration::from_secs(70) => {
+                let reason = format!(
+                    "{why}; API calls resume in {} min",
+                    d.as_secs().div_ceil(60)
+                );
+                self.store
+                    .notice(&Notice::account(EventKind::DailyLimit, &reason), now_ms());
+                reason
+            }
             _ => reason.to_string(),
         };
         if let Err(e) = self

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Writers;
 use crate::context::{Context, Hint, HintReceiver, Root};
-use crate::store::StoreError;
+use crate::store::{EventKind, StoreError};
 
 /// What the scanner has been told and not yet acted on.
 #[derive(Debug)]
@@ -280,6 +280,13 @@ fn report_overdue(ctx: &Context) -> Result<(), StoreError> {
         tracing::warn!("{msg}");
         ctx.host.account.record_error(&msg);
         ctx.store.mark_incomplete_reported(row.id, now)?;
+        ctx.store.notice_file(
+            EventKind::Incomplete,
+            row.id,
+            None,
+            row.incomplete.as_deref(),
+            now,
+        );
     }
     Ok(())
 }

@@ -111,6 +111,40 @@ pub(super) const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL,
         trashed_at INTEGER
     );",
+    // 8: notifications: events to tell (at most one per kind and file:
+    // `subject`), their sends to each configured target with retries, and
+    // each target's health for `status`.
+    "CREATE TABLE notices (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        subject TEXT,
+        path TEXT,
+        code TEXT,
+        detail TEXT,
+        at INTEGER NOT NULL,
+        target TEXT,
+        fanned INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX notices_once ON notices(kind, subject) WHERE subject IS NOT NULL;
+    CREATE INDEX notices_fresh ON notices(fanned) WHERE fanned = 0;
+    CREATE TABLE notice_sends (
+        notice_id INTEGER NOT NULL REFERENCES notices(id),
+        target TEXT NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0,
+        next_at INTEGER NOT NULL,
+        done_at INTEGER,
+        gave_up INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (target, notice_id)
+    );
+    CREATE TABLE notify_targets (
+        target TEXT PRIMARY KEY,
+        label TEXT NOT NULL,
+        last_ok_at INTEGER,
+        failing_since INTEGER,
+        last_error TEXT,
+        last_error_at INTEGER,
+        gave_up INTEGER NOT NULL DEFAULT 0
+    );",
 ];
 
 /// The schema version this build writes.

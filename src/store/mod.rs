@@ -17,6 +17,7 @@ mod folders;
 mod history;
 mod meta;
 mod migrations;
+mod notices;
 mod progress;
 mod queries;
 mod remote;
@@ -31,6 +32,7 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 pub use meta::{AccountPause, LastError, ReconcileRecord, StorageLeft};
+pub use notices::{EventKind, Notice, QueuedNotice, TargetHealth};
 pub use remote::{OnDeleted, Superseded};
 pub use rows::{FileRow, HistoryRow, Progress, RootRow, Stat, State};
 pub use uploads::{Attempt, Holder, HostCopy, Placement};
