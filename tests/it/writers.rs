@@ -323,7 +323,13 @@ async fn mp4s_written_by_ffmpeg_are_uploaded_once_when_ffmpeg_is_done() {
             };
             // Read the row first: if ffmpeg still runs after, it ran then.
             let row = common::row_of(&cfg, rel);
-            let started = host.uploads_started();
+            // This file's uploads only: the other one may be done (and
+            // rightly uploaded) while this ffmpeg still runs.
+            let started = host
+                .upload_log()
+                .iter()
+                .filter(|u| u.filenames.iter().any(|f| f == rel))
+                .count();
             if let Some(status) = child.try_wait().unwrap() {
                 let mut err = String::new();
                 use std::io::Read;
