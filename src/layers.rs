@@ -19,7 +19,15 @@ pub const LAYERS: &[&[&str]] = &[
     // The shared state the tasks work on.
     &["context"],
     // The tasks; each takes a `&Context`.
-    &["watch", "scan", "fixup", "upload", "reconcile", "progress"],
+    &[
+        "watch",
+        "scan",
+        "fixup",
+        "upload",
+        "reconcile",
+        "progress",
+        "exporter",
+    ],
     // Commands built from tasks.
     &["adopt", "report"],
     // Wiring: prepares the context and starts the tasks.

@@ -51,7 +51,7 @@ mod values;
 use self::key::{early_secrets, resolve_key};
 use self::syncs::check_syncs;
 use self::values::{
-    ByteRate, Period, extensions, fraction, globs, log_level, period, title_template,
+    ByteRate, Period, extensions, fraction, globs, listen_addr, log_level, period, title_template,
 };
 
 // ---------------------------------------------------------------------------
@@ -71,6 +71,7 @@ pub struct Config {
     pub upload: UploadConfig,
     pub reconcile: ReconcileConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     pub syncs: Vec<SyncEntry>,
     /// The file this configuration was read from (absolute), so that a reload
     /// on SIGHUP reads the same file.
@@ -193,6 +194,16 @@ pub struct LogConfig {
     #[serde(deserialize_with = "log_level")]
     pub level: String,
     pub format: LogFormat,
+}
+
+/// `[metrics]`: Prometheus metrics over HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `/metrics` and `/healthz` are served; None (the default): no
+    /// listener at all. Port 0 lets the system choose (the address is logged).
+    #[serde(deserialize_with = "listen_addr")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -432,6 +443,8 @@ struct RawConfig {
     reconcile: ReconcileConfig,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    metrics: MetricsConfig,
     #[serde(default)]
     sync: Vec<Spanned<RawSync>>,
 }
@@ -739,6 +752,7 @@ fn validate(
         upload: check_upload(ctx, raw.upload)?,
         reconcile: raw.reconcile,
         log: raw.log,
+        metrics: raw.metrics,
         syncs: check_syncs(ctx, base, raw.sync)?,
         source: Some(source),
     })
