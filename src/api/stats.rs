@@ -46,7 +46,7 @@ pub fn class_label(class: ErrorClass) -> &'static str {
 
 impl ApiStats {
     /// One call sent to `call`, and its error if it failed.
-    pub(super) fn record<T>(&self, call: &str, result: &Result<T, ApiError>) {
+    pub(crate) fn record<T>(&self, call: &str, result: &Result<T, ApiError>) {
         self.calls
             .get_or_create(&CallLabels { call: call.into() })
             .inc();

@@ -18,7 +18,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::api::ApiStats;
 use crate::clock::now_ms;
-use crate::store::{StorageLeft, Store, StoreError};
+use crate::store::{State, StorageLeft, Store, StoreError};
 
 /// How one upload of a file ended, as the metrics count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +170,13 @@ impl Metrics {
             m.reconcile_findings
                 .get_or_create(&KindLabels { kind })
                 .inc_by(0);
+        }
+        for state in State::ALL {
+            m.files
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(0);
         }
         m.storage_left.set(f64::NAN);
         let r = &mut registry;
@@ -439,5 +446,71 @@ mod tests {
         }
         // Not known yet: NaN, not a made-up zero.
         assert!(text.contains("vidsync_storage_left_bytes NaN\n"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod names {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The metric families the registry serves, with every family in use
+    /// (the API families have series only once a call was counted).
+    fn served() -> BTreeSet<String> {
+        let api = ApiStats::default();
+        let err: Result<(), crate::api::ApiError> = Err(crate::api::ApiError::Timeout {
+            endpoint: "file/list".into(),
+        });
+        api.record("file/list", &err);
+        let m = Metrics::new(&api);
+        m.encode(Format::Prometheus)
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `vidsync_*` words in a text, with a histogram's series suffixes
+    /// taken off.
+    fn mentioned(text: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("vidsync_") {
+            let word: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + word.len()..];
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| word.strip_suffix(s))
+                .unwrap_or(&word);
+            out.insert(family.to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn the_dashboard_and_the_docs_name_only_served_metrics() {
+        let served = served();
+        assert!(served.contains("vidsync_api_errors_total"), "{served:?}");
+        let dashboard = include_str!("../../contrib/grafana-dashboard.json");
+        let v: serde_json::Value = serde_json::from_str(dashboard).expect("dashboard is JSON");
+        assert!(v["panels"].as_array().is_some_and(|p| !p.is_empty()));
+        let in_dashboard = mentioned(dashboard);
+        let unknown: Vec<_> = in_dashboard.difference(&served).collect();
+        assert!(
+            unknown.is_empty(),
+            "dashboard uses {unknown:?}, served: {served:?}"
+        );
+        // docs/cli.md's table lists every family, and nothing else.
+        let docs = include_str!("../../docs/cli.md");
+        let section = docs
+            .split("\n## ")
+            .find(|s| s.starts_with("Metrics\n"))
+            .expect("docs/cli.md has a Metrics section");
+        let documented = mentioned(section);
+        assert_eq!(documented, served, "docs/cli.md vs the registry");
     }
 }
