@@ -76,6 +76,9 @@ async fn metrics_move_with_uploads_and_healthz_answers() {
     );
     let (cfg, _) = common::config_from_text(&text, state.path());
     let base = format!("http://127.0.0.1:{port}");
+    // Opened before the daemon: a first open (which turns on WAL) racing
+    // the daemon's own can find the database busy.
+    let store = Store::open(&cfg.state.database).unwrap();
     let stop = CancellationToken::new();
     let h = tokio::spawn(daemon::run(cfg.clone(), stop.clone()));
 
@@ -111,7 +114,6 @@ async fn metrics_move_with_uploads_and_healthz_answers() {
     common::write(root.path(), "small.mp4", &small);
 
     // During the upload: the state gauge follows the store.
-    let store = Store::open(&cfg.state.database).unwrap();
     assert!(
         common::wait_for(Duration::from_secs(10), || {
             store
