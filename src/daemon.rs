@@ -107,6 +107,14 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
     let (_lock, ctx, mut scanner) = prepared?;
     let tasks = CancellationToken::new();
     let mut set = JoinSet::new();
+    if let Some(addr) = ctx.config.metrics.listen {
+        // Asked for and not possible (the port taken): say so at start
+        // rather than run without what the user's monitoring expects.
+        let listener = crate::exporter::bind(addr)
+            .await
+            .map_err(|e| RunError::Setup(format!("cannot listen for metrics on {addr}: {e}")))?;
+        set.spawn(crate::exporter::task(listener, ctx.clone(), tasks.clone()));
+    }
     let (_watcher, polled) = crate::watch::start(&ctx);
     scanner.poll(polled);
     // Ready: the store is open and the first scan starts now. Not later:

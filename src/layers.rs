@@ -27,6 +27,7 @@ pub const LAYERS: &[&[&str]] = &[
         "reconcile",
         "progress",
         "notify",
+        "exporter",
     ],
     // Commands built from tasks.
     &["adopt", "report"],

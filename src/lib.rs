@@ -9,6 +9,7 @@ pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod engine;
+pub mod exporter;
 pub mod fixup;
 pub mod host;
 pub mod layers;

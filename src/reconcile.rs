@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::api::{ApiError, FileInfo};
 use crate::clock::now_ms;
 use crate::context::Context;
+use crate::context::metrics::PassResult;
 use crate::engine::reconcile::{self, Change, Known, Plan};
 use crate::store::{EventKind, Notice, OnDeleted, ReconcileRecord, State, StoreError};
 
@@ -131,6 +132,15 @@ pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, Rec
     if audit_infos.is_some() || known.is_empty() {
         store.set_reconcile_last_audit(now)?;
     }
+    ctx.metrics.reconcile_pass(
+        if plan.blocked {
+            PassResult::Blocked
+        } else {
+            PassResult::Ok
+        },
+        report.deleted.len(),
+        report.dmca.len(),
+    );
     store.set_last_reconcile(&ReconcileRecord {
         at: now,
         ok: !plan.blocked,
@@ -308,6 +318,7 @@ pub async fn task(ctx: std::sync::Arc<Context>, stop: tokio_util::sync::Cancella
                     }
                     Err(e) => {
                         failures += 1;
+                        ctx.metrics.reconcile_pass(PassResult::Failed, 0, 0);
                         let delay = crate::engine::backoff(failures, ctx.config.upload.retry_min, interval, rand::random::<f64>());
                         tracing::warn!(error = %e, retry_in = ?delay, "reconcile failed; will retry");
                         note_account_wide(&ctx, &e, delay);

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Created, ErrorClass, FileListQuery, UploadParams};
 use crate::clock::now_ms;
+use crate::context::metrics::UploadResult;
 use crate::context::{Context, Root};
 use crate::engine::{self, AfterError, RetryPolicy};
 
@@ -323,6 +324,7 @@ async fn adopted_instead(
                     "adopted",
                     Holder::ThisWorker,
                 )?;
+                ctx.metrics.upload(UploadResult::Adopted, row.stat.size);
                 ctx.host.account.after_success();
                 return Ok(true);
             }
@@ -377,6 +379,7 @@ async fn adopted_instead(
             if misplaced {
                 ctx.fixups.notify_one();
             }
+            ctx.metrics.upload(UploadResult::Adopted, row.stat.size);
             ctx.host.account.after_success();
             Ok(true)
         }
@@ -436,6 +439,7 @@ async fn send(
             );
             store.finish_uploaded(row.id, &code, fld_id, now_ms(), "uploaded")?;
             store.notice_file(EventKind::UploadDone, row.id, Some(&code), None, now_ms());
+            ctx.metrics.upload_ok(row.stat.size, started.elapsed());
             ctx.host.account.after_success();
             if !path.exists() {
                 // Renamed or moved while it was being sent: the scanner held
@@ -444,6 +448,8 @@ async fn send(
             }
         }
         Err(err) if err.outcome_unknown() => {
+            ctx.metrics
+                .upload(UploadResult::Unknown, sent.load(Ordering::Relaxed));
             let since = row
                 .unknown_since
                 .unwrap_or(now_ms() - started.elapsed().as_millis() as i64);
@@ -452,6 +458,8 @@ async fn send(
         Err(err) => {
             // A definite answer: the host did not keep this file.
             tracing::warn!(path = %path.display(), error = %err, "upload refused");
+            ctx.metrics
+                .upload(UploadResult::Failed, sent.load(Ordering::Relaxed));
             if err.is_over_quota() {
                 ctx.host.account.mark_over_quota(&ctx.host.client, &format!(
                     "the host refused an upload for lack of space ({err}); uploads wait until space is freed"
@@ -500,6 +508,7 @@ async fn after_lost_reply(
             )?;
             ctx.store
                 .notice_file(EventKind::UploadDone, row.id, Some(&code), None, now_ms());
+            ctx.metrics.upload(UploadResult::Adopted, row.stat.size);
             ctx.host.account.after_success();
             Ok(())
         }

@@ -9,6 +9,7 @@ mod pace;
 pub mod redact;
 mod reply;
 mod settings;
+mod stats;
 
 pub use error::{ApiError, ErrorClass, UPLOAD_ENDPOINT, classify_rejection};
 pub use pace::{ByteLimiter, Pacer};
@@ -18,6 +19,7 @@ pub use reply::{
     UploadedFile, unescape,
 };
 pub use settings::{ApiConfig, ApiKey, ApiPaths};
+pub use stats::{ApiStats, class_label};
 
 use std::fmt;
 use std::path::Path;
@@ -126,6 +128,8 @@ struct Inner {
     hold: Mutex<Option<(tokio::time::Instant, String)>>,
     /// The host answered "not allowed in API" to file/direct_link.
     direct_link_disabled: AtomicBool,
+    /// Calls and errors, for the metrics.
+    stats: ApiStats,
 }
 
 /// How long `get` waits in place for a rate-limit hold; a longer hold (a
@@ -199,12 +203,18 @@ impl Client {
                 allow_http_upload: cfg.allow_http_upload,
                 hold: Mutex::new(None),
                 direct_link_disabled: AtomicBool::new(false),
+                stats: ApiStats::default(),
             }),
         })
     }
 
     pub fn paths(&self) -> &ApiPaths {
         &self.inner.paths
+    }
+
+    /// The calls this client (and its clones) sent, and their errors.
+    pub fn stats(&self) -> &ApiStats {
+        &self.inner.stats
     }
 
     fn endpoint_url(&self, path: &str) -> Result<url::Url, ApiError> {
@@ -333,6 +343,12 @@ impl Client {
         let until = tokio::time::Instant::now() + d;
         let mut h = lock(&self.inner.hold);
         if h.as_ref().is_none_or(|(t, _)| *t < until) {
+            // A new pause, not one that is only extended.
+            if h.as_ref()
+                .is_none_or(|(t, _)| *t <= tokio::time::Instant::now())
+            {
+                self.inner.stats.rate_limit_pause();
+            }
             if d > MAX_INLINE_HOLD {
                 tracing::warn!(wait_s = d.as_secs(), reason = %why, "API calls paused");
             }
@@ -389,6 +405,7 @@ impl Client {
             Ok(resp) => self.read_envelope(endpoint, resp).await,
             Err(e) => Err(e),
         };
+        self.inner.stats.record(endpoint, &result);
         tracing::trace!(
             endpoint,
             ok = result.is_ok(),
@@ -507,22 +524,27 @@ impl Client {
         // Waiting for the pacer is not silence on the wire.
         wire.progressed(started);
         let endpoint = UPLOAD_ENDPOINT;
-        let send = self.inner.upload_http.post(server).multipart(form).send();
-        let stall = self.inner.read_timeout;
-        let resp = tokio::select! {
-            r = send => r.map_err(|e| Self::network_error(endpoint, e))?,
-            () = wire.stalled(started, stall) => return Err(ApiError::Timeout { endpoint: endpoint.into() }),
-        };
-        // The reply body may stall too (headers sent, then nothing).
-        let env = tokio::time::timeout(
-            stall * REPLY_WAIT_FACTOR,
-            self.read_envelope(endpoint, resp),
-        )
-        .await
-        .map_err(|_| ApiError::Timeout {
-            endpoint: endpoint.into(),
-        })?;
-        self.upload_reply(env, &filename)
+        let result = async {
+            let send = self.inner.upload_http.post(server).multipart(form).send();
+            let stall = self.inner.read_timeout;
+            let resp = tokio::select! {
+                r = send => r.map_err(|e| Self::network_error(endpoint, e))?,
+                () = wire.stalled(started, stall) => return Err(ApiError::Timeout { endpoint: endpoint.into() }),
+            };
+            // The reply body may stall too (headers sent, then nothing).
+            let env = tokio::time::timeout(
+                stall * REPLY_WAIT_FACTOR,
+                self.read_envelope(endpoint, resp),
+            )
+            .await
+            .map_err(|_| ApiError::Timeout {
+                endpoint: endpoint.into(),
+            })?;
+            self.upload_reply(env, &filename)
+        }
+        .await;
+        self.inner.stats.record(endpoint, &result);
+        result
     }
 
     /// The file as a streamed body: at most `len` bytes (a file that grows

@@ -53,7 +53,7 @@ use self::key::{early_secrets, resolve_key};
 pub use self::notify::{NotifyKind, NotifyTarget, NotifyToken, TimeOfDay};
 use self::syncs::check_syncs;
 use self::values::{
-    ByteRate, Period, extensions, fraction, globs, log_level, period, title_template,
+    ByteRate, Period, extensions, fraction, globs, listen_addr, log_level, period, title_template,
 };
 
 // ---------------------------------------------------------------------------
@@ -73,6 +73,7 @@ pub struct Config {
     pub upload: UploadConfig,
     pub reconcile: ReconcileConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     pub syncs: Vec<SyncEntry>,
     /// `[[notify]]`: where events are told.
     pub notify: Vec<NotifyTarget>,
@@ -197,6 +198,16 @@ pub struct LogConfig {
     #[serde(deserialize_with = "log_level")]
     pub level: String,
     pub format: LogFormat,
+}
+
+/// `[metrics]`: Prometheus metrics over HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `/metrics` and `/healthz` are served; None (the default): no
+    /// listener at all. Port 0 lets the system choose (the address is logged).
+    #[serde(deserialize_with = "listen_addr")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -449,6 +460,8 @@ struct RawConfig {
     reconcile: ReconcileConfig,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    metrics: MetricsConfig,
     #[serde(default)]
     sync: Vec<Spanned<RawSync>>,
     #[serde(default)]
@@ -759,6 +772,7 @@ fn validate(
         upload: check_upload(ctx, raw.upload)?,
         reconcile: raw.reconcile,
         log: raw.log,
+        metrics: raw.metrics,
         syncs: check_syncs(ctx, base, raw.sync)?,
         notify,
         source: Some(source),

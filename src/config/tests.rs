@@ -1020,6 +1020,7 @@ fn example_file_parses_and_tells_the_truth() {
     assert_eq!(example.upload, minimal.upload);
     assert_eq!(example.reconcile, minimal.reconcile);
     assert_eq!(example.log, minimal.log);
+    assert_eq!(example.metrics, minimal.metrics);
     assert_eq!(example.syncs, minimal.syncs);
     assert_eq!(example.api.paths, ApiPaths::default());
 }
@@ -1093,6 +1094,7 @@ fn example_documents_every_key() {
         "max_delete_fraction",
         "level",
         "format",
+        "listen",
         "local",
         "remote",
         "public",
@@ -1110,4 +1112,58 @@ fn example_documents_every_key() {
         });
         assert!(found, "config.example.toml does not document {key}");
     }
+}
+
+// -- [metrics] -------------------------------------------------------------
+
+#[test]
+fn metrics_are_off_unless_an_address_is_written() {
+    let fx = Fx::new();
+    assert_eq!(fx.parse(&fx.text("")).unwrap().metrics.listen, None);
+    assert_eq!(
+        fx.parse(&fx.text("[metrics]\n")).unwrap().metrics.listen,
+        None
+    );
+    let c = fx
+        .parse(&fx.text("[metrics]\nlisten = \"127.0.0.1:9464\"\n"))
+        .unwrap();
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+    // Any address the user writes, IPv6 and all interfaces included.
+    for (written, want) in [
+        ("[::1]:9464", "[::1]:9464"),
+        ("0.0.0.0:9464", "0.0.0.0:9464"),
+        ("localhost:9100", "127.0.0.1:9100"),
+        ("127.0.0.1:0", "127.0.0.1:0"),
+    ] {
+        let c = fx
+            .parse(&fx.text(&format!("[metrics]\nlisten = \"{written}\"\n")))
+            .unwrap();
+        assert_eq!(c.metrics.listen, Some(want.parse().unwrap()), "{written}");
+    }
+}
+
+#[test]
+fn a_bad_metrics_address_is_named_with_its_place() {
+    let fx = Fx::new();
+    for bad in [
+        "9464",
+        "metrics.example:9464",
+        "127.0.0.1",
+        "127.0.0.1:99999",
+        "",
+    ] {
+        fx.err(
+            &fx.text(&format!("[metrics]\nlisten = \"{bad}\"\n")),
+            "5:10",
+            &[
+                &format!("invalid metrics.listen \"{bad}\""),
+                "expected an IP address and port like \"127.0.0.1:9464\"",
+            ],
+        );
+    }
+    fx.err(
+        &fx.text("[metrics]\nlisen = \"127.0.0.1:9464\"\n"),
+        "5:1",
+        &["unknown key `lisen` in [metrics]", "`listen`"],
+    );
 }

@@ -205,3 +205,28 @@ pub(super) fn parse_byte_size(s: &str) -> Result<u64, String> {
     }
     Ok(size.as_u64())
 }
+
+/// `metrics.listen`: an IP address and port ("127.0.0.1:9464", "[::1]:9464"),
+/// or `localhost:PORT` for 127.0.0.1. No other names: a listener that
+/// depends on name resolution could end up on another interface than the
+/// user meant, and metrics say more about a library than its owner may
+/// want shown.
+pub(super) fn listen_addr<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::net::SocketAddr>, D::Error> {
+    checked_str(d, |value| {
+        let v = value.trim();
+        let parsed = match v.strip_prefix("localhost:") {
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p))),
+            None => v.parse().ok(),
+        };
+        parsed.map(Some).ok_or_else(|| {
+            format!(
+                "invalid {KEY} \"{value}\", expected an IP address and port like \"127.0.0.1:9464\" or \"[::1]:9464\""
+            )
+        })
+    })
+}

@@ -8,6 +8,7 @@
 
 pub mod gates;
 pub mod hints;
+pub mod metrics;
 pub mod progress;
 pub mod renames;
 
@@ -26,6 +27,7 @@ use crate::store::{FileRow, State, Store, StoreError};
 
 pub use gates::{Gate, Gates};
 pub use hints::{Hint, HintReceiver, HintSender};
+pub use metrics::Metrics;
 pub use progress::Progress;
 pub use renames::{DirRename, Renames};
 
@@ -103,6 +105,8 @@ pub struct Context {
     pub hints: HintSender,
     /// Wakes the fix-up task (moves, renames, trash on the host).
     pub fixups: Notify,
+    /// Counters and gauges for `/metrics`.
+    pub metrics: Metrics,
 }
 
 impl std::fmt::Debug for Context {
@@ -145,6 +149,7 @@ impl Context {
     pub fn new(config: Config) -> Result<(Context, HintReceiver), RunError> {
         let store = Arc::new(Store::open(&config.state.database)?);
         let host = Host::new(&config, store.clone())?;
+        let metrics = Metrics::new(host.client.stats());
         let roots = register_roots(&config, &store)?;
         let (hints, rx) = hints::channel();
         let ctx = Context {
@@ -158,6 +163,7 @@ impl Context {
             heartbeat: Heartbeat::default(),
             hints,
             fixups: Notify::new(),
+            metrics,
         };
         Ok((ctx, rx))
     }

@@ -102,6 +102,10 @@ impl Store {
             move |source| StoreError::Sql { path, what, source }
         };
         let mut conn = Connection::open(path).map_err(sql("opening"))?;
+        // First: every statement below may meet a daemon writing (switching
+        // to WAL takes a lock), and must wait for it, not fail "busy".
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql("setting busy timeout"))?;
         // WAL lets `status` and `list` read while the daemon writes;
         // synchronous=NORMAL is durable across process crashes in WAL mode.
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -110,8 +114,6 @@ impl Store {
             .map_err(sql("setting synchronous"))?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sql("enabling foreign keys"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sql("setting busy timeout"))?;
         migrations::migrate(&mut conn, path)?;
         Ok(Store {
             conn: Mutex::new(conn),

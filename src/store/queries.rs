@@ -306,6 +306,20 @@ impl Store {
             .collect())
     }
 
+    /// Queued files whose turn has come (no retry scheduled later than
+    /// `now`): the upload queue's length, for the metrics.
+    pub fn queued_due(&self, now: i64) -> Result<u64> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM files WHERE state = 'queued'
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)",
+                [now],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(self.err("counting the upload queue"))
+    }
+
     /// The earliest scheduled retry, if any.
     pub fn next_retry_at(&self) -> Result<Option<i64>> {
         self.conn()
