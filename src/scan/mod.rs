@@ -471,10 +471,24 @@ fn settle(
                 f.writers = writers.remove(&path).unwrap_or_default();
                 f
             }
-            Err(e) => {
-                // Vanished or unreadable since the stat: the next pass sees.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                // Vanished or changed while being read: the next pass sees.
                 tracing::debug!(path = %path.display(), error = %e, "cannot read to check completeness");
                 report.waiting += 1;
+                continue;
+            }
+            Err(e) => {
+                // Unreadable (permissions): no evidence either way. It is
+                // queued as before the checks existed; the upload names the
+                // error (holding it here would keep `scan` waiting for ever).
+                tracing::debug!(path = %path.display(), error = %e, "cannot read to check completeness; no claim");
+                store.queue(row.id, now)?;
+                report.queued += 1;
                 continue;
             }
         };
