@@ -145,6 +145,20 @@ fn exit_for(e: &RunError) -> ExitCode {
     ExitCode::from(e.exit_code() as u8)
 }
 
+/// A reload that moves the metrics listener to an address that cannot be
+/// bound (taken by another program, not this machine's) would end the new
+/// run at its start, and the service with it: try the address first. (The
+/// same address is released by the old run and bound again by the new.)
+fn metrics_unbindable(old: &Config, new: &Config) -> Option<String> {
+    let addr = new.metrics.listen?;
+    if old.metrics.listen == Some(addr) || addr.port() == 0 {
+        return None;
+    }
+    std::net::TcpListener::bind(addr)
+        .err()
+        .map(|e| format!("{addr}: {e}"))
+}
+
 /// `vidsync run`: the daemon, restarted in-process with the new config on
 /// SIGHUP. A restart stops every task and starts them again: added sync
 /// entries start, removed ones stop (their records stay), changed settings
@@ -175,6 +189,10 @@ pub async fn run_service(config: Config) -> ExitCode {
                     Ok(new) if new == config => tracing::info!("SIGHUP: configuration unchanged"),
                     Ok(new) if new_key_refused(&config, &new).await => {
                         tracing::error!("SIGHUP: the host rejects the new configuration's API key; keeping the old one");
+                    }
+                    Ok(new) if let Some(e) = metrics_unbindable(&config, &new) => {
+                        // The new run would stop at start: keep the old one.
+                        tracing::error!(error = %e, "SIGHUP: cannot listen for metrics at the new address; keeping the old configuration");
                     }
                     Ok(new) => {
                         reload_logging(&config.log, &new.log);

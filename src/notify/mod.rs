@@ -71,6 +71,12 @@ pub async fn task(ctx: Arc<Context>, stop: CancellationToken) {
     while set.join_next().await.is_some() {}
 }
 
+/// The subject of a target's daily summary: one per target and day (a
+/// subject of the day alone let only the first target have one).
+fn summary_subject(target: &str, day: &str) -> String {
+    format!("{target}:{day}")
+}
+
 /// Hands new notices to the targets that want them, queues the daily
 /// summaries, and prunes old sends.
 async fn fan_out_loop(ctx: &Context, stop: &CancellationToken) {
@@ -79,6 +85,7 @@ async fn fan_out_loop(ctx: &Context, stop: &CancellationToken) {
     let mut t = tokio::time::interval(TICK);
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut pruned_at = 0;
+    let mut summarized: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -87,10 +94,19 @@ async fn fan_out_loop(ctx: &Context, stop: &CancellationToken) {
         let now = now_ms();
         for target in targets.iter().filter(|t| t.wants(EventKind::DailySummary)) {
             if let Some(day) = summary_due(now, target.summary_at) {
+                // One summary per target and day (the subject names both);
+                // built once, not on every tick for the rest of the day.
+                let subject = summary_subject(&target.key(), &day);
+                if summarized.contains(&subject) {
+                    continue;
+                }
                 let text = summary(&ctx.store, now);
                 let n = Notice::account(EventKind::DailySummary, text);
-                if let Err(e) = ctx.store.notice_to(&target.key(), &day, &n, now) {
-                    tracing::debug!(error = %e, "notify: cannot queue the daily summary");
+                match ctx.store.notice_to(&target.key(), &subject, &n, now) {
+                    Ok(_) => {
+                        summarized.insert(subject);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "notify: cannot queue the daily summary"),
                 }
             }
         }
@@ -289,6 +305,20 @@ mod tests {
                 minute: 59,
             };
             assert!(summary_due(now, later).is_none());
+        }
+    }
+
+    // Regression: the daily summary's subject was the day alone, so only the
+    // first target wanting it was given one.
+    #[test]
+    fn every_target_gets_its_daily_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("s.db")).unwrap();
+        let n = crate::store::Notice::account(EventKind::DailySummary, "all quiet");
+        for t in ["t1", "t2"] {
+            let subject = summary_subject(t, "2026-12-02");
+            assert!(store.notice_to(t, &subject, &n, 1).unwrap(), "{t}");
+            assert!(!store.notice_to(t, &subject, &n, 2).unwrap(), "{t} twice");
         }
     }
 }

@@ -113,6 +113,11 @@ pub struct Notice {
     pub code: Option<String>,
     /// The host's or vidsync's words: an error, a reason, a summary.
     pub detail: Option<String>,
+    /// Which content of the file it is about (size and mtime), for files
+    /// with no code: the same kind is told again for new content (a file
+    /// that fails again after `retry` and a change, a new download held at
+    /// the same path), never twice for the same.
+    pub version: Option<String>,
 }
 
 impl Notice {
@@ -127,6 +132,7 @@ impl Notice {
             path: Some(path.into()),
             code: code.map(str::to_string),
             detail: detail.map(str::to_string),
+            version: None,
         }
     }
 
@@ -136,6 +142,7 @@ impl Notice {
             path: None,
             code: None,
             detail: Some(detail.into()),
+            version: None,
         }
     }
 }
@@ -191,7 +198,11 @@ impl Store {
         let kind = n.kind.as_str();
         self.tx("queuing a notification", |tx| {
             let subject: Option<String> = if n.kind.per_file() {
-                n.code.clone().or_else(|| n.path.clone())
+                n.code.clone().or_else(|| {
+                    n.path
+                        .as_ref()
+                        .map(|p| format!("{p}#{}", n.version.as_deref().unwrap_or("")))
+                })
             } else {
                 None
             };
@@ -241,9 +252,13 @@ impl Store {
         detail: Option<&str>,
         now: i64,
     ) -> bool {
-        let path = self.file(id).ok().flatten().map(|r| r.path());
-        let path = path.map_or_else(|| format!("file #{id}"), |p| p.display().to_string());
-        self.notice(&Notice::file(kind, path, code, detail), now)
+        let row = self.file(id).ok().flatten();
+        let path = row
+            .as_ref()
+            .map_or_else(|| format!("file #{id}"), |r| r.path().display().to_string());
+        let mut n = Notice::file(kind, path, code, detail);
+        n.version = row.map(|r| format!("{}:{}", r.stat.size, r.stat.mtime_ns));
+        self.notice(&n, now)
     }
 
     /// Queue a notice for one target only, once per `subject` (the daily
@@ -613,5 +628,18 @@ mod tests {
         assert_eq!(s.fan_out(|_| all.clone(), &all, 3).unwrap(), 1);
         assert_eq!(s.due_sends("t2", 3, 3, 10).unwrap().len(), 1);
         assert!(s.due_sends("t1", 3, 3, 10).unwrap().is_empty());
+    }
+
+    // Regression: a file's notice with no code was deduplicated by its path
+    // for ever: a new download held at the same path was never told.
+    #[test]
+    fn a_file_with_no_code_is_told_again_for_new_content_only() {
+        let (_d, s) = open();
+        let mut n = Notice::file(EventKind::Incomplete, "/m/a.mkv", None, Some("hole"));
+        n.version = Some("10:1".into());
+        assert!(s.notice(&n, 1));
+        assert!(!s.notice(&n, 2), "the same content twice");
+        n.version = Some("20:2".into());
+        assert!(s.notice(&n, 3), "new content at the same path");
     }
 }

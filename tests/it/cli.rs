@@ -202,6 +202,55 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok.success(), "kill -{sig} {pid}");
 }
 
+// Regression: a reload that moved [metrics] listen to a taken port ended
+// the new run at its start, and the service with it.
+/// A reload whose metrics address cannot be bound is refused; the running
+/// daemon keeps going.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_to_a_taken_metrics_port_keeps_the_old_configuration() {
+    let host = common::host().await;
+    let a = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (_, path) = common::config(&host, state.path(), &[(a.path(), "AA")], "");
+    common::write(a.path(), "a1.mp4", &common::content("a1", 1000));
+    let mut child = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert!(
+        common::wait_for(Duration::from_secs(20), || host.files().len() == 1).await,
+        "first file synced"
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    common::config(
+        &host,
+        state.path(),
+        &[(a.path(), "AA")],
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    signal(pid, "HUP");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(child.try_wait().unwrap().is_none(), "the daemon stopped");
+    common::write(a.path(), "a2.mp4", &common::content("a2", 1000));
+    assert!(
+        common::wait_for(Duration::from_secs(20), || host.files().len() == 2).await,
+        "still syncing: {:?}",
+        host.files()
+    );
+    signal(pid, "TERM");
+    let st = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(st.success(), "{st}");
+    drop(taken);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_adds_a_sync_entry_and_a_broken_config_keeps_the_old_one() {
     let host = common::host().await;
