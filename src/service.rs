@@ -16,6 +16,38 @@ static FILTER_RELOAD: std::sync::OnceLock<FilterReload> = std::sync::OnceLock::n
 
 /// Set up `tracing`: level from `RUST_LOG` or the config, colours only on a
 /// terminal (journald shows escape codes as garbage), JSON when asked.
+/// stderr for the log, one record per line whatever the record holds: a
+/// line break inside a record (a file named `evil.mp4` + newline + a fake
+/// log line, a host message) is written as `\n`, so nothing a file name or
+/// a host says can stand as a line of its own in the text log or the
+/// journal. (The fmt layer writes each record with one `write_all`, its
+/// own line break last.) JSON escapes by itself.
+struct OneLine;
+
+impl std::io::Write for OneLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let (body, end) = match buf.strip_suffix(b"\n") {
+            Some(body) => (body, &b"\n"[..]),
+            None => (buf, &b""[..]),
+        };
+        let mut out = Vec::with_capacity(buf.len() + 8);
+        for &b in body {
+            match b {
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                _ => out.push(b),
+            }
+        }
+        out.extend_from_slice(end);
+        std::io::stderr().lock().write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 pub fn init_logging(log: &LogConfig, quiet: bool) {
     let default = if quiet { "warn" } else { log.level.as_str() };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -23,7 +55,7 @@ pub fn init_logging(log: &LogConfig, quiet: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| OneLine)
         .with_ansi(ansi);
     match log.format {
         LogFormat::Json => {

@@ -402,6 +402,40 @@ async fn demo_uploads_its_sample_files_and_reports_on_ctrl_c() {
     );
 }
 
+/// A file name with a line break in it (issue 11, tried from outside: the
+/// fake line stood on its own in the text log) is logged as one line, the
+/// break written as `\n`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_name_with_a_line_break_cannot_forge_a_log_line() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let fake = "2026-01-01T00:00:00.000000Z  INFO vidsync: FORGED upload finished x.mp4";
+    common::write(
+        root.path(),
+        &format!("evil\n{fake}"),
+        &common::content("e", 3000),
+    );
+    let (_, path) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    let out = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("scan")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.lines()
+            .all(|l| !l.starts_with("2026-01-01T00:00:00.000000Z")),
+        "a forged line stands on its own:\n{log}"
+    );
+    assert!(
+        log.contains("evil\\n2026-01-01T00:00:00.000000Z"),
+        "the name is logged, its break escaped:\n{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line_and_never_carry_the_key() {
     let host = common::host().await;
