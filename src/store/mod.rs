@@ -39,7 +39,7 @@ pub use uploads::{Attempt, Holder, HostCopy, Placement};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database {}: {what}: {source}", path.display())]
+    #[error("database {}: {what}: {source}{}", path.display(), way_out(path, source))]
     Sql {
         path: PathBuf,
         what: &'static str,
@@ -74,6 +74,25 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What to do about a database SQLite says is damaged or not a database:
+/// without it, every command ended on "database disk image is malformed"
+/// with no way out named.
+fn way_out(path: &Path, e: &rusqlite::Error) -> String {
+    let damaged = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    );
+    if !damaged {
+        return String::new();
+    }
+    let p = path.display();
+    format!(
+        "; the file is damaged. Stop vidsync, move it aside (mv {p} {p}.broken, with its -wal and -shm files) \
+         and start again: the records are rebuilt from the disk, and copies already on the host are \
+         adopted instead of uploaded again (`vidsync adopt --dry-run` lists them first)"
+    )
+}
 
 /// The one owner of the SQLite connection.
 pub struct Store {

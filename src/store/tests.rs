@@ -228,3 +228,28 @@ fn a_retry_scheduled_before_the_clock_went_back_is_due() {
     .unwrap();
     assert!(s.claim_next(1_000, 1_000 + 7_200_000).unwrap().is_some());
 }
+
+// Regression: a damaged database ended every command with no way out named.
+#[test]
+fn a_damaged_database_error_names_the_way_out() {
+    use rusqlite::ffi;
+    let path = std::path::Path::new("/var/lib/vidsync/state.db");
+    for code in [ffi::SQLITE_CORRUPT, ffi::SQLITE_NOTADB] {
+        let e = super::StoreError::Sql {
+            path: path.to_path_buf(),
+            what: "reading",
+            source: rusqlite::Error::SqliteFailure(ffi::Error::new(code), None),
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("mv /var/lib/vidsync/state.db /var/lib/vidsync/state.db.broken"),
+            "{text}"
+        );
+    }
+    let busy = super::StoreError::Sql {
+        path: path.to_path_buf(),
+        what: "reading",
+        source: rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_BUSY), None),
+    };
+    assert!(!busy.to_string().contains("broken"), "{busy}");
+}

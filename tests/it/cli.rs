@@ -436,6 +436,28 @@ async fn a_file_name_with_a_line_break_cannot_forge_a_log_line() {
     );
 }
 
+/// A damaged database (issue 11, tried from outside: every command ended on
+/// "database disk image is malformed" with no way out): the error names the
+/// file and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_database_names_the_file_and_the_way_out() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (cfg, path) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    std::fs::write(&cfg.state.database, vec![0x5a; 8192]).unwrap();
+    for cmd in ["status", "scan"] {
+        let out = bin().arg("--config").arg(&path).arg(cmd).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        let db = cfg.state.database.display().to_string();
+        assert!(
+            err.contains(&format!("mv {db} {db}.broken")) && err.contains("adopt"),
+            "{cmd}: {err}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line_and_never_carry_the_key() {
     let host = common::host().await;
