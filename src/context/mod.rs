@@ -71,6 +71,22 @@ impl RunError {
     }
 }
 
+/// Paths something was said about already, so that a note that stays true
+/// (a symbolic link in a sync folder) is logged once, not on every walk.
+#[derive(Debug, Default)]
+pub struct Said(Mutex<std::collections::HashSet<PathBuf>>);
+
+impl Said {
+    /// True the first time for a path (then false until a restart).
+    pub fn first_time(&self, path: &Path) -> bool {
+        let mut said = lock(&self.0);
+        if said.contains(path) {
+            return false;
+        }
+        said.insert(path.to_path_buf())
+    }
+}
+
 /// When the main loop last went round, for the systemd watchdog.
 #[derive(Debug)]
 pub struct Heartbeat(AtomicI64);
@@ -105,6 +121,8 @@ pub struct Context {
     pub hints: HintSender,
     /// Wakes the fix-up task (moves, renames, trash on the host).
     pub fixups: Notify,
+    /// Notes already logged, per path.
+    pub said: Said,
     /// Counters and gauges for `/metrics`.
     pub metrics: Metrics,
 }
@@ -163,6 +181,7 @@ impl Context {
             heartbeat: Heartbeat::default(),
             hints,
             fixups: Notify::new(),
+            said: Said::default(),
             metrics,
         };
         Ok((ctx, rx))

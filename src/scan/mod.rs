@@ -40,6 +40,8 @@ pub struct Walk {
     pub errors: Vec<(PathBuf, String)>,
     /// Directories (relative, "" = the root) whose listing failed.
     pub unreadable: Vec<String>,
+    /// Entries that are neither files nor directories: (path, what).
+    pub skipped: Vec<(PathBuf, &'static str)>,
 }
 
 /// Walk `root` without following symlinks (a link could lead out of the
@@ -93,11 +95,23 @@ pub fn walk(root: &Path, filter: &engine::Filter) -> Walk {
                     out.dirs.push((rel.clone(), md.ino()));
                     stack.push((entry.path(), rel));
                 }
-            } else if ft.is_file() && filter.wants_file(&rel) {
-                out.files.push(Observed {
-                    rel_path: rel,
-                    stat: Stat::of(&md),
-                });
+            } else if ft.is_file() {
+                if filter.wants_file(&rel) {
+                    out.files.push(Observed {
+                        rel_path: rel,
+                        stat: Stat::of(&md),
+                    });
+                }
+            } else if filter.wants_file(&rel) || filter.wants_dir(&rel) {
+                // Not followed or read: a link could lead out of the root
+                // or into a loop, a FIFO would block the reader. Said (once
+                // per path, by the caller), not passed over in silence.
+                let what = if ft.is_symlink() {
+                    "a symbolic link (not followed)"
+                } else {
+                    "not a regular file (a FIFO, socket or device)"
+                };
+                out.skipped.push((entry.path(), what));
             }
         }
     }
@@ -134,6 +148,11 @@ pub async fn scan_root(
         .unwrap_or_default();
     for (p, e) in &walked.errors {
         tracing::warn!(path = %p.display(), error = %e, "cannot read");
+    }
+    for (p, what) in &walked.skipped {
+        if ctx.said.first_time(p) {
+            tracing::info!(path = %p.display(), "skipped: {what}");
+        }
     }
     tracing::debug!(root = %root.entry.local.display(), files = walked.files.len(), "full scan");
     if !root.entry.local.is_dir() {

@@ -458,6 +458,45 @@ async fn a_damaged_database_names_the_file_and_the_way_out() {
     }
 }
 
+/// Symbolic links and FIFOs in a sync folder are not followed or read
+/// (issue 11: they were skipped without a word, even at debug): each is
+/// said once, at info, not on every walk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_and_fifos_are_said_once_not_passed_over_in_silence() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let target = common::write(elsewhere.path(), "real.mp4", &common::content("r", 2000));
+    std::os::unix::fs::symlink(&target, root.path().join("link.mp4")).unwrap();
+    let fifo = std::ffi::CString::new(root.path().join("pipe.mkv").to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path; mkfifo touches nothing else.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let text = common::config_toml(&host, state.path(), &[(root.path(), "L")], "")
+        .replace("settle = \"300ms\"", "settle = \"300ms\"\nmode = \"poll\"");
+    let (_, path) = common::config_from_text(&text, state.path());
+    let child = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Polled every 500 ms: several walks.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    signal(child.id(), "TERM");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let said = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(said("skipped: a symbolic link (not followed)"), 1, "{log}");
+    assert_eq!(said("skipped: not a regular file"), 1, "{log}");
+    assert!(host.files().is_empty(), "a link or a FIFO was uploaded");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line_and_never_carry_the_key() {
     let host = common::host().await;
