@@ -497,6 +497,64 @@ async fn links_and_fifos_are_said_once_not_passed_over_in_silence() {
     assert!(host.files().is_empty(), "a link or a FIFO was uploaded");
 }
 
+/// A second Ctrl-C ends the process at once, even when the first is still
+/// waiting for a host that does not answer (issue 11: known gap, tested).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_interrupt_exits_at_once() {
+    // A host that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let path = state.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[api]\nurl = \"http://127.0.0.1:{port}\"\nkey = \"abcdefgh12345678\"\nread_timeout = \"60s\"\n\
+             [state]\ndatabase = \"{}\"\n[[sync]]\nlocal = \"{}\"\nremote = \"L\"\n",
+            state.path().join("state.db").display(),
+            root.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("scan")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The scan is waiting for account/info; the first interrupt asks it to
+    // stop, which it can only do when the call ends (60 s).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    signal(child.id(), "INT");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first interrupt was enough here"
+    );
+    let asked = std::time::Instant::now();
+    signal(child.id(), "INT");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("second interrupt, exiting now"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line_and_never_carry_the_key() {
     let host = common::host().await;
