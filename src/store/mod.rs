@@ -127,8 +127,22 @@ impl Store {
             .map_err(sql("setting busy timeout"))?;
         // WAL lets `status` and `list` read while the daemon writes;
         // synchronous=NORMAL is durable across process crashes in WAL mode.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql("enabling WAL"))?;
+        // Switching the journal mode can answer "busy" at once, without the
+        // busy handler, while another connection writes: try again for as
+        // long as the busy timeout would have waited.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(sql("enabling WAL")(e)),
+            }
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql("setting synchronous"))?;
         conn.pragma_update(None, "foreign_keys", "ON")

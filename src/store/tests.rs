@@ -253,3 +253,28 @@ fn a_damaged_database_error_names_the_way_out() {
     };
     assert!(!busy.to_string().contains("broken"), "{busy}");
 }
+
+// Regression: opening the database beside a daemon that was creating it
+// (switching it to WAL, migrating) failed "enabling WAL: database is
+// locked" now and then: the journal-mode switch answers busy without the
+// busy handler. Tests that watch a starting daemon's store failed by chance.
+#[test]
+fn opening_beside_another_opener_never_fails() {
+    for round in 0..30 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("state{round}.db"));
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let s = Store::open(&path).map_err(|e| e.to_string())?;
+                    s.counts().map_err(|e| e.to_string())?;
+                    Ok::<(), String>(())
+                })
+            })
+            .collect();
+        for o in openers {
+            o.join().unwrap().expect("open beside another opener");
+        }
+    }
+}
