@@ -7,7 +7,7 @@
 /// Bottom to top.
 pub const LAYERS: &[&[&str]] = &[
     // Leaves: import nothing from the crate.
-    &["clock", "relpath"],
+    &["clock", "lock", "relpath"],
     // The host's protocol and the database; neither knows the other.
     &["api", "store"],
     // Pure decisions over api and store types.

@@ -13,6 +13,7 @@ pub mod exporter;
 pub mod fixup;
 pub mod host;
 pub mod layers;
+pub mod lock;
 pub mod notify;
 pub mod progress;
 pub mod reconcile;

@@ -31,6 +31,7 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::lock::lock;
 use reply::Envelope;
 
 /// The alternative paths some hosts use for the deleted and DMCA lists.
@@ -147,10 +148,6 @@ impl fmt::Debug for Client {
             .field("key", &self.inner.key)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn flag(b: bool) -> String {

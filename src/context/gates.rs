@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::lock;
+use crate::lock::lock;
 
 /// What a gate holds back: one remote fix-up item.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

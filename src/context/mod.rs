@@ -23,6 +23,7 @@ use crate::clock::now_ms;
 use crate::config::{Config, SyncEntry};
 use crate::engine::Filter;
 use crate::host::{FolderError, Host};
+use crate::lock::lock;
 use crate::store::{FileRow, State, Store, StoreError};
 
 pub use gates::{Gate, Gates};
@@ -30,12 +31,6 @@ pub use hints::{Hint, HintReceiver, HintSender};
 pub use metrics::Metrics;
 pub use progress::Progress;
 pub use renames::{DirRename, Renames};
-
-/// A poisoned lock still holds usable data (a panic elsewhere must not
-/// stop the daemon).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The scanner loop counts as hung after this long without going round.
 pub const HUNG_AFTER: Duration = Duration::from_secs(600);

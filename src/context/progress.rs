@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::lock;
+use crate::lock::lock;
 use crate::store::Store;
 
 #[derive(Debug, Default)]

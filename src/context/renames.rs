@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::lock;
+use crate::lock::lock;
 use crate::relpath::is_under;
 
 /// One directory rename: the old and the new relative path.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::api::{ApiError, Client, ErrorClass, ListedFile};
 use crate::config::Config;
+use crate::lock::lock;
 use crate::store::{StorageLeft, Store};
 
 pub use account::Account;
@@ -163,10 +164,4 @@ impl Host {
             }
         }
     }
-}
-
-/// A poisoned lock still holds usable data (a panic elsewhere must not
-/// stop the daemon).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
