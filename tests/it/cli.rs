@@ -95,17 +95,7 @@ async fn sigkill_in_the_middle_of_an_upload_then_restart_gives_exactly_one_copy(
         },
         Scope::Upload,
     );
-    let spawn = |path: std::path::PathBuf| {
-        bin()
-            .arg("--config")
-            .arg(path)
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut child = spawn(path.clone());
+    let mut child = run_quietly(&path);
     let started = common::wait_for(Duration::from_secs(20), || host.uploads_started() > 0).await;
     assert!(started, "the upload started");
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -114,7 +104,7 @@ async fn sigkill_in_the_middle_of_an_upload_then_restart_gives_exactly_one_copy(
     assert!(host.files().is_empty(), "the cut upload stored nothing");
 
     host.faults().clear();
-    let mut child = spawn(path);
+    let mut child = run_quietly(&path);
     let done = common::wait_for(Duration::from_secs(30), || {
         host.files().len() == 1 && host.files()[0].size == content.len() as u64
     })
@@ -147,14 +137,7 @@ async fn crash_after_the_host_stored_the_file_adopts_it_instead_of_uploading_aga
         Fault::Delay(Duration::from_secs(30)),
         Scope::endpoint("file/list"),
     );
-    let mut child = bin()
-        .arg("--config")
-        .arg(&path)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = run_quietly(&path);
     let stored = common::wait_for(Duration::from_secs(20), || host.files().len() == 1).await;
     assert!(stored, "the host stored it");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -193,6 +176,18 @@ async fn crash_after_the_host_stored_the_file_adopts_it_instead_of_uploading_aga
     );
 }
 
+/// `vidsync --config PATH run` as a child, its output discarded.
+fn run_quietly(path: &std::path::Path) -> std::process::Child {
+    bin()
+        .arg("--config")
+        .arg(path)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -213,14 +208,7 @@ async fn sighup_to_a_taken_metrics_port_keeps_the_old_configuration() {
     let state = tempfile::tempdir().unwrap();
     let (_, path) = common::config(&host, state.path(), &[(a.path(), "AA")], "");
     common::write(a.path(), "a1.mp4", &common::content("a1", 1000));
-    let mut child = bin()
-        .arg("--config")
-        .arg(&path)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = run_quietly(&path);
     let pid = child.id();
     assert!(
         common::wait_for(Duration::from_secs(20), || host.files().len() == 1).await,
@@ -259,14 +247,7 @@ async fn sighup_adds_a_sync_entry_and_a_broken_config_keeps_the_old_one() {
     let state = tempfile::tempdir().unwrap();
     let (_, path) = common::config(&host, state.path(), &[(a.path(), "AA")], "");
     common::write(a.path(), "a1.mp4", &common::content("a1", 1000));
-    let mut child = bin()
-        .arg("--config")
-        .arg(&path)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = run_quietly(&path);
     let pid = child.id();
     assert!(
         common::wait_for(Duration::from_secs(20), || host.files().len() == 1).await,
