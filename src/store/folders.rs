@@ -110,8 +110,8 @@ impl Store {
     pub fn note_created_folder(&self, fld_id: u64) -> Result<()> {
         self.tx("recording a created folder", |tx| {
             tx.execute(
-                "INSERT OR IGNORE INTO created_folders (fld_id) VALUES (?1)",
-                params![fld_id as i64],
+                "INSERT OR IGNORE INTO created_folders (host, fld_id) VALUES (?1, ?2)",
+                params![self.host(), fld_id as i64],
             )?;
             Ok(())
         })
@@ -121,8 +121,8 @@ impl Store {
     pub fn created_folder(&self, fld_id: u64) -> Result<bool> {
         self.conn()
             .query_row(
-                "SELECT EXISTS(SELECT 1 FROM created_folders WHERE fld_id = ?1)",
-                params![fld_id as i64],
+                "SELECT EXISTS(SELECT 1 FROM created_folders WHERE host = ?1 AND fld_id = ?2)",
+                params![self.host(), fld_id as i64],
                 |r| r.get(0),
             )
             .map_err(self.err("reading created folders"))
@@ -133,8 +133,8 @@ impl Store {
     pub fn trash_folder(&self, path: &str) -> Result<Option<u64>> {
         self.conn()
             .query_row(
-                "SELECT fld_id FROM trash_folders WHERE path = ?1",
-                params![path],
+                "SELECT fld_id FROM trash_folders WHERE host = ?1 AND path = ?2",
+                params![self.host(), path],
                 |r| r.get::<_, i64>(0),
             )
             .optional()
@@ -145,9 +145,9 @@ impl Store {
     pub fn set_trash_folder(&self, path: &str, fld_id: u64) -> Result<()> {
         self.tx("recording the trash folder", |tx| {
             tx.execute(
-                "INSERT INTO trash_folders (path, fld_id) VALUES (?1, ?2)
-                 ON CONFLICT(path) DO UPDATE SET fld_id = excluded.fld_id",
-                params![path, fld_id as i64],
+                "INSERT INTO trash_folders (host, path, fld_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(host, path) DO UPDATE SET fld_id = excluded.fld_id",
+                params![self.host(), path, fld_id as i64],
             )?;
             Ok(())
         })

@@ -1,6 +1,6 @@
 //! Small facts kept beside the files, one typed accessor each: the key's
 //! state, the latest error, an account-wide pause, the storage left and
-//! reconcile's records. Each is a row of the `meta` table; how a value is
+//! reconcile's records, per host. Each is a row of the `host_meta` table; how a value is
 //! written and read is known only here, so no other module formats or parses
 //! one.
 
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Result, Store};
 
-/// The facts of the `meta` table, closed: a new one is a new variant with
+/// The facts of the `host_meta` table, closed: a new one is a new variant with
 /// its own accessors. The strings are on disk: never rename one.
 #[derive(Debug, Clone, Copy)]
 enum Fact {
@@ -120,11 +120,12 @@ struct LastErrorJson {
 }
 
 impl Store {
+    // Every fact is about one host's account: kept per host.
     fn meta(&self, key: Fact) -> Result<Option<String>> {
         self.conn()
             .query_row(
-                "SELECT v FROM meta WHERE k = ?1",
-                params![key.as_str()],
+                "SELECT v FROM host_meta WHERE host = ?1 AND k = ?2",
+                params![self.host(), key.as_str()],
                 |r| r.get(0),
             )
             .optional()
@@ -134,8 +135,9 @@ impl Store {
     fn set_meta(&self, key: Fact, value: &str) -> Result<()> {
         self.tx("writing meta", |tx| {
             tx.execute(
-                "INSERT INTO meta (k, v) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
-                params![key.as_str(), value],
+                "INSERT INTO host_meta (host, k, v) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(host, k) DO UPDATE SET v = excluded.v",
+                params![self.host(), key.as_str(), value],
             )?;
             Ok(())
         })

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::StoreError;
 
@@ -145,6 +145,56 @@ pub(super) const MIGRATIONS: &[&str] = &[
         last_error_at INTEGER,
         gave_up INTEGER NOT NULL DEFAULT 0
     );",
+    // 9: several hosts per library. A sync root is registered once per
+    // host (`roots.host`), so everything keyed by a root (folders, files,
+    // their history) is per host; folders vidsync created, trash folders
+    // and the facts about an account are keyed by host too; `hosts`
+    // remembers each host's API URL, so a host renamed in the config keeps
+    // its records. Every record so far belongs to the one host a config
+    // with `[api]` has: `default`. (Tables with a new key are rebuilt;
+    // `migrate` runs this with foreign keys off and checks them after.)
+    "CREATE TABLE roots_v9 (
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        local TEXT NOT NULL,
+        remote TEXT NOT NULL,
+        dev INTEGER,
+        UNIQUE (host, local)
+    );
+    INSERT INTO roots_v9 (id, host, local, remote, dev)
+        SELECT id, 'default', local, remote, dev FROM roots;
+    DROP TABLE roots;
+    ALTER TABLE roots_v9 RENAME TO roots;
+    CREATE TABLE created_folders_v9 (
+        host TEXT NOT NULL,
+        fld_id INTEGER NOT NULL,
+        PRIMARY KEY (host, fld_id)
+    );
+    INSERT INTO created_folders_v9 (host, fld_id) SELECT 'default', fld_id FROM created_folders;
+    DROP TABLE created_folders;
+    ALTER TABLE created_folders_v9 RENAME TO created_folders;
+    CREATE TABLE trash_folders_v9 (
+        host TEXT NOT NULL,
+        path TEXT NOT NULL,
+        fld_id INTEGER NOT NULL,
+        PRIMARY KEY (host, path)
+    );
+    INSERT INTO trash_folders_v9 (host, path, fld_id) SELECT 'default', path, fld_id FROM trash_folders;
+    DROP TABLE trash_folders;
+    ALTER TABLE trash_folders_v9 RENAME TO trash_folders;
+    CREATE TABLE host_meta (
+        host TEXT NOT NULL,
+        k TEXT NOT NULL,
+        v TEXT NOT NULL,
+        PRIMARY KEY (host, k)
+    );
+    INSERT INTO host_meta (host, k, v) SELECT 'default', k, v FROM meta
+        WHERE k IN ('last_error', 'key_ok', 'storage_left', 'account_pause',
+                    'reconcile_last_poll_ok', 'reconcile_last_audit', 'last_reconcile');
+    DELETE FROM meta
+        WHERE k IN ('last_error', 'key_ok', 'storage_left', 'account_pause',
+                    'reconcile_last_poll_ok', 'reconcile_last_audit', 'last_reconcile');
+    CREATE TABLE hosts (name TEXT PRIMARY KEY, url TEXT);",
 ];
 
 /// The schema version this build writes.
@@ -153,6 +203,23 @@ pub(super) fn known() -> i64 {
 }
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = |what| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Sql { path, what, source }
+    };
+    // Rebuilding a table (migration 9) drops the old one, which foreign
+    // keys would refuse while rows refer to it; the pragma is a no-op
+    // inside a transaction, so it is set around it, and the keys are
+    // checked before the commit instead.
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(sql("disabling foreign keys for a migration"))?;
+    let out = migrate_in_tx(conn, path);
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql("enabling foreign keys"))?;
+    out
+}
+
+fn migrate_in_tx(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let sql = |what| {
         let path = path.to_path_buf();
         move |source| StoreError::Sql { path, what, source }
@@ -178,6 +245,20 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         tx.execute_batch(m).map_err(sql("migrating the schema"))?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(sql("recording the schema version"))?;
+    }
+    let broken: Option<String> = tx
+        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+        .optional()
+        .map_err(sql("checking foreign keys after a migration"))?;
+    if let Some(table) = broken {
+        return Err(StoreError::Sql {
+            path: path.to_path_buf(),
+            what: "checking foreign keys after a migration",
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                Some(format!("a row of {table} refers to nothing")),
+            ),
+        });
     }
     tx.commit().map_err(sql("committing a migration"))?;
     Ok(())
@@ -340,5 +421,83 @@ mod tests {
             )
             .unwrap();
         assert_eq!(left, 0, "no schema left hidden in meta");
+    }
+
+    /// A database written by the last one-host release (schema 8): made by
+    /// `vidsync scan` against the test host, with files uploaded in three
+    /// folders, one refused for good and one deleted locally.
+    const FIXTURE_V8: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/state-v8.db");
+
+    #[test]
+    fn the_last_one_host_release_s_database_becomes_the_default_host_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        std::fs::copy(FIXTURE_V8, &path).unwrap();
+        let before: Vec<(i64, String, String, Option<String>, Option<i64>)> = {
+            let conn = Connection::open(&path).unwrap();
+            let v: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, 8, "the fixture is the one-host schema");
+            let mut st = conn
+                .prepare("SELECT id, rel_path, state, file_code, fld_id FROM files ORDER BY id")
+                .unwrap();
+            st.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        assert_eq!(before.len(), 6);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.host(), "default");
+        // Every row, code and state as it was, seen from the default host.
+        let after: Vec<_> = s
+            .list(None)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.id,
+                    r.rel_path,
+                    r.state.as_str().to_string(),
+                    r.file_code,
+                    r.fld_id.map(|v| v as i64),
+                )
+            })
+            .collect();
+        let mut sorted = after.clone();
+        sorted.sort();
+        assert_eq!(sorted, before);
+        let codes = after.iter().filter(|r| r.3.is_some()).count();
+        assert_eq!(codes, 5, "four uploaded, one deleted locally: no code lost");
+        assert_eq!(
+            s.counts()
+                .unwrap()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect::<Vec<_>>(),
+            vec![
+                (State::Uploaded, 4),
+                (State::Failed, 1),
+                (State::LocalDeleted, 1)
+            ]
+        );
+        let root = s.roots().unwrap()[0].id;
+        assert_eq!(s.folder(root, "Shows/S1").unwrap(), Some(4));
+        assert!(s.created_folder(4).unwrap());
+        assert_eq!(s.key_ok().unwrap(), Some(true));
+        assert_eq!(s.storage_left().unwrap(), Some(StorageLeft::Unlimited));
+        assert!(s.last_error().unwrap().unwrap().error.contains("bad.ts"));
+        assert_eq!(s.last_reconcile().unwrap().unwrap().uploaded, Some(4));
+        assert!(s.history(5).unwrap().iter().any(|h| h.event == "uploaded"));
+        // Nothing to upload again: no row queued, waiting or uploading.
+        assert!(s.claim_next(i64::MAX / 2, i64::MAX).unwrap().is_none());
+        // A second host starts empty.
+        let other = s.for_host("mirror");
+        assert!(other.list(None).unwrap().is_empty());
+        assert_eq!(other.key_ok().unwrap(), None);
+        assert!(!other.created_folder(4).unwrap());
     }
 }

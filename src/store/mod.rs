@@ -27,7 +27,7 @@ mod uploads;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
@@ -94,15 +94,28 @@ fn way_out(path: &Path, e: &rusqlite::Error) -> String {
     )
 }
 
-/// The one owner of the SQLite connection.
+/// The name of the one host of a library configured with `[api]`, and of
+/// the host every record written before several hosts existed belongs to.
+pub const DEFAULT_HOST: &str = "default";
+
+/// The one owner of the SQLite connection, seen from one host: a library
+/// mirrored to several hosts has one `Store` per host (`for_host`), sharing
+/// the connection. A sync root is registered once per host, so a local file
+/// has one row per host it goes to, each with its own state, code, attempts
+/// and history; every query that is not keyed by a row id or a root id
+/// keeps to this host's roots.
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    host: Arc<str>,
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("host", &self.host)
+            .finish()
     }
 }
 
@@ -149,8 +162,9 @@ impl Store {
             .map_err(sql("enabling foreign keys"))?;
         migrations::migrate(&mut conn, path)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
+            host: Arc::from(DEFAULT_HOST),
         })
     }
 
@@ -198,9 +212,31 @@ impl Store {
             });
         }
         Ok(Store {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
+            host: Arc::from(DEFAULT_HOST),
         })
+    }
+
+    /// The same database seen from the host `name`.
+    pub fn for_host(&self, name: &str) -> Store {
+        Store {
+            conn: self.conn.clone(),
+            path: self.path.clone(),
+            host: Arc::from(name),
+        }
+    }
+
+    /// The host this view keeps to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// This host's name as an SQL string literal. Host names are checked
+    /// by the config (letters, digits, `-`, `_`); quoting keeps any other
+    /// name harmless too.
+    fn host_sql(&self) -> String {
+        format!("'{}'", self.host.replace('\'', "''"))
     }
 
     pub fn path(&self) -> &Path {

@@ -36,10 +36,14 @@ impl Store {
         })
     }
 
-    /// Drop all progress rows (at start: nothing is in flight yet).
+    /// Drop this host's progress rows (at start: nothing is in flight yet).
     pub fn clear_all_progress(&self) -> Result<()> {
         self.tx("clearing progress", |tx| {
-            tx.execute("DELETE FROM progress", [])?;
+            tx.execute(
+                "DELETE FROM progress WHERE file_id IN
+                   (SELECT f.id FROM files f JOIN roots r ON r.id = f.root_id WHERE r.host = ?1)",
+                [self.host()],
+            )?;
             Ok(())
         })
     }
@@ -51,11 +55,11 @@ impl Store {
                 "SELECT p.file_id, r.local, f.rel_path, p.sent, p.total, p.started_at, p.updated_at,
                    p.rate
                  FROM progress p JOIN files f ON f.id = p.file_id JOIN roots r ON r.id = f.root_id
-                 ORDER BY p.started_at",
+                 WHERE r.host = ?1 ORDER BY p.started_at",
             )
             .map_err(self.err("reading progress"))?;
         let rows = st
-            .query_map([], |r| {
+            .query_map([self.host()], |r| {
                 Ok(Progress {
                     file_id: r.get(0)?,
                     path: PathBuf::from(r.get::<_, String>(1)?).join(r.get::<_, String>(2)?),

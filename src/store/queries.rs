@@ -62,8 +62,10 @@ impl Store {
         args: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<FileRow>> {
         let conn = self.conn();
+        let host = self.host_sql();
         let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM files f JOIN roots r ON r.id = f.root_id {where_sql}"
+            "SELECT {FILE_COLUMNS} FROM files f JOIN roots r ON r.id = f.root_id AND r.host = {host} \
+             {where_sql}"
         );
         let mut st = conn.prepare(&sql).map_err(self.err(what))?;
         let rows = st
@@ -204,9 +206,12 @@ impl Store {
     pub fn code_known(&self, code: &str) -> Result<bool> {
         self.conn()
             .query_row(
-                "SELECT EXISTS(SELECT 1 FROM files WHERE file_code = ?1)
-                     OR EXISTS(SELECT 1 FROM history WHERE file_code = ?1)",
-                params![code],
+                "SELECT EXISTS(SELECT 1 FROM files f JOIN roots r ON r.id = f.root_id
+                               WHERE f.file_code = ?1 AND r.host = ?2)
+                     OR EXISTS(SELECT 1 FROM history h JOIN files f ON f.id = h.file_id
+                               JOIN roots r ON r.id = f.root_id
+                               WHERE h.file_code = ?1 AND r.host = ?2)",
+                params![code, self.host()],
                 |r| r.get(0),
             )
             .map_err(self.err("looking up a file code"))
@@ -288,10 +293,13 @@ impl Store {
     pub fn counts(&self) -> Result<Vec<(State, u64)>> {
         let conn = self.conn();
         let mut st = conn
-            .prepare("SELECT state, COUNT(*) FROM files GROUP BY state")
+            .prepare(
+                "SELECT f.state, COUNT(*) FROM files f JOIN roots r ON r.id = f.root_id
+                 WHERE r.host = ?1 GROUP BY f.state",
+            )
             .map_err(self.err("counting files"))?;
         let found: Vec<(String, i64)> = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([self.host()], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(|rows| rows.collect())
             .map_err(self.err("counting files"))?;
         Ok(State::ALL
@@ -311,9 +319,10 @@ impl Store {
     pub fn queued_due(&self, now: i64) -> Result<u64> {
         self.conn()
             .query_row(
-                "SELECT COUNT(*) FROM files WHERE state = 'queued'
-                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)",
-                [now],
+                "SELECT COUNT(*) FROM files f JOIN roots r ON r.id = f.root_id
+                 WHERE r.host = ?2 AND f.state = 'queued'
+                   AND (f.next_attempt_at IS NULL OR f.next_attempt_at <= ?1)",
+                params![now, self.host()],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n.max(0) as u64)
@@ -324,8 +333,9 @@ impl Store {
     pub fn next_retry_at(&self) -> Result<Option<i64>> {
         self.conn()
             .query_row(
-                "SELECT MIN(next_attempt_at) FROM files WHERE state = 'queued'",
-                [],
+                "SELECT MIN(f.next_attempt_at) FROM files f JOIN roots r ON r.id = f.root_id
+                 WHERE r.host = ?1 AND f.state = 'queued'",
+                [self.host()],
                 |r| r.get(0),
             )
             .map_err(self.err("reading the retry schedule"))

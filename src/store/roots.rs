@@ -1,4 +1,5 @@
-//! Sync roots: a local folder and the remote path it mirrors to.
+//! Sync roots: a local folder and the remote path it mirrors to, once per
+//! host it goes to; and the hosts the records belong to.
 
 use std::path::{Path, PathBuf};
 
@@ -16,8 +17,8 @@ impl Store {
             // stay where they are on the host).
             let old: Option<(i64, String)> = tx
                 .query_row(
-                    "SELECT id, remote FROM roots WHERE local = ?1",
-                    params![local_s],
+                    "SELECT id, remote FROM roots WHERE host = ?1 AND local = ?2",
+                    params![self.host(), local_s],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
@@ -27,13 +28,13 @@ impl Store {
                 tx.execute("DELETE FROM folders WHERE root_id = ?1", params![id])?;
             }
             tx.execute(
-                "INSERT INTO roots (local, remote) VALUES (?1, ?2)
-                 ON CONFLICT(local) DO UPDATE SET remote = excluded.remote",
-                params![local_s, remote],
+                "INSERT INTO roots (host, local, remote) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(host, local) DO UPDATE SET remote = excluded.remote",
+                params![self.host(), local_s, remote],
             )?;
             tx.query_row(
-                "SELECT id FROM roots WHERE local = ?1",
-                params![local_s],
+                "SELECT id FROM roots WHERE host = ?1 AND local = ?2",
+                params![self.host(), local_s],
                 |r| r.get(0),
             )
         })
@@ -42,10 +43,10 @@ impl Store {
     pub fn roots(&self) -> Result<Vec<RootRow>> {
         let conn = self.conn();
         let mut st = conn
-            .prepare("SELECT id, local, remote FROM roots ORDER BY id")
+            .prepare("SELECT id, local, remote FROM roots WHERE host = ?1 ORDER BY id")
             .map_err(self.err("listing roots"))?;
         let rows = st
-            .query_map([], |r| {
+            .query_map([self.host()], |r| {
                 Ok(RootRow {
                     id: r.get(0)?,
                     local: PathBuf::from(r.get::<_, String>(1)?),
@@ -102,6 +103,68 @@ impl Store {
                 params![root_id, dev as i64],
             )?;
             Ok(())
+        })
+    }
+
+    // ---- hosts ----
+
+    /// The hosts that have records here, with the API URL each was last
+    /// used with (None: recorded before URLs were).
+    pub fn known_hosts(&self) -> Result<Vec<(String, Option<String>)>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT n.host, h.url FROM (SELECT host FROM roots UNION SELECT name FROM hosts) n
+                 LEFT JOIN hosts h ON h.name = n.host ORDER BY n.host",
+            )
+            .map_err(self.err("listing hosts"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("listing hosts"))?;
+        Ok(rows)
+    }
+
+    /// Remember the API URL this host is used with.
+    pub fn note_host_url(&self, url: &str) -> Result<()> {
+        self.tx("recording a host", |tx| {
+            tx.execute(
+                "INSERT INTO hosts (name, url) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET url = excluded.url",
+                params![self.host(), url],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Give the records of host `from` to this host (a host renamed in the
+    /// config). Refused (false) if this host has records already.
+    pub fn take_over_host(&self, from: &str) -> Result<bool> {
+        self.tx("renaming a host", |tx| {
+            let mine: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM roots WHERE host = ?1)",
+                params![self.host()],
+                |r| r.get(0),
+            )?;
+            if mine {
+                return Ok(false);
+            }
+            for table in ["created_folders", "trash_folders", "host_meta"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE host = ?1"),
+                    params![self.host()],
+                )?;
+                tx.execute(
+                    &format!("UPDATE {table} SET host = ?2 WHERE host = ?1"),
+                    params![from, self.host()],
+                )?;
+            }
+            tx.execute(
+                "UPDATE roots SET host = ?2 WHERE host = ?1",
+                params![from, self.host()],
+            )?;
+            tx.execute("DELETE FROM hosts WHERE name = ?1", params![from])?;
+            Ok(true)
         })
     }
 }

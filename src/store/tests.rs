@@ -278,3 +278,78 @@ fn opening_beside_another_opener_never_fails() {
         }
     }
 }
+
+#[test]
+fn each_host_sees_only_its_own_records() {
+    let (_d, a) = open();
+    let b = a.for_host("b");
+    let ra = a.ensure_root(Path::new("/srv/a"), "A").unwrap();
+    let rb = b.ensure_root(Path::new("/srv/a"), "A").unwrap();
+    assert_ne!(ra, rb, "one root per host");
+    let fa = a.insert_file(ra, "x.mp4", stat(10, 5), 1).unwrap();
+    let fb = b.insert_file(rb, "x.mp4", stat(10, 5), 1).unwrap();
+    a.queue(fa, 2).unwrap();
+    b.queue(fb, 2).unwrap();
+    // Host a uploads; b's copy of the same file is untouched.
+    let claimed = a.claim_next(3, i64::MAX).unwrap().unwrap();
+    assert_eq!(claimed.id, fa);
+    assert!(a.claim_next(3, i64::MAX).unwrap().is_none());
+    a.begin_attempt(fa, 7, "x", 4).unwrap();
+    a.finish_uploaded(fa, "aaaaaaaaaaaa", 7, 5, "uploaded")
+        .unwrap();
+    assert_eq!(b.file(fb).unwrap().unwrap().state, State::Queued);
+    assert!(b.file(fa).unwrap().is_none(), "a's row is not b's");
+    assert_eq!(b.claim_next(6, i64::MAX).unwrap().unwrap().id, fb);
+    let count = |s: &Store, st: State| {
+        s.counts()
+            .unwrap()
+            .into_iter()
+            .find(|(x, _)| *x == st)
+            .unwrap()
+            .1
+    };
+    assert_eq!(count(&a, State::Uploaded), 1);
+    assert_eq!(count(&b, State::Uploaded), 0);
+    assert_eq!(count(&b, State::Uploading), 1);
+    assert!(a.code_known("aaaaaaaaaaaa").unwrap());
+    assert!(!b.code_known("aaaaaaaaaaaa").unwrap(), "codes are per host");
+    assert_eq!(a.by_inode(1, 5).unwrap().len(), 1);
+    // Facts about an account, folders vidsync created, trash folders.
+    a.set_key_ok(false).unwrap();
+    b.set_key_ok(true).unwrap();
+    assert_eq!(a.key_ok().unwrap(), Some(false));
+    assert_eq!(b.key_ok().unwrap(), Some(true));
+    a.note_created_folder(7).unwrap();
+    assert!(a.created_folder(7).unwrap());
+    assert!(!b.created_folder(7).unwrap());
+    a.set_trash_folder("Trash", 9).unwrap();
+    assert_eq!(b.trash_folder("Trash").unwrap(), None);
+    assert_eq!(a.roots().unwrap().len(), 1);
+    assert_eq!(b.roots().unwrap()[0].id, rb);
+}
+
+#[test]
+fn a_renamed_host_takes_over_the_records_of_the_old_name() {
+    let (_d, old) = open();
+    let r = old.ensure_root(Path::new("/srv/a"), "A").unwrap();
+    let f = old.insert_file(r, "x.mp4", stat(10, 5), 1).unwrap();
+    old.set_key_ok(true).unwrap();
+    old.note_created_folder(3).unwrap();
+    old.note_host_url("http://h").unwrap();
+    let new = old.for_host("main");
+    assert_eq!(
+        new.known_hosts().unwrap(),
+        vec![("default".to_string(), Some("http://h".to_string()))]
+    );
+    assert!(new.take_over_host("default").unwrap());
+    assert_eq!(new.file(f).unwrap().unwrap().rel_path, "x.mp4");
+    assert_eq!(new.key_ok().unwrap(), Some(true));
+    assert!(new.created_folder(3).unwrap());
+    assert!(old.file(f).unwrap().is_none());
+    assert_eq!(new.known_hosts().unwrap(), vec![("main".to_string(), None)]);
+    // A host with records of its own takes nothing over.
+    let other = old.for_host("other");
+    other.ensure_root(Path::new("/srv/b"), "B").unwrap();
+    assert!(!other.take_over_host("main").unwrap());
+    assert_eq!(new.roots().unwrap().len(), 1);
+}

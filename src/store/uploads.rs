@@ -87,11 +87,12 @@ impl Store {
         // scheduled by a clock that has since gone back: it is due now.
         let id: Option<i64> = tx
             .query_row(
-                "SELECT f.id FROM files f WHERE f.state = 'queued'
+                "SELECT f.id FROM files f JOIN roots r ON r.id = f.root_id
+                 WHERE r.host = ?3 AND f.state = 'queued'
                    AND (f.next_attempt_at IS NULL OR f.next_attempt_at <= ?1
                         OR f.next_attempt_at > ?2)
                  ORDER BY COALESCE(f.next_attempt_at, 0), f.id LIMIT 1",
-                params![now, horizon],
+                params![now, horizon, self.host()],
                 |r| r.get(0),
             )
             .optional()
