@@ -26,15 +26,49 @@ enum Finding {
     Upload(&'static str),
 }
 
-/// `vidsync adopt [--dry-run] [PATH CODE]`.
-pub async fn run(config: Config, dry_run: bool, choice: Option<(PathBuf, String)>) -> ExitCode {
-    let ctx = match Context::new(config) {
-        Ok((ctx, _hints)) => ctx,
+/// `vidsync adopt [--dry-run] [--host NAME] [PATH CODE]`: on every host,
+/// or the one named (a CODE belongs to one host: with several, name it).
+pub async fn run(
+    config: Config,
+    dry_run: bool,
+    choice: Option<(PathBuf, String)>,
+    host: Option<&str>,
+) -> ExitCode {
+    if choice.is_some() && host.is_none() && config.hosts.len() > 1 {
+        eprintln!("vidsync: a file code belongs to one host: say which with --host NAME");
+        return ExitCode::from(2);
+    }
+    if let Some(name) = host
+        && config.host(name).is_none()
+    {
+        eprintln!("vidsync: no host named {name:?} in the config");
+        return ExitCode::from(2);
+    }
+    let library = match Context::library(config) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("vidsync: {e}");
             return ExitCode::from(e.exit_code() as u8);
         }
     };
+    let several = library.len() > 1;
+    let mut worst = ExitCode::SUCCESS;
+    for (ctx, _hints) in library {
+        if host.is_some_and(|h| h != ctx.name()) {
+            continue;
+        }
+        if several {
+            println!("host {}:", ctx.name());
+        }
+        let code = run_host(ctx, dry_run, choice.clone()).await;
+        if code != ExitCode::SUCCESS {
+            worst = code;
+        }
+    }
+    worst
+}
+
+async fn run_host(ctx: Context, dry_run: bool, choice: Option<(PathBuf, String)>) -> ExitCode {
     if let Err(e) = ctx.host.check_key().await {
         eprintln!("vidsync: cannot use the host: {e}");
         return ExitCode::from(if e.class() == crate::api::ErrorClass::KeyRejected {

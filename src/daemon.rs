@@ -74,15 +74,30 @@ fn requeue_cut_uploads(ctx: &Context) -> Result<(), StoreError> {
 }
 
 /// What `run` and `scan` do first: take the database lock, open the store,
-/// requeue uploads a crash cut, check the key. The lock lives as long as
-/// the returned file.
-async fn prepare(config: Config) -> Result<(std::fs::File, Arc<Context>, Scanner), RunError> {
+/// and for each host: requeue uploads a crash cut, check the key. The lock
+/// lives as long as the returned file.
+async fn prepare(
+    config: Config,
+) -> Result<(std::fs::File, Vec<(Arc<Context>, Scanner)>), RunError> {
     let lock = crate::context::lock_database(&config.state.database)?;
     let settle = config.watch.settle;
-    let (ctx, hints) = Context::new(config)?;
-    recover(&ctx)?;
-    initial_key_check(&ctx).await?;
-    Ok((lock, Arc::new(ctx), Scanner::new(hints, settle)))
+    let library = Context::library(config)?;
+    let several = library.len() > 1;
+    let mut out = Vec::with_capacity(library.len());
+    for (ctx, hints) in library {
+        recover(&ctx)?;
+        match initial_key_check(&ctx).await {
+            // With several hosts, one whose key is rejected holds back only
+            // its own copies: the others go on, and its key is checked
+            // again by the key watch.
+            Err(RunError::KeyRejected(e)) if several => {
+                tracing::error!(host = ctx.name(), error = %e, "the host rejected the API key; its uploads wait until it accepts it");
+            }
+            r => r?,
+        }
+        out.push((Arc::new(ctx), Scanner::new(hints, settle)));
+    }
+    Ok((lock, out))
 }
 
 /// The daemon, until `stop` is cancelled. Returns Ok on a clean stop.
@@ -104,42 +119,59 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
         }
     };
     pinger.abort();
-    let (_lock, ctx, mut scanner) = prepared?;
+    let (_lock, hosts) = prepared?;
+    let ctxs: Vec<Arc<Context>> = hosts.iter().map(|(c, _)| c.clone()).collect();
+    let Some(first) = ctxs.first().cloned() else {
+        return Err(RunError::Setup("no host is configured".into()));
+    };
     let tasks = CancellationToken::new();
     let mut set = JoinSet::new();
-    if let Some(addr) = ctx.config.metrics.listen {
+    if let Some(addr) = first.config.metrics.listen {
         // Asked for and not possible (the port taken): say so at start
         // rather than run without what the user's monitoring expects.
         let listener = crate::exporter::bind(addr)
             .await
             .map_err(|e| RunError::Setup(format!("cannot listen for metrics on {addr}: {e}")))?;
-        set.spawn(crate::exporter::task(listener, ctx.clone(), tasks.clone()));
+        set.spawn(crate::exporter::task(
+            listener,
+            first.clone(),
+            tasks.clone(),
+        ));
     }
-    let (_watcher, polled) = crate::watch::start(&ctx);
-    scanner.poll(polled);
+    let (_watcher, polled) = crate::watch::start(&ctxs);
+    let mut hosts = hosts;
+    for (ctx, scanner) in &mut hosts {
+        scanner.poll(ctx, &polled);
+    }
     // Ready: the store is open and the first scan starts now. Not later:
     // uploads may take hours, and systemd would time the start out.
     crate::sdnotify::ready();
     // Progress (and the watchdog) before the first scan, which may be long.
-    set.spawn(crate::progress::task(ctx.clone(), tasks.clone()));
-    tokio::select! {
-        _ = scanner.scan_all(&ctx) => {}
-        _ = stop.cancelled() => {}
+    set.spawn(crate::progress::task(ctxs.clone(), tasks.clone()));
+    for (ctx, scanner) in &hosts {
+        tokio::select! {
+            _ = scanner.scan_all(ctx) => {}
+            _ = stop.cancelled() => {}
+        }
     }
-    for n in 0..ctx.config.upload.concurrency.get() {
-        set.spawn(crate::upload::worker(ctx.clone(), n, tasks.clone()));
+    for (ctx, scanner) in hosts {
+        for n in 0..ctx.config.upload.concurrency.get() {
+            set.spawn(crate::upload::worker(ctx.clone(), n, tasks.clone()));
+        }
+        set.spawn(scanner.run(ctx.clone(), tasks.clone()));
+        set.spawn(crate::fixup::task(ctx.clone(), tasks.clone()));
+        let watch_ctx = ctx.clone();
+        let watch_stop = tasks.clone();
+        set.spawn(async move {
+            let retry_min = watch_ctx.config.upload.retry_min;
+            watch_ctx.host.key_watch(retry_min, watch_stop).await
+        });
+        set.spawn(crate::reconcile::task(ctx.clone(), tasks.clone()));
     }
-    set.spawn(scanner.run(ctx.clone(), tasks.clone()));
-    set.spawn(crate::fixup::task(ctx.clone(), tasks.clone()));
-    let watch_ctx = ctx.clone();
-    let watch_stop = tasks.clone();
-    set.spawn(async move {
-        let retry_min = watch_ctx.config.upload.retry_min;
-        watch_ctx.host.key_watch(retry_min, watch_stop).await
-    });
-    set.spawn(crate::reconcile::task(ctx.clone(), tasks.clone()));
-    set.spawn(crate::notify::task(ctx.clone(), tasks.clone()));
-    tracing::info!(roots = ctx.roots.len(), "vidsync running");
+    // Notices are the library's, not a host's: one task sends them all.
+    set.spawn(crate::notify::task(first.clone(), tasks.clone()));
+    let roots: usize = ctxs.iter().map(|c| c.roots.len()).sum();
+    tracing::info!(roots, hosts = ctxs.len(), "vidsync running");
     stop.cancelled().await;
     tracing::info!("stopping");
     tasks.cancel();
@@ -150,14 +182,20 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
     })
     .await;
     set.abort_all();
-    requeue_cut_uploads(&ctx)?;
+    for ctx in &ctxs {
+        requeue_cut_uploads(ctx)?;
+    }
     Ok(())
 }
 
 /// Summary of a `scan` pass.
 #[derive(Debug, Clone, Default)]
 pub struct ScanSummary {
+    /// Files per state, summed over the hosts (a file going to two hosts
+    /// counts twice).
     pub counts: Vec<(State, u64)>,
+    /// The counts of each host, when there are several.
+    pub hosts: Vec<(String, Vec<(State, u64)>)>,
     pub failed: Vec<(PathBuf, String)>,
     /// Held back as not complete yet (holes, a container cut short, a
     /// writer): not uploaded by this scan.
@@ -166,17 +204,89 @@ pub struct ScanSummary {
     pub interrupted: bool,
 }
 
+impl ScanSummary {
+    /// Add one host's pass: with several hosts, each failure says where.
+    fn add(&mut self, host: &str, s: ScanSummary, several: bool) {
+        for (state, n) in &s.counts {
+            match self.counts.iter_mut().find(|(x, _)| x == state) {
+                Some((_, m)) => *m += n,
+                None => self.counts.push((*state, *n)),
+            }
+        }
+        let on = |e: String| {
+            if several {
+                format!("on {host}: {e}")
+            } else {
+                e
+            }
+        };
+        self.failed
+            .extend(s.failed.into_iter().map(|(p, e)| (p, on(e))));
+        for (p, why) in s.incomplete {
+            if !self.incomplete.iter().any(|(q, _)| *q == p) {
+                self.incomplete.push((p, why));
+            }
+        }
+        self.interrupted |= s.interrupted;
+        if several {
+            self.hosts.push((host.to_string(), s.counts));
+        }
+    }
+}
+
 /// One full pass: scan, wait for files to settle, upload every complete
-/// file, then return (or return early when `stop` is cancelled).
+/// file, then return (or return early when `stop` is cancelled). Each host
+/// makes its pass at the same time; one that fails (its key rejected, its
+/// account full) does not stop the others, and its error is returned once
+/// they are done.
 pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSummary, RunError> {
-    let (_lock, ctx, mut scanner) = prepare(config).await?;
+    let (_lock, hosts) = prepare(config).await?;
+    let several = hosts.len() > 1;
+    let passes = hosts
+        .into_iter()
+        .map(|(ctx, scanner)| scan_host(ctx, scanner, stop.clone()));
+    let results = futures_util::future::join_all(passes).await;
+    let mut total = ScanSummary::default();
+    let mut first_error = None;
+    for (name, r) in results {
+        match r {
+            Ok(s) => {
+                total.add(&name, s, several);
+            }
+            Err(e) => {
+                tracing::error!(host = %name, error = %e, "scan failed for this host");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
+}
+
+/// One host's part of `scan`.
+async fn scan_host(
+    ctx: Arc<Context>,
+    mut scanner: Scanner,
+    stop: CancellationToken,
+) -> (String, Result<ScanSummary, RunError>) {
+    let name = ctx.name().to_string();
+    (name, scan_host_inner(ctx, &mut scanner, stop).await)
+}
+
+async fn scan_host_inner(
+    ctx: Arc<Context>,
+    scanner: &mut Scanner,
+    stop: CancellationToken,
+) -> Result<ScanSummary, RunError> {
     ctx.renames.set_hold(false);
     let tasks = CancellationToken::new();
     let mut set = JoinSet::new();
     for n in 0..ctx.config.upload.concurrency.get() {
         set.spawn(crate::upload::worker(ctx.clone(), n, tasks.clone()));
     }
-    set.spawn(crate::progress::task(ctx.clone(), tasks.clone()));
+    set.spawn(crate::progress::task(vec![ctx.clone()], tasks.clone()));
     let tick = crate::scan::scanner::scan_tick(&ctx);
     // One walk of each root; then only the files settling are looked at
     // again (a large library is not walked on every tick until the last
@@ -259,6 +369,7 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
         failed,
         incomplete,
         interrupted,
+        hosts: Vec::new(),
     })
 }
 
@@ -266,14 +377,17 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
 pub async fn reconcile_once(
     config: Config,
     force: bool,
-) -> Result<crate::reconcile::Report, RunError> {
-    let (ctx, _hints) = Context::new(config)?;
-    initial_key_check(&ctx).await?;
-    let report = crate::reconcile::pass(&ctx, force, true)
-        .await
-        .map_err(|e| RunError::Setup(e.to_string()))?;
-    if let Err(e) = crate::reconcile::poll_encodings(&ctx).await {
-        tracing::warn!(error = %e, "encoding poll failed");
+) -> Result<Vec<(String, crate::reconcile::Report)>, RunError> {
+    let mut reports = Vec::new();
+    for (ctx, _hints) in Context::library(config)? {
+        initial_key_check(&ctx).await?;
+        let report = crate::reconcile::pass(&ctx, force, true)
+            .await
+            .map_err(|e| RunError::Setup(format!("{}: {e}", ctx.name())))?;
+        if let Err(e) = crate::reconcile::poll_encodings(&ctx).await {
+            tracing::warn!(host = ctx.name(), error = %e, "encoding poll failed");
+        }
+        reports.push((ctx.name().to_string(), report));
     }
-    Ok(report)
+    Ok(reports)
 }

@@ -42,7 +42,22 @@ enum Command {
         state: Option<String>,
     },
     /// Put failed files (all, or those named) back in the queue
-    Retry { paths: Vec<PathBuf> },
+    Retry {
+        /// Only on this host (a name of a [[host]] table)
+        #[arg(long)]
+        host: Option<String>,
+        paths: Vec<PathBuf>,
+    },
+    /// Each file's code and watch link on each host
+    Links {
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+        /// Only this host (a name of a [[host]] table)
+        #[arg(long)]
+        host: Option<String>,
+    },
     /// Validate the config, check the key, print the account
     Check,
     /// One reconcile pass now (deleted, DMCA, audit, encodings); prints what changed
@@ -56,6 +71,9 @@ enum Command {
         /// Only list what would be adopted, what is ambiguous and what would be uploaded
         #[arg(long)]
         dry_run: bool,
+        /// Only this host (a name of a [[host]] table); needed with PATH CODE when there are several
+        #[arg(long)]
+        host: Option<String>,
         /// Settle an ambiguous file: this local file's copy is CODE
         #[arg(requires = "code")]
         path: Option<PathBuf>,
@@ -160,12 +178,24 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             };
             Ok(vidsync::report::list(&config, *json, state))
         }
-        Command::Retry { paths } => {
+        Command::Retry { paths, host } => {
             let config = load(&cli)?;
-            Ok(vidsync::report::retry(&config, paths))
+            Ok(vidsync::report::retry(&config, paths, host.as_deref()))
+        }
+        Command::Links { json, csv, host } => {
+            let config = load(&cli)?;
+            let format = if *json {
+                vidsync::report::LinkFormat::Json
+            } else if *csv {
+                vidsync::report::LinkFormat::Csv
+            } else {
+                vidsync::report::LinkFormat::Text
+            };
+            Ok(vidsync::report::links(&config, format, host.as_deref()))
         }
         Command::Adopt {
             dry_run,
+            host,
             path,
             code,
         } => {
@@ -173,7 +203,12 @@ fn real_main(cli: Cli) -> Result<ExitCode, ExitCode> {
             vidsync::service::init_logging(&config.log, true);
             let rt = runtime()?;
             let choice = path.clone().zip(code.clone());
-            Ok(rt.block_on(vidsync::adopt::run(config, *dry_run, choice)))
+            Ok(rt.block_on(vidsync::adopt::run(
+                config,
+                *dry_run,
+                choice,
+                host.as_deref(),
+            )))
         }
         Command::NotifyTest => {
             let config = load(&cli)?;

@@ -12,7 +12,10 @@ use crate::context::Context;
 
 /// Writes upload progress to the store once a second (a bounded rate, so
 /// `status` can show it without slowing uploads).
-pub async fn task(ctx: Arc<Context>, stop: CancellationToken) {
+pub async fn task(ctxs: Vec<Arc<Context>>, stop: CancellationToken) {
+    let Some(first) = ctxs.first().cloned() else {
+        return;
+    };
     let mut t = tokio::time::interval(Duration::from_secs(1));
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // The systemd STATUS= line: every 3 s, sent only when it changed.
@@ -21,19 +24,25 @@ pub async fn task(ctx: Arc<Context>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = t.tick() => ctx.progress.flush(&ctx.store, now_ms()),
+            _ = t.tick() => {
+                for ctx in &ctxs {
+                    ctx.progress.flush(&ctx.store, now_ms());
+                }
+            }
         }
         // WATCHDOG=1 every second while the scanner loop is alive. A scan
         // pass may legitimately wait on the host (paced calls, timeouts), so
         // the loop counts as hung only after `context::HUNG_AFTER` without a beat;
         // then the pings stop and systemd (WatchdogSec=) restarts us.
-        if ctx.heartbeat.alive() {
+        // The hosts share one heartbeat.
+        if first.heartbeat.alive() {
             crate::sdnotify::watchdog();
         }
         if n.is_multiple_of(3)
-            && let Ok(counts) = ctx.store.counts()
+            && let Some(counts) = summed_counts(&ctxs)
         {
-            let line = crate::sdnotify::status_line(&counts, ctx.host.account.key_ok());
+            let key_ok = ctxs.iter().all(|c| c.host.account.key_ok());
+            let line = crate::sdnotify::status_line(&counts, key_ok);
             if line != last_status {
                 crate::sdnotify::status(&line);
                 last_status = line;
@@ -41,4 +50,19 @@ pub async fn task(ctx: Arc<Context>, stop: CancellationToken) {
         }
         n = n.wrapping_add(1);
     }
+}
+
+/// Files per state over every host (a file going to two hosts counts
+/// twice), for the one STATUS= line systemd shows.
+fn summed_counts(ctxs: &[Arc<Context>]) -> Option<Vec<(crate::store::State, u64)>> {
+    let mut total: Vec<(crate::store::State, u64)> = Vec::new();
+    for ctx in ctxs {
+        for (state, n) in ctx.store.counts().ok()? {
+            match total.iter_mut().find(|(s, _)| *s == state) {
+                Some((_, m)) => *m += n,
+                None => total.push((state, n)),
+            }
+        }
+    }
+    Some(total)
 }

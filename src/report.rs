@@ -1,4 +1,5 @@
-//! The read-only commands over the store: `status`, `list`, and `retry`.
+//! The read-only commands over the store: `status`, `list`, `links` and
+//! `retry`.
 //! They open the database beside a running daemon (WAL allows it).
 
 use std::path::PathBuf;
@@ -17,10 +18,34 @@ fn open(config: &Config) -> Result<Store, ExitCode> {
     })
 }
 
-/// One `list --json` entry. The first eight keys are the stable interface
-/// of PRODUCT.md; others may be added, never removed or renamed.
-pub fn file_json(f: &FileRow) -> Value {
+/// The store seen from each configured host (or only the one named), in
+/// config order.
+fn host_views(config: &Config, only: Option<&str>) -> Result<Vec<Store>, ExitCode> {
+    if let Some(name) = only
+        && config.host(name).is_none()
+    {
+        let names: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
+        eprintln!(
+            "vidsync: no host named {name:?} in the config (hosts: {})",
+            names.join(", ")
+        );
+        return Err(ExitCode::from(2));
+    }
+    let base = open(config)?;
+    Ok(config
+        .hosts
+        .iter()
+        .filter(|h| only.is_none_or(|n| n == h.name))
+        .map(|h| base.for_host(&h.name))
+        .collect())
+}
+
+/// One `list --json` entry: one per file and host. The first eight keys
+/// are the stable interface of PRODUCT.md; others may be added, never
+/// removed or renamed.
+pub fn file_json(host: &str, f: &FileRow) -> Value {
     json!({
+        "host": host,
         "path": f.path().to_string_lossy(),
         "sync": f.root.to_string_lossy(),
         "state": f.state.as_str(),
@@ -42,24 +67,35 @@ pub fn file_json(f: &FileRow) -> Value {
 
 /// `vidsync list`.
 pub fn list(config: &Config, as_json: bool, state: Option<State>) -> ExitCode {
-    let store = match open(config) {
-        Ok(s) => s,
+    let views = match host_views(config, None) {
+        Ok(v) => v,
         Err(c) => return c,
     };
-    let rows = match store.list(state) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("vidsync: {e}");
-            return ExitCode::from(1);
+    let mut rows = Vec::new();
+    for store in &views {
+        match store.list(state) {
+            Ok(r) => rows.extend(r.into_iter().map(|f| (store.host().to_string(), f))),
+            Err(e) => {
+                eprintln!("vidsync: {e}");
+                return ExitCode::from(1);
+            }
         }
-    };
+    }
+    // By path, then host in config order: a file's copies stand together.
+    rows.sort_by_key(|r| r.1.path());
+    let several = views.len() > 1;
     if as_json {
-        let arr: Vec<Value> = rows.iter().map(file_json).collect();
+        let arr: Vec<Value> = rows.iter().map(|(h, f)| file_json(h, f)).collect();
         println!("{}", Value::Array(arr));
     } else {
-        for f in &rows {
+        for (host, f) in &rows {
             println!(
-                "{:<15} {:<13} {}{}",
+                "{}{:<15} {:<13} {}{}",
+                if several {
+                    format!("{host:<12} ")
+                } else {
+                    String::new()
+                },
                 f.state.as_str(),
                 f.file_code.as_deref().unwrap_or("-"),
                 f.path().display(),
@@ -73,8 +109,104 @@ pub fn list(config: &Config, as_json: bool, state: Option<State>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The status report as JSON (also the source of the human table).
+/// The status report as JSON (also the source of the human table): the
+/// keys of one host at the top (summed over the hosts where there are
+/// several), and each host's own under `hosts`.
+pub fn status_of(views: &[Store]) -> Result<Value, crate::store::StoreError> {
+    let mut hosts = Vec::with_capacity(views.len());
+    for store in views {
+        let mut v = host_status_json(store)?;
+        v["name"] = json!(store.host());
+        hosts.push(v);
+    }
+    let mut top = match hosts.as_slice() {
+        [] => json!({}),
+        [one] => one.clone(),
+        several => merged(several),
+    };
+    if let Some(obj) = top.as_object_mut() {
+        obj.remove("name");
+        if let Some(first) = views.first() {
+            obj.insert("notify".into(), notify_json(first)?);
+        }
+        obj.insert("hosts".into(), Value::Array(hosts));
+    }
+    Ok(top)
+}
+
+/// The status of a library with one host (the store's).
 pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
+    status_of(std::slice::from_ref(store))
+}
+
+/// The library's status from its hosts': counts, queue and uploads added
+/// up, the key ok only if every host's is, the latest error of any.
+fn merged(hosts: &[Value]) -> Value {
+    let mut top = hosts[0].clone();
+    let mut counts = serde_json::Map::new();
+    for s in State::ALL {
+        let n: u64 = hosts
+            .iter()
+            .map(|h| h["counts"][s.as_str()].as_u64().unwrap_or(0))
+            .sum();
+        counts.insert(s.as_str().into(), json!(n));
+    }
+    top["counts"] = Value::Object(counts);
+    let sum = |k: &str| {
+        hosts
+            .iter()
+            .map(|h| h[k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    top["queue"] = json!(sum("queue"));
+    top["incomplete_count"] = json!(
+        hosts
+            .iter()
+            .map(|h| h["incomplete_count"].as_u64().unwrap_or(0))
+            .max()
+    );
+    top["encoding_stuck"] = json!(sum("encoding_stuck"));
+    let concat = |k: &str| {
+        Value::Array(
+            hosts
+                .iter()
+                .flat_map(|h| h[k].as_array().cloned().unwrap_or_default())
+                .collect(),
+        )
+    };
+    top["uploading"] = concat("uploading");
+    top["encoding"] = concat("encoding");
+    let keys: Vec<Option<bool>> = hosts.iter().map(|h| h["key_ok"].as_bool()).collect();
+    top["key_ok"] = if keys.contains(&Some(false)) {
+        json!(false)
+    } else if keys.iter().all(|k| *k == Some(true)) {
+        json!(true)
+    } else {
+        Value::Null
+    };
+    top["next_retry_in_ms"] = json!(
+        hosts
+            .iter()
+            .filter_map(|h| h["next_retry_in_ms"].as_i64())
+            .min()
+    );
+    if let Some(latest) = hosts
+        .iter()
+        .filter(|h| h["last_error_at"].is_i64())
+        .max_by_key(|h| h["last_error_at"].as_i64())
+    {
+        let host = latest["name"].as_str().unwrap_or("?");
+        top["last_error"] = json!(format!(
+            "{host}: {}",
+            latest["last_error"].as_str().unwrap_or("?")
+        ));
+        top["last_error_at"] = latest["last_error_at"].clone();
+    }
+    top
+}
+
+/// One host's status.
+fn host_status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
     let counts = store.counts()?;
     let now = now_ms();
     let inflight: Vec<Value> = store
@@ -89,6 +221,10 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
             })
         })
         .collect();
+    let rate: u64 = inflight
+        .iter()
+        .map(|u| u["rate"].as_u64().unwrap_or(0))
+        .sum();
     let mut count_map = serde_json::Map::new();
     for (s, n) in &counts {
         count_map.insert(s.as_str().to_string(), json!(n));
@@ -153,7 +289,7 @@ pub fn status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         "paused": paused,
         "incomplete_count": held.len(),
         "incomplete": incomplete,
-        "notify": notify_json(store)?,
+        "rate": rate,
     }))
 }
 
@@ -180,11 +316,11 @@ fn notify_json(store: &Store) -> Result<Value, crate::store::StoreError> {
 
 /// `vidsync status`.
 pub fn status(config: &Config, as_json: bool) -> ExitCode {
-    let store = match open(config) {
-        Ok(s) => s,
+    let views = match host_views(config, None) {
+        Ok(v) => v,
         Err(c) => return c,
     };
-    let v = match status_json(&store) {
+    let v = match status_of(&views) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("vidsync: {e}");
@@ -268,6 +404,38 @@ pub fn status(config: &Config, as_json: bool) -> ExitCode {
             println!("notify {label}: ok ({pending} pending, {gave_up} given up)");
         }
     }
+    let hosts = v["hosts"].as_array().cloned().unwrap_or_default();
+    if hosts.len() > 1 {
+        for h in &hosts {
+            let show = |k: &str| match &h[k] {
+                Value::Null => "-".to_string(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let c = &h["counts"];
+            println!(
+                "host {}: key works: {}  storage left: {}  uploaded: {}  queue: {}  uploading: {} ({:.1} MiB/s)  failed: {}",
+                show("name"),
+                show("key_ok"),
+                show("storage_left"),
+                c["uploaded"].as_u64().unwrap_or(0),
+                show("queue"),
+                h["uploading"].as_array().map_or(0, |a| a.len()),
+                h["rate"].as_u64().unwrap_or(0) as f64 / 1048576.0,
+                c["failed"].as_u64().unwrap_or(0),
+            );
+            if let Some(reason) = h["paused"]["reason"].as_str() {
+                println!("  paused: {reason}");
+            }
+            if h["last_error_at"].is_i64() {
+                println!(
+                    "  last error: {} s ago: {}",
+                    (now_ms() - h["last_error_at"].as_i64().unwrap_or(0)) / 1000,
+                    show("last_error")
+                );
+            }
+        }
+    }
     let lr = &v["last_reconcile"];
     if lr.is_null() {
         println!("last reconcile: -");
@@ -292,10 +460,11 @@ pub fn status(config: &Config, as_json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `vidsync retry [PATH...]`.
-pub fn retry(config: &Config, paths: &[PathBuf]) -> ExitCode {
-    let store = match open(config) {
-        Ok(s) => s,
+/// `vidsync retry [--host NAME] [PATH...]`: on every host, or only the
+/// one named.
+pub fn retry(config: &Config, paths: &[PathBuf], host: Option<&str>) -> ExitCode {
+    let views = match host_views(config, host) {
+        Ok(v) => v,
         Err(c) => return c,
     };
     let abs: Vec<PathBuf> = paths
@@ -307,15 +476,19 @@ pub fn retry(config: &Config, paths: &[PathBuf]) -> ExitCode {
         })
         .collect();
     // Named files held back as incomplete are uploaded anyway.
-    let forced = if abs.is_empty() {
-        Ok(0)
-    } else {
-        store.force_upload(&abs, now_ms())
+    let once = |store: &Store| -> Result<(usize, usize), crate::store::StoreError> {
+        let forced = if abs.is_empty() {
+            0
+        } else {
+            store.force_upload(&abs, now_ms())?
+        };
+        Ok((store.retry_failed(&abs, now_ms())?, forced))
     };
-    match store
-        .retry_failed(&abs, now_ms())
-        .and_then(|n| Ok((n, forced?)))
-    {
+    let mut total = Ok((0, 0));
+    for store in &views {
+        total = total.and_then(|(n, f)| once(store).map(|(n2, f2)| (n + n2, f + f2)));
+    }
+    match total {
         Ok((n, forced)) => {
             println!("{n} file{} queued again", if n == 1 { "" } else { "s" });
             if forced > 0 {
@@ -334,5 +507,94 @@ pub fn retry(config: &Config, paths: &[PathBuf]) -> ExitCode {
             eprintln!("vidsync: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// How `vidsync links` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkFormat {
+    Text,
+    Json,
+    Csv,
+}
+
+/// A file's watch link on a host: `<url>/<code>`, the page every
+/// XVideoSharing host serves for a file (file/list's `link` has this form).
+pub fn watch_link(api_url: &url::Url, f: &FileRow) -> Option<String> {
+    let code = f.file_code.as_deref()?;
+    Some(format!("{}/{code}", api_url.as_str().trim_end_matches('/')))
+}
+
+/// `vidsync links [--json|--csv] [--host NAME]`: for each local file, its
+/// code and watch link on each host it is up on (files deleted locally,
+/// and copies the host deleted, are left out).
+pub fn links(config: &Config, format: LinkFormat, host: Option<&str>) -> ExitCode {
+    let views = match host_views(config, host) {
+        Ok(v) => v,
+        Err(c) => return c,
+    };
+    let mut rows: Vec<(String, PathBuf, String, String)> = Vec::new();
+    for store in &views {
+        let Some(entry) = config.host(store.host()) else {
+            continue;
+        };
+        let files = match store.list(Some(State::Uploaded)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("vidsync: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        for f in files {
+            if let (Some(code), Some(link)) = (f.file_code.clone(), watch_link(&entry.api.url, &f))
+            {
+                rows.push((store.host().to_string(), f.path(), code, link));
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.1.cmp(&b.1));
+    match format {
+        LinkFormat::Json => {
+            // One entry per file, its copies by host.
+            let mut out: Vec<Value> = Vec::new();
+            for (host, path, code, link) in &rows {
+                let p = path.to_string_lossy();
+                if out.last().is_none_or(|v| v["path"] != *p) {
+                    out.push(json!({"path": p, "hosts": {}}));
+                }
+                if let Some(last) = out.last_mut() {
+                    last["hosts"][host] = json!({"file_code": code, "link": link});
+                }
+            }
+            println!("{}", Value::Array(out));
+        }
+        LinkFormat::Csv => {
+            println!("path,host,file_code,link");
+            for (host, path, code, link) in &rows {
+                println!(
+                    "{},{},{},{}",
+                    csv_field(&path.to_string_lossy()),
+                    csv_field(host),
+                    csv_field(code),
+                    csv_field(link)
+                );
+            }
+        }
+        LinkFormat::Text => {
+            for (host, path, code, link) in &rows {
+                println!("{:<12} {code:<13} {link}  {}", host, path.display());
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a
+/// line break, quotes doubled.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
     }
 }

@@ -388,19 +388,55 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-/// `vidsync check`: the config is valid (we got here), then the key.
+/// `vidsync check`: the config is valid (we got here), then each host's key.
+/// The exit code is the worst of the hosts': 3 if a key is rejected, 1 if a
+/// host cannot be reached.
 pub async fn check(config: &Config) -> ExitCode {
-    println!(
-        "config: ok ({} sync entr{}, key from {})",
-        config.syncs.len(),
-        if config.syncs.len() == 1 { "y" } else { "ies" },
-        config.key_source
-    );
-    let client = match Client::new(&config.api) {
+    let several = config.hosts.len() > 1;
+    if several {
+        println!(
+            "config: ok ({} sync entr{}, {} hosts)",
+            config.syncs.len(),
+            if config.syncs.len() == 1 { "y" } else { "ies" },
+            config.hosts.len()
+        );
+    } else {
+        println!(
+            "config: ok ({} sync entr{}, key from {})",
+            config.syncs.len(),
+            if config.syncs.len() == 1 { "y" } else { "ies" },
+            config.key_source
+        );
+    }
+    let mut worst = 0u8;
+    for h in &config.hosts {
+        if several {
+            println!("host {} (key from {}):", h.name, h.key_source);
+        }
+        let code = check_host(
+            h,
+            if several {
+                format!("{}: ", h.name)
+            } else {
+                String::new()
+            },
+        )
+        .await;
+        // 3 (the key) outranks 1 (unreachable).
+        if code == 3 || (code == 1 && worst == 0) {
+            worst = code;
+        }
+    }
+    ExitCode::from(worst)
+}
+
+/// One host of `check`: its account, or why not; the exit code.
+async fn check_host(h: &crate::config::HostEntry, label: String) -> u8 {
+    let client = match Client::new(&h.api) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("vidsync: {e}");
-            return ExitCode::from(1);
+            eprintln!("vidsync: {label}{e}");
+            return 1;
         }
     };
     match client.account_info().await {
@@ -413,7 +449,7 @@ pub async fn check(config: &Config) -> ExitCode {
                 StorageLeft::Bytes(b) => human_bytes(b.unsigned_abs()),
                 StorageLeft::Unlimited => "unlimited".into(),
             };
-            println!("host: {}", config.api.url);
+            println!("host: {}", h.api.url);
             println!(
                 "account: {} ({})",
                 info.login,
@@ -427,15 +463,15 @@ pub async fn check(config: &Config) -> ExitCode {
                 info.storage_used
             );
             println!("storage left: {left}");
-            ExitCode::SUCCESS
+            0
         }
         Err(e) if e.class() == ErrorClass::KeyRejected => {
-            eprintln!("vidsync: {e}; the key came from {}", config.key_source);
-            ExitCode::from(3)
+            eprintln!("vidsync: {label}{e}; the key came from {}", h.key_source);
+            3
         }
         Err(e) => {
-            eprintln!("vidsync: cannot reach the host: {e}");
-            ExitCode::from(1)
+            eprintln!("vidsync: {label}cannot reach the host: {e}");
+            1
         }
     }
 }
@@ -443,7 +479,29 @@ pub async fn check(config: &Config) -> ExitCode {
 /// `vidsync reconcile [--force]`.
 pub async fn reconcile(config: Config, force: bool) -> ExitCode {
     match daemon::reconcile_once(config, force).await {
-        Ok(r) => {
+        Ok(reports) => {
+            let several = reports.len() > 1;
+            let mut blocked = false;
+            for (host, r) in &reports {
+                if several {
+                    println!("host {host}:");
+                }
+                print_reconcile(r);
+                blocked |= r.blocked;
+            }
+            if blocked {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => exit_for(&e),
+    }
+}
+
+fn print_reconcile(r: &crate::reconcile::Report) {
+    {
+        {
             println!("reconcile (window {} h): {}", r.window_hours, r.summary());
             for c in &r.deleted {
                 println!(
@@ -458,12 +516,6 @@ pub async fn reconcile(config: Config, force: bool) -> ExitCode {
             for c in &r.dmca {
                 println!("DMCA deletion scheduled: {c}");
             }
-            if r.blocked {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
         }
-        Err(e) => exit_for(&e),
     }
 }

@@ -101,13 +101,25 @@ fn is_watch_limit(e: &notify::Error) -> bool {
     }
 }
 
-/// Start watching every root; events become hints for the scanner. Returns
-/// the watcher (keep it alive for as long as events are wanted) and the
-/// roots to poll instead (they could not be watched).
-pub fn start(ctx: &Context) -> (Option<notify::RecommendedWatcher>, HashSet<i64>) {
-    let mode = ctx.config.watch.mode;
-    let interval = ctx.config.watch.poll_interval;
-    let all: HashSet<i64> = ctx.roots.iter().map(|r| r.id).collect();
+/// Start watching the sync folders of every host (each folder once, however
+/// many hosts it goes to); events become hints for each host's scanner.
+/// Returns the watcher (keep it alive for as long as events are wanted) and
+/// the folders to poll instead (they could not be watched).
+pub fn start(
+    ctxs: &[std::sync::Arc<Context>],
+) -> (Option<notify::RecommendedWatcher>, HashSet<PathBuf>) {
+    let Some(first) = ctxs.first() else {
+        return (None, HashSet::new());
+    };
+    let mode = first.config.watch.mode;
+    let interval = first.config.watch.poll_interval;
+    let mut roots: Vec<PathBuf> = Vec::new();
+    for r in ctxs.iter().flat_map(|c| c.roots.iter()) {
+        if !roots.contains(&r.entry.local) {
+            roots.push(r.entry.local.clone());
+        }
+    }
+    let all: HashSet<PathBuf> = roots.iter().cloned().collect();
     let poll_all = |why: &str| {
         tracing::info!(reason = why, interval = ?interval, "polling every sync folder");
         (None, all.clone())
@@ -115,29 +127,23 @@ pub fn start(ctx: &Context) -> (Option<notify::RecommendedWatcher>, HashSet<i64>
     if mode == WatchMode::Poll {
         return poll_all("watch.mode = \"poll\"");
     }
-    let roots: Vec<(i64, PathBuf)> = ctx
-        .roots
-        .iter()
-        .map(|r| (r.id, r.entry.local.clone()))
-        .collect();
-    let hints = ctx.hints.clone();
+    let hints = Fan(ctxs.iter().map(|c| c.hints.clone()).collect());
+    let watched = roots.clone();
     // Roots already reported as polled (the warning is given once).
-    let mut polled: HashSet<i64> = HashSet::new();
+    let mut polled: HashSet<PathBuf> = HashSet::new();
     let mut throttle = Throttle::default();
     let handler = move |res: notify::Result<notify::Event>| match res {
         Ok(ev) => convert(&ev, &hints, &mut throttle, Instant::now()),
         // A directory created later could not be watched: the limit was
         // reached while running. Its root is polled from now on.
         Err(e) if is_watch_limit(&e) => {
-            let hit: Vec<i64> = roots
+            let hit: Vec<PathBuf> = watched
                 .iter()
-                .filter(|(_, local)| {
-                    e.paths.is_empty() || e.paths.iter().any(|x| x.starts_with(local))
-                })
-                .map(|(id, _)| *id)
+                .filter(|local| e.paths.is_empty() || e.paths.iter().any(|x| x.starts_with(local)))
+                .cloned()
                 .collect();
-            for (id, local) in roots.iter().filter(|(id, _)| hit.contains(id)) {
-                if polled.insert(*id) {
+            for local in &hit {
+                if polled.insert(local.clone()) {
                     tracing::warn!(
                         root = %local.display(),
                         "too many inotify watches: raise the sysctl fs.inotify.max_user_watches (now {}); polling this folder instead",
@@ -161,34 +167,61 @@ pub fn start(ctx: &Context) -> (Option<notify::RecommendedWatcher>, HashSet<i64>
         }
     };
     let mut poll = HashSet::new();
-    for root in &ctx.roots {
+    for local in &roots {
         if mode == WatchMode::Auto
-            && let Some(fs) = network_fs(&root.entry.local)
+            && let Some(fs) = network_fs(local)
         {
             tracing::info!(
-                root = %root.entry.local.display(),
+                root = %local.display(),
                 filesystem = %fs,
                 interval = ?interval,
                 "sync folder is on a network filesystem: changes made on other machines send no inotify events; polling it"
             );
-            poll.insert(root.id);
+            poll.insert(local.clone());
             continue;
         }
-        if let Err(e) = watcher.watch(&root.entry.local, RecursiveMode::Recursive) {
+        if let Err(e) = watcher.watch(local, RecursiveMode::Recursive) {
             if is_watch_limit(&e) {
                 tracing::warn!(
-                    root = %root.entry.local.display(),
+                    root = %local.display(),
                     max_user_watches = %max_user_watches(),
                     "too many inotify watches: raise the sysctl fs.inotify.max_user_watches (now {}); polling this folder instead",
                     max_user_watches()
                 );
             } else {
-                tracing::warn!(root = %root.entry.local.display(), error = %e, "cannot watch; polling this folder instead");
+                tracing::warn!(root = %local.display(), error = %e, "cannot watch; polling this folder instead");
             }
-            poll.insert(root.id);
+            poll.insert(local.clone());
         }
     }
     (Some(watcher), poll)
+}
+
+/// Every host's scanner hears every event: each one decides for its own
+/// roots.
+struct Fan(Vec<HintSender>);
+
+/// Where converted events go: one scanner's channel, or every host's.
+trait Sink {
+    fn send(&self, hint: Hint);
+}
+
+impl Sink for HintSender {
+    fn send(&self, hint: Hint) {
+        HintSender::send(self, hint)
+    }
+}
+
+impl Sink for Fan {
+    fn send(&self, hint: Hint) {
+        if let [one] = self.0.as_slice() {
+            one.send(hint);
+            return;
+        }
+        for h in &self.0 {
+            h.send(hint.clone());
+        }
+    }
 }
 
 /// How often a file being written is reported again: inotify sends an
@@ -230,7 +263,7 @@ impl Throttle {
 /// One inotify event -> hints. Content events concern one file (a targeted
 /// pass); a rename or removal is looked at by the scanner (one file renamed
 /// into place, or the tree changed); anything else changes the tree.
-fn convert(ev: &notify::Event, hints: &HintSender, throttle: &mut Throttle, now: Instant) {
+fn convert(ev: &notify::Event, hints: &impl Sink, throttle: &mut Throttle, now: Instant) {
     if ev.need_rescan() {
         hints.send(Hint::Overflow);
         return;

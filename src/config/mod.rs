@@ -65,9 +65,13 @@ use self::values::{
 /// checked, the key loaded from whichever source provides it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// The first host's (the only one of a config with `[api]`).
     pub api: ApiConfig,
     /// Where the API key came from, for `check` and for log lines (never the key).
     pub key_source: KeySource,
+    /// Every host, in config order: the `[[host]]` tables, or `[api]` as
+    /// the one host named `default`. Never empty.
+    pub hosts: Vec<HostEntry>,
     pub state: StateConfig,
     pub watch: WatchConfig,
     pub upload: UploadConfig,
@@ -82,6 +86,42 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
+/// One video host of the library: a `[[host]]` table (or `[api]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostEntry {
+    pub name: String,
+    pub api: ApiConfig,
+    pub key_source: KeySource,
+    /// Copy files already on this other host with upload/url instead of
+    /// sending the bytes again.
+    pub copy_from: Option<String>,
+}
+
+impl Config {
+    /// The host named `name`.
+    pub fn host(&self, name: &str) -> Option<&HostEntry> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The config as one host sees it: that host's settings as `api`, and
+    /// only the syncs that go to it.
+    pub fn for_host(&self, name: &str) -> Option<Config> {
+        let mut entry = self.host(name)?.clone();
+        let mut c = self.clone();
+        // `api` is the first host's: a change made to it (tests, `demo`)
+        // is that host's.
+        if self.hosts.first().is_some_and(|h| h.name == name) {
+            entry.api = self.api.clone();
+            entry.key_source = self.key_source.clone();
+        }
+        c.api = entry.api.clone();
+        c.key_source = entry.key_source.clone();
+        c.syncs.retain(|s| s.hosts.iter().any(|h| h == name));
+        c.hosts = vec![entry];
+        Some(c)
+    }
+}
+
 /// Which of the key's sources was used, in precedence order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
@@ -93,6 +133,8 @@ pub enum KeySource {
     Credentials(PathBuf),
     /// The `VIDSYNC_API_KEY` environment variable.
     Env,
+    /// A `[[host]]`'s environment variable, `VIDSYNC_<NAME>_API_KEY`.
+    HostEnv(String),
 }
 
 impl fmt::Display for KeySource {
@@ -102,6 +144,7 @@ impl fmt::Display for KeySource {
             KeySource::KeyFile(p) => write!(f, "api.key_file {}", p.display()),
             KeySource::Credentials(p) => write!(f, "credential {}", p.display()),
             KeySource::Env => f.write_str("$VIDSYNC_API_KEY"),
+            KeySource::HostEnv(var) => write!(f, "${var}"),
         }
     }
 }
@@ -250,6 +293,8 @@ pub struct SyncEntry {
     pub adult: bool,
     pub cat_id: Option<u32>,
     pub tags: Vec<String>,
+    /// The hosts this folder goes to (names of `Config::hosts`), never empty.
+    pub hosts: Vec<String>,
     pub on_remote_delete: DeletePolicy,
     pub on_expired: DeletePolicy,
     pub on_local_delete: LocalDeletePolicy,
@@ -451,6 +496,8 @@ impl Ctx<'_> {
 struct RawConfig {
     api: Option<Spanned<RawApi>>,
     #[serde(default)]
+    host: Vec<Spanned<RawApi>>,
+    #[serde(default)]
     state: StateConfig,
     #[serde(default)]
     watch: WatchConfig,
@@ -471,6 +518,10 @@ struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawApi {
+    /// Only in `[[host]]`.
+    name: Option<Spanned<String>>,
+    /// Only in `[[host]]`.
+    copy_from: Option<Spanned<String>>,
     url: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
     key_file: Option<Spanned<String>>,
@@ -506,6 +557,8 @@ struct RawSync {
     adult: bool,
     cat_id: Option<u32>,
     tags: Vec<Spanned<String>>,
+    /// Default: every host.
+    hosts: Option<Spanned<Vec<Spanned<String>>>>,
     on_remote_delete: DeletePolicy,
     on_expired: DeletePolicy,
     on_local_delete: Spanned<LocalDeletePolicy>,
@@ -585,6 +638,8 @@ fn dflt<T>(value: T) -> Spanned<T> {
 impl Default for RawApi {
     fn default() -> Self {
         RawApi {
+            name: None,
+            copy_from: None,
             url: None,
             key: None,
             key_file: None,
@@ -662,6 +717,7 @@ impl Default for RawSync {
             adult: false,
             cat_id: None,
             tags: Vec::new(),
+            hosts: None,
             on_remote_delete: DeletePolicy::Keep,
             on_expired: DeletePolicy::Reupload,
             on_local_delete: dflt(LocalDeletePolicy::Keep),
@@ -725,58 +781,175 @@ fn validate(
     env: Env<'_>,
     source: PathBuf,
 ) -> Result<Config, ConfigError> {
-    let Some(api) = raw.api else {
-        return Err(ctx.err(
-            0..0,
-            "missing [api] table, expected at least api.url and the API key",
-        ));
+    let tables: Vec<(Option<String>, Spanned<RawApi>)> = match (raw.api, raw.host.is_empty()) {
+        (Some(api), true) => {
+            for (key, v) in [
+                ("name", &api.get_ref().name),
+                ("copy_from", &api.get_ref().copy_from),
+            ] {
+                if let Some(v) = v {
+                    return Err(ctx.err(
+                        v.span(),
+                        format!("api.{key} is for [[host]] tables, expected it only there"),
+                    ));
+                }
+            }
+            vec![(None, api)]
+        }
+        (Some(api), false) => {
+            return Err(ctx.err(
+                api.span(),
+                "both [api] and [[host]] tables, expected either [api] for one host or [[host]] tables, not both",
+            ));
+        }
+        (None, false) => {
+            let mut out = Vec::new();
+            for h in raw.host {
+                let name = check_host_name(ctx, &h, &out)?;
+                out.push((Some(name), h));
+            }
+            out
+        }
+        (None, true) => {
+            return Err(ctx.err(
+                0..0,
+                "missing [api] table, expected at least api.url and the API key (or [[host]] tables)",
+            ));
+        }
     };
-    let api_span = api.span();
-    let api = api.into_inner();
 
-    // The key first: once known, every later message is scrubbed of it.
-    let (key, key_source) = resolve_key(ctx, &api, api_span.clone(), base, env)?;
-    ctx.secrets.push(key.expose().to_string());
+    // The keys first: once known, every later message is scrubbed of them.
+    let mut keys = Vec::with_capacity(tables.len());
+    for (name, api) in &tables {
+        let names = match name {
+            Some(n) => key::KeyNames::host(n),
+            None => key::KeyNames::api(),
+        };
+        let (key, key_source) = resolve_key(ctx, api.get_ref(), api.span(), base, env, &names)?;
+        ctx.secrets.push(key.expose().to_string());
+        keys.push((key, key_source));
+    }
     let notify = notify::check_notify(ctx, base, env, raw.notify)?;
     let ctx = &*ctx;
 
-    let Some(url) = api.url else {
-        return Err(ctx.err(
-            api_span,
-            "missing api.url, expected the host's base URL, e.g. \"https://watching.vn\"",
-        ));
-    };
-    let bandwidth = api.bandwidth_limit.0;
-    let api = ApiConfig {
-        url: check_url(ctx, url)?,
-        key,
-        requests_per_minute: api.requests_per_minute.get(),
-        connect_timeout: api.connect_timeout,
-        read_timeout: api.read_timeout,
-        bandwidth_limit: (bandwidth > 0).then_some(bandwidth),
-        sanitize_filename: api.sanitize_filename,
-        allow_http_upload: api.allow_http_upload,
-        resolve: Vec::new(),
-        paths: api.paths.resolve(ctx)?,
-    };
+    let names: Vec<String> = tables
+        .iter()
+        .map(|(n, _)| n.clone().unwrap_or_else(|| DEFAULT_HOST.to_string()))
+        .collect();
+    let mut hosts = Vec::with_capacity(tables.len());
+    for (((name, table), (key, key_source)), host_name) in tables.into_iter().zip(keys).zip(&names)
+    {
+        let api_span = table.span();
+        let api = table.into_inner();
+        let what = match &name {
+            Some(n) => format!("host {n}: "),
+            None => String::new(),
+        };
+        let copy_from = match api.copy_from {
+            Some(c) if c.get_ref() == host_name => {
+                return Err(ctx.err(
+                    c.span(),
+                    format!(
+                        "{what}copy_from names this host itself, expected another [[host]]'s name"
+                    ),
+                ));
+            }
+            Some(c) if !names.contains(c.get_ref()) => {
+                return Err(ctx.err(
+                    c.span(),
+                    format!(
+                        "{what}copy_from = {:?} names no host, expected one of {}",
+                        c.get_ref(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+            Some(c) => Some(c.into_inner()),
+            None => None,
+        };
+        let Some(url) = api.url else {
+            let key = if name.is_some() { "url" } else { "api.url" };
+            return Err(ctx.err(
+                api_span,
+                format!("{what}missing {key}, expected the host's base URL, e.g. \"https://watching.vn\""),
+            ));
+        };
+        let bandwidth = api.bandwidth_limit.0;
+        let api = ApiConfig {
+            url: check_url(ctx, url)?,
+            key,
+            requests_per_minute: api.requests_per_minute.get(),
+            connect_timeout: api.connect_timeout,
+            read_timeout: api.read_timeout,
+            bandwidth_limit: (bandwidth > 0).then_some(bandwidth),
+            sanitize_filename: api.sanitize_filename,
+            allow_http_upload: api.allow_http_upload,
+            resolve: Vec::new(),
+            paths: api.paths.resolve(ctx)?,
+        };
+        hosts.push(HostEntry {
+            name: host_name.clone(),
+            api,
+            key_source,
+            copy_from,
+        });
+    }
 
     let state = StateConfig {
         database: base.join(raw.state.database),
     };
 
     Ok(Config {
-        api,
-        key_source,
+        api: hosts[0].api.clone(),
+        key_source: hosts[0].key_source.clone(),
         state,
         watch: raw.watch,
         upload: check_upload(ctx, raw.upload)?,
         reconcile: raw.reconcile,
         log: raw.log,
         metrics: raw.metrics,
-        syncs: check_syncs(ctx, base, raw.sync)?,
+        syncs: check_syncs(ctx, base, raw.sync, &names)?,
+        hosts,
         notify,
         source: Some(source),
     })
+}
+
+/// The name of the host of a config with `[api]`.
+pub const DEFAULT_HOST: &str = "default";
+
+/// A `[[host]]`'s name: it names the host in `status`, `list` and `links`,
+/// in `sync.hosts` and `copy_from`, in the key's environment variable and
+/// credential file, and keys its records in the database.
+fn check_host_name(
+    ctx: &Ctx<'_>,
+    table: &Spanned<RawApi>,
+    before: &[(Option<String>, Spanned<RawApi>)],
+) -> Result<String, ConfigError> {
+    let Some(name) = &table.get_ref().name else {
+        return Err(ctx.err(
+            table.span(),
+            "missing name in [[host]], expected a short name like name = \"streamwish\"",
+        ));
+    };
+    let n = name.get_ref();
+    let valid = n.len() <= 32
+        && n.starts_with(|c: char| c.is_ascii_lowercase())
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        return Err(ctx.err(
+            name.span(),
+            format!("invalid host name {n:?}, expected 1 to 32 of a-z, 0-9, '-' and '_', starting with a letter"),
+        ));
+    }
+    if before.iter().any(|(b, _)| b.as_deref() == Some(n.as_str())) {
+        return Err(ctx.err(
+            name.span(),
+            format!("a second [[host]] named {n:?}, expected unique names"),
+        ));
+    }
+    Ok(n.clone())
 }
 
 /// https only, except for loopback hosts (the test host, a local proxy): over

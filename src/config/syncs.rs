@@ -12,6 +12,7 @@ pub(super) fn check_syncs(
     ctx: &Ctx<'_>,
     base: &Path,
     entries: Vec<Spanned<RawSync>>,
+    host_names: &[String],
 ) -> Result<Vec<SyncEntry>, ConfigError> {
     if entries.is_empty() {
         return Err(ctx.err(
@@ -132,7 +133,12 @@ pub(super) fn check_syncs(
             );
         }
 
+        let hosts = match e.hosts {
+            None => host_names.to_vec(),
+            Some(list) => check_sync_hosts(ctx, list, host_names)?,
+        };
         out.push(SyncEntry {
+            hosts,
             local: canonical,
             remote,
             public: e.public,
@@ -147,6 +153,49 @@ pub(super) fn check_syncs(
             exclude: e.exclude,
             adopt_existing: e.adopt_existing,
         });
+    }
+    Ok(out)
+}
+
+/// `hosts = [...]` of a `[[sync]]`: names of configured hosts, each once.
+fn check_sync_hosts(
+    ctx: &Ctx<'_>,
+    list: Spanned<Vec<Spanned<String>>>,
+    host_names: &[String],
+) -> Result<Vec<String>, ConfigError> {
+    let span = list.span();
+    let list = list.into_inner();
+    if list.is_empty() {
+        return Err(ctx.err(
+            span,
+            format!(
+                "empty hosts list in [[sync]], expected some of {} (or no hosts key: every host)",
+                host_names.join(", ")
+            ),
+        ));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for name in list {
+        if !host_names.contains(name.get_ref()) {
+            return Err(ctx.err(
+                name.span(),
+                format!(
+                    "unknown host {:?} in [[sync]] hosts, expected one of {}",
+                    name.get_ref(),
+                    host_names.join(", ")
+                ),
+            ));
+        }
+        if out.contains(name.get_ref()) {
+            return Err(ctx.err(
+                name.span(),
+                format!(
+                    "host {:?} is listed twice in [[sync]] hosts",
+                    name.get_ref()
+                ),
+            ));
+        }
+        out.push(name.into_inner());
     }
     Ok(out)
 }

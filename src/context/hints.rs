@@ -35,9 +35,9 @@ pub enum Hint {
     Tree(PathBuf),
     /// The watcher lost events: nothing is known about open files.
     Overflow,
-    /// These roots can no longer be watched (the inotify limit): poll them
-    /// from now on, and walk them now.
-    Poll(Vec<i64>),
+    /// These sync folders can no longer be watched (the inotify limit):
+    /// poll them from now on, and walk them now.
+    Poll(Vec<PathBuf>),
     /// Walk this root soon (an error, a rename done on the host).
     Rescan(i64),
     /// Walk this root at this time (a retry gate opens then).
@@ -167,9 +167,9 @@ mod tests {
         for i in 0..CAPACITY + 10 {
             tx.send(Hint::Touched(PathBuf::from(format!("/m/{i}"))));
         }
-        tx.send(Hint::Poll(vec![3]));
+        tx.send(Hint::Poll(vec![PathBuf::from("/3")]));
         let got = rx.drain();
-        assert!(got.contains(&Hint::Poll(vec![3])));
+        assert!(got.contains(&Hint::Poll(vec![PathBuf::from("/3")])));
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! upload progress, pending directory renames, the heartbeat), plus the
 //! sending side of the scanner's hint channel.
 //!
+//! A library mirrored to several hosts has one `Context` per host
+//! (`Context::library`): each sees the config with its own `[[host]]` as
+//! `api` and only the syncs that go to it, its own view of the store, its
+//! own retry gates, renames and scanner; the heartbeat and the notes said
+//! once are shared.
+//!
 //! Tasks (scan, fixup, upload, reconcile, watch) take a `&Context`; none of
 //! them is imported here, so the layers go one way.
 
@@ -111,13 +117,13 @@ pub struct Context {
     pub gates: Gates,
     pub progress: Progress,
     pub renames: Renames,
-    pub heartbeat: Heartbeat,
+    pub heartbeat: Arc<Heartbeat>,
     /// Tells the scanner what changed.
     pub hints: HintSender,
     /// Wakes the fix-up task (moves, renames, trash on the host).
     pub fixups: Notify,
     /// Notes already logged, per path.
-    pub said: Said,
+    pub said: Arc<Said>,
     /// Counters and gauges for `/metrics`.
     pub metrics: Metrics,
 }
@@ -157,29 +163,56 @@ fn same_library(store: &Store, root_id: i64, dir: &Path) -> Result<bool, StoreEr
 }
 
 impl Context {
-    /// Open the store, register the roots, build the host. The receiving
-    /// side of the hint channel goes to whoever runs the scanner.
+    /// The context of the first configured host (the only one of a config
+    /// with `[api]`). The receiving side of the hint channel goes to
+    /// whoever runs the scanner.
     pub fn new(config: Config) -> Result<(Context, HintReceiver), RunError> {
-        let store = Arc::new(Store::open(&config.state.database)?);
-        let host = Host::new(&config, store.clone())?;
-        let metrics = Metrics::new(host.client.stats());
-        let roots = register_roots(&config, &store)?;
-        let (hints, rx) = hints::channel();
-        let ctx = Context {
-            gates: Gates::new(config.upload.retry_min, config.upload.retry_max),
-            config,
-            store,
-            host,
-            roots,
-            progress: Progress::default(),
-            renames: Renames::default(),
-            heartbeat: Heartbeat::default(),
-            hints,
-            fixups: Notify::new(),
-            said: Said::default(),
-            metrics,
-        };
-        Ok((ctx, rx))
+        Context::library(config)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| RunError::Setup("no host is configured".into()))
+    }
+
+    /// Open the store once and build one context per configured host, in
+    /// config order, each with the receiving side of its scanner's hints.
+    pub fn library(config: Config) -> Result<Vec<(Context, HintReceiver)>, RunError> {
+        let base = Store::open(&config.state.database)?;
+        follow_renamed_hosts(&config, &base)?;
+        let heartbeat = Arc::new(Heartbeat::default());
+        let said = Arc::new(Said::default());
+        let mut out = Vec::with_capacity(config.hosts.len());
+        for entry in &config.hosts {
+            let config = config.for_host(&entry.name).ok_or_else(|| {
+                RunError::Setup(format!("host {}: not in the config", entry.name))
+            })?;
+            let store = Arc::new(base.for_host(&entry.name));
+            store.note_host_url(config.api.url.as_str())?;
+            let host = Host::new(&config, store.clone())?;
+            let metrics = Metrics::new(host.client.stats());
+            let roots = register_roots(&config, &store)?;
+            let (hints, rx) = hints::channel();
+            let ctx = Context {
+                gates: Gates::new(config.upload.retry_min, config.upload.retry_max),
+                config,
+                store,
+                host,
+                roots,
+                progress: Progress::default(),
+                renames: Renames::default(),
+                heartbeat: heartbeat.clone(),
+                hints,
+                fixups: Notify::new(),
+                said: said.clone(),
+                metrics,
+            };
+            out.push((ctx, rx));
+        }
+        Ok(out)
+    }
+
+    /// This context's host, as the config names it.
+    pub fn name(&self) -> &str {
+        self.store.host()
     }
 
     pub fn root(&self, id: i64) -> Option<&Root> {
@@ -242,6 +275,48 @@ impl Context {
             now
         }
     }
+}
+
+/// A host renamed in the config keeps its records: a configured host with
+/// none, and exactly one host with records that is no longer configured and
+/// was used with the same API URL (or with an unrecorded one: the records
+/// of a one-host release, named `default`), are the same account.
+fn follow_renamed_hosts(config: &Config, store: &Store) -> Result<(), RunError> {
+    let configured = |n: &str| config.hosts.iter().any(|h| h.name == n);
+    for entry in &config.hosts {
+        let known = store.known_hosts()?;
+        let has_records = |name: &str| known.iter().any(|(n, _)| n == name);
+        if has_records(&entry.name) {
+            continue;
+        }
+        // Records without a URL can only be matched when one configured
+        // host is new: with two, which one was it?
+        let new_hosts = config
+            .hosts
+            .iter()
+            .filter(|h| !has_records(&h.name))
+            .count();
+        let url = entry.api.url.as_str();
+        let orphans: Vec<&String> = known
+            .iter()
+            .filter(|(n, _)| !configured(n))
+            .filter(|(_, u)| match u {
+                Some(u) => u == url,
+                None => new_hosts == 1,
+            })
+            .map(|(n, _)| n)
+            .collect();
+        if let [old] = orphans.as_slice()
+            && store.for_host(&entry.name).take_over_host(old)?
+        {
+            tracing::warn!(
+                from = %old,
+                to = %entry.name,
+                "a host was renamed in the config: its records follow it"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The roots of the config, registered in the store. A sync folder that

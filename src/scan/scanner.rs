@@ -46,9 +46,15 @@ impl Scanner {
         }
     }
 
-    /// Poll these roots (the watcher could not watch them).
-    pub fn poll(&mut self, roots: impl IntoIterator<Item = i64>) {
-        self.polled.extend(roots);
+    /// Poll the roots in these sync folders (the watcher could not watch
+    /// them).
+    pub fn poll(&mut self, ctx: &Context, folders: &HashSet<PathBuf>) {
+        self.polled.extend(
+            ctx.roots
+                .iter()
+                .filter(|r| folders.contains(&r.entry.local))
+                .map(|r| r.id),
+        );
     }
 
     /// Take in every hint waiting now.
@@ -102,9 +108,15 @@ impl Scanner {
                 self.writers.forget();
                 self.dirty.extend(ctx.roots.iter().map(|r| r.id));
             }
-            Hint::Poll(ids) => {
-                self.dirty.extend(ids.iter().copied());
-                self.polled.extend(ids);
+            Hint::Poll(folders) => {
+                for r in ctx
+                    .roots
+                    .iter()
+                    .filter(|r| folders.contains(&r.entry.local))
+                {
+                    self.dirty.insert(r.id);
+                    self.polled.insert(r.id);
+                }
             }
             Hint::Rescan(id) => {
                 self.dirty.insert(id);

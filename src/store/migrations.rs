@@ -433,7 +433,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         std::fs::copy(FIXTURE_V8, &path).unwrap();
-        let before: Vec<(i64, String, String, Option<String>, Option<i64>)> = {
+        type Row = (i64, String, String, Option<String>, Option<i64>);
+        let before: Vec<Row> = {
             let conn = Connection::open(&path).unwrap();
             let v: i64 = conn
                 .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -254,7 +254,7 @@ async fn a_held_file_is_shown_reported_once_when_overdue_and_uploaded_only_on_re
 
     // `retry PATH` uploads it anyway.
     let canonical = std::fs::canonicalize(&path).unwrap();
-    vidsync::report::retry(&cfg, &[canonical]);
+    vidsync::report::retry(&cfg, &[canonical], None);
     assert!(
         crate::common::wait_for(Duration::from_secs(10), || host.files().len() == 1).await,
         "retry PATH did not upload the held file"

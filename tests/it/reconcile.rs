@@ -163,7 +163,11 @@ async fn a_deletion_older_than_the_window_is_found_by_the_audit() {
     // vidsync is stopped; the file is deleted, and a month passes on the host.
     host.delete_file(&code, DeletedBy::Admin);
     host.advance(Duration::from_secs(800 * 3600));
-    let report = daemon::reconcile_once(cfg.clone(), false).await.unwrap();
+    let report = daemon::reconcile_once(cfg.clone(), false)
+        .await
+        .unwrap()
+        .remove(0)
+        .1;
     assert!(report.audited);
     assert_eq!(report.deleted, vec![code.clone()]);
     let r = rows(&db);
@@ -194,7 +198,11 @@ async fn a_host_glitch_listing_most_files_as_deleted_is_held_until_forced() {
     for c in &codes[..6] {
         host.delete_file(c, DeletedBy::Admin);
     }
-    let report = daemon::reconcile_once(cfg.clone(), false).await.unwrap();
+    let report = daemon::reconcile_once(cfg.clone(), false)
+        .await
+        .unwrap()
+        .remove(0)
+        .1;
     assert!(report.blocked);
     assert_eq!((report.removals, report.uploaded), (6, 8));
     assert!(
@@ -214,9 +222,15 @@ async fn a_host_glitch_listing_most_files_as_deleted_is_held_until_forced() {
         daemon::reconcile_once(cfg.clone(), false)
             .await
             .unwrap()
+            .remove(0)
+            .1
             .blocked
     );
-    let report = daemon::reconcile_once(cfg.clone(), true).await.unwrap();
+    let report = daemon::reconcile_once(cfg.clone(), true)
+        .await
+        .unwrap()
+        .remove(0)
+        .1;
     assert!(!report.blocked);
     assert_eq!(
         rows(&db)
@@ -275,7 +289,10 @@ async fn encoding_progress_shows_in_status_and_the_file_becomes_playable() {
     );
     stop.cancel();
     h.await.unwrap().unwrap();
-    let list: Vec<serde_json::Value> = rows(&db).iter().map(vidsync::report::file_json).collect();
+    let list: Vec<serde_json::Value> = rows(&db)
+        .iter()
+        .map(|f| vidsync::report::file_json("default", f))
+        .collect();
     let v = list
         .iter()
         .find(|x| x["path"].as_str().unwrap().ends_with("/v.mp4"))
@@ -351,7 +368,11 @@ async fn the_audit_refreshes_title_and_folder_changed_on_the_host_without_fighti
         )
         .await
         .unwrap();
-    let report = daemon::reconcile_once(cfg.clone(), false).await.unwrap();
+    let report = daemon::reconcile_once(cfg.clone(), false)
+        .await
+        .unwrap()
+        .remove(0)
+        .1;
     assert!(report.audited);
     let r = rows(&db);
     let v = row(&r, "sub/v.mp4");
@@ -396,7 +417,11 @@ async fn a_failed_poll_does_not_move_the_window() {
     // the recorded time, so move that back instead).
     let two_hours_ago = first - 2 * 3_600_000;
     store.set_reconcile_last_poll(two_hours_ago).unwrap();
-    let report = daemon::reconcile_once(cfg.clone(), false).await.unwrap();
+    let report = daemon::reconcile_once(cfg.clone(), false)
+        .await
+        .unwrap()
+        .remove(0)
+        .1;
     // Two hours and a few milliseconds: rounded up to 3, plus the 1 h margin.
     assert_eq!(report.window_hours, 4);
     assert!(
