@@ -182,6 +182,15 @@ impl Context {
         let said = Arc::new(Said::default());
         let mut out = Vec::with_capacity(config.hosts.len());
         for entry in &config.hosts {
+            if let Some(from) = &entry.copy_from {
+                // Read and checked, not yet acted on: say so rather than
+                // let the owner believe bytes are being saved.
+                tracing::warn!(
+                    host = %entry.name,
+                    copy_from = %from,
+                    "copy_from is not used yet by this version: files are uploaded to this host from the disk"
+                );
+            }
             let config = config.for_host(&entry.name).ok_or_else(|| {
                 RunError::Setup(format!("host {}: not in the config", entry.name))
             })?;

@@ -6,6 +6,7 @@ mod client;
 mod common;
 mod complete;
 mod fixup;
+mod hosts;
 mod metrics;
 mod notify;
 mod raw;
