@@ -20,8 +20,12 @@ use serde_json::{Value, json};
 use super::HostOptions;
 use super::clock::{format_date, format_datetime, parse_datetime};
 use super::faults::{Fault, Point};
+use super::fetch;
+use super::links;
 use super::lock;
-use super::state::{DeletedBy, EncodeState, FileRec, Shared, State as HostState, UrlJob};
+use super::state::{
+    DeletedBy, EncodeState, Fetch, FileRec, Shared, State as HostState, UrlJob, UrlStatus,
+};
 use super::title::{parse_tags, secure_str};
 
 /// Largest form-encoded POST body read for an API call.
@@ -367,7 +371,7 @@ fn requests_available(per_min: Option<u32>, per_day: Option<u32>, used: &Used) -
 }
 
 /// Runs one API call against the state: key, operation, rate limits, then the call.
-pub(crate) fn call(host: &Shared, endpoint: &str, params: &Params) -> Reply {
+pub(crate) fn call(host: &Arc<Shared>, endpoint: &str, params: &Params) -> Reply {
     let opts = host.opts();
     let now_ms = host.clock.now_ms();
     let mut st = lock(&host.state);
@@ -380,7 +384,7 @@ pub(crate) fn call(host: &Shared, endpoint: &str, params: &Params) -> Reply {
 }
 
 fn call_inner(
-    host: &Shared,
+    host: &Arc<Shared>,
     opts: &HostOptions,
     st: &mut HostState,
     endpoint: &str,
@@ -577,7 +581,8 @@ fn sql_like(text: &str, pattern: &str) -> bool {
 
 /// What every call needs besides the state.
 struct Ctx<'a> {
-    host: &'a Shared,
+    /// Shared, not borrowed only: upload/url starts fetch tasks that hold it.
+    host: &'a Arc<Shared>,
     opts: &'a HostOptions,
     login: &'a str,
     now_ms: u64,
@@ -688,13 +693,8 @@ impl Ctx<'_> {
     }
 
     fn upload_url(&self, st: &mut HostState, params: &Params) -> CallResult {
-        // The real host validates nothing: it unescapes, strips a few chars and queues.
-        let raw = params.raw("url").unwrap_or("");
-        let url: String = percent_decode(raw)
-            .chars()
-            .filter(|c| !matches!(c, '`' | '|' | '>' | '<' | '"' | '\0'))
-            .collect();
-        let url = url.trim().to_owned();
+        // The real host validates nothing: it unescapes, strips a few things and queues.
+        let url = clean_url(params.raw("url").unwrap_or(""));
         if st.url_queue.iter().any(|j| j.url == url) {
             return Err(err(400, "This URL already in upload queue"));
         }
@@ -702,6 +702,7 @@ impl Ctx<'_> {
             .raw("fld_id")
             .and_then(|v| self.own_folder(st, v))
             .unwrap_or(0);
+        // The title a URL that is not fetched gets; a fetch names the file anew.
         let path = url.split(['?', '#']).next().unwrap_or("");
         let name = path
             .trim_end_matches('/')
@@ -711,11 +712,8 @@ impl Ctx<'_> {
             .to_owned();
         let title = super::upload::stored_title("", &name, self.opts);
         let code = st.new_file_code();
-        // Nothing is fetched: the file holds no bytes.
         let blob = self.host.data_dir.join(&code);
-        std::fs::write(&blob, b"").map_err(|e| err(500, format!("Storage error: {e}")))?;
-        let fetch_ms = u64::try_from(self.opts.url_fetch_time.as_millis()).unwrap_or(u64::MAX);
-        st.url_queue.push(UrlJob {
+        let mut job = UrlJob {
             code: code.clone(),
             url,
             owner: self.login.to_owned(),
@@ -727,9 +725,53 @@ impl Ctx<'_> {
             title,
             blob,
             queued_ms: self.now_ms,
-            done_ms: self.now_ms.saturating_add(fetch_ms),
-        });
+            done_ms: self.now_ms,
+            fetch: Fetch::Running {
+                bytes: 0,
+                total: None,
+            },
+            attempt: 0,
+            task: None,
+        };
+        self.begin_fetch(&mut job);
+        st.url_queue.push(job);
         Ok(ok(json!({ "filecode": code })))
+    }
+
+    /// Starts a try of `job` now (a new job, or an ERROR one restarted): a loopback
+    /// URL is fetched in the background; any other is never connected to and ends
+    /// as an empty file; with `url_fetch_fails` every try ends as a remote 500 would.
+    /// The outcome shows once `url_fetch_time` has passed.
+    fn begin_fetch(&self, job: &mut UrlJob) {
+        let fetch_ms = u64::try_from(self.opts.url_fetch_time.as_millis()).unwrap_or(u64::MAX);
+        job.queued_ms = self.now_ms;
+        job.done_ms = self.now_ms.saturating_add(fetch_ms);
+        job.attempt += 1;
+        job.task = None;
+        job.fetch = if self.opts.url_fetch_fails {
+            Fetch::Failed(fetch::REMOTE_500.to_owned())
+        } else if fetch::fetched_for_real(&job.url) {
+            job.task = Some(fetch::start(
+                self.host,
+                &job.code,
+                job.attempt,
+                &job.url,
+                job.blob.clone(),
+            ));
+            Fetch::Running {
+                bytes: 0,
+                total: None,
+            }
+        } else {
+            // Nothing is fetched: the file holds no bytes.
+            match std::fs::write(&job.blob, b"") {
+                Ok(()) => Fetch::Fetched {
+                    size: 0,
+                    at_ms: self.now_ms,
+                },
+                Err(e) => Fetch::Failed(format!("Storage error: {e}")),
+            }
+        };
     }
 
     fn file_info(&self, st: &HostState, params: &Params) -> CallResult {
@@ -933,7 +975,13 @@ impl Ctx<'_> {
             }
             return Err(err(404, "no file"));
         };
-        let url = |q: &str| format!("{}/d/{}/{q}", self.host.api_base, f.code);
+        // Pointing at the storage server, signed, valid for `direct_link_ttl`; the
+        // last path segment is what a host fetching the link names the file after.
+        let now = self.now;
+        let ttl = self.opts.direct_link_ttl;
+        let url = |q: &str, fname: &str| {
+            links::direct_link(self.host, &f.code, f.seq, q, fname, now, ttl)
+        };
         // The versions that exist: `n` once encoded, `o` (the original) when it has bytes.
         let mut versions: Vec<(&str, u64)> = Vec::new();
         if f.canplay(self.now_ms, self.encode_ms) {
@@ -947,7 +995,7 @@ impl Ctx<'_> {
             && q.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             let link = if versions.iter().any(|(n, _)| *n == q) {
-                url(q)
+                url(q, "v.mp4")
             } else {
                 String::new()
             };
@@ -956,7 +1004,10 @@ impl Ctx<'_> {
         let mut result = json!({
             "versions": versions
                 .iter()
-                .map(|(n, size)| json!({ "name": n, "size": size.to_string(), "url": url(n) }))
+                .map(|(n, size)| {
+                    let fname = format!("{}_{n}.mp4", f.code);
+                    json!({ "name": n, "size": size.to_string(), "url": url(n, &fname) })
+                })
                 .collect::<Vec<_>>(),
             "file_length": f.length(self.now_ms, self.encode_ms).to_string(),
             "player_img": self.thumbnail(&f.code),
@@ -1252,23 +1303,23 @@ impl Ctx<'_> {
 
     fn url_uploads(&self, st: &HostState, params: &Params) -> Reply {
         let filter = params.raw("file_code").filter(|c| is_code(c));
-        let mut jobs: Vec<(&str, u64, &UrlJob)> = st
+        let mut jobs: Vec<(UrlStatus, u64, &UrlJob)> = st
             .url_queue
             .iter()
             .filter(|j| j.owner == self.login)
             .filter(|j| filter.is_none_or(|c| j.code == c))
             .map(|j| {
-                let span = j.done_ms.saturating_sub(j.queued_ms).max(1);
-                let elapsed = self.now_ms.saturating_sub(j.queued_ms);
-                if elapsed < span / 10 {
-                    ("PENDING", 0, j)
-                } else {
-                    ("WORKING", (elapsed * 100 / span).min(99), j)
-                }
+                let (status, progress) = j.status(self.now_ms);
+                (status, progress, j)
             })
             .collect();
         // ORDER BY status DESC, started DESC.
-        jobs.sort_by(|a, b| b.0.cmp(a.0).then(b.2.queued_ms.cmp(&a.2.queued_ms)));
+        jobs.sort_by(|a, b| {
+            b.0.as_str()
+                .cmp(a.0.as_str())
+                .then(b.2.queued_ms.cmp(&a.2.queued_ms))
+        });
+        // These five fields and no more: the real call does not return the error text.
         let out: Vec<Value> = jobs
             .into_iter()
             .map(|(status, progress, j)| {
@@ -1276,7 +1327,7 @@ impl Ctx<'_> {
                     "file_code": j.code,
                     "remote_url": j.url,
                     "fld_id": j.fld_id.to_string(),
-                    "status": status,
+                    "status": status.as_str(),
                     "progress": progress,
                 })
             })
@@ -1285,17 +1336,66 @@ impl Ctx<'_> {
     }
 
     fn url_actions(&self, st: &mut HostState, params: &Params) -> Reply {
-        // Jobs never fail here, so `restart_errors` and `delete_errors` change nothing.
+        let mine = |j: &UrlJob| j.owner == self.login;
+        let failed = |j: &UrlJob| j.status(self.now_ms).0 == UrlStatus::Error;
+        // Each action in the real order; every one may be given in the same call.
+        if truthy(params.raw("restart_errors")) {
+            for j in st.url_queue.iter_mut().filter(|j| mine(j) && failed(j)) {
+                self.begin_fetch(j);
+            }
+        }
+        if truthy(params.raw("delete_errors")) {
+            drop_jobs(st, |j| mine(j) && failed(j));
+        }
         if truthy(params.raw("delete_all")) {
-            st.url_queue.retain(|j| j.owner != self.login);
+            drop_jobs(st, mine);
         }
         if let Some(codes) = params.raw("delete_code") {
             let codes: Vec<&str> = codes.split(',').filter(|c| is_code(c)).collect();
-            st.url_queue
-                .retain(|j| !(j.owner == self.login && codes.contains(&j.code.as_str())));
+            // A job being fetched goes too: its fetch is stopped and the file never appears.
+            drop_jobs(st, |j| mine(j) && codes.contains(&j.code.as_str()));
         }
         msg_only("OK")
     }
+}
+
+/// Removes the upload/url jobs `which` picks, stopping their fetches.
+fn drop_jobs(st: &mut HostState, which: impl Fn(&UrlJob) -> bool) {
+    st.url_queue.retain(|j| {
+        let drop = which(j);
+        if drop {
+            j.discard();
+        }
+        !drop
+    });
+}
+
+/// The URL as the real upload/url stores it: unescaped (`uri_unescape`), then stripped
+/// of `` ` ``, `|`, `<`, `>`, `"`, `&&`, the words base64/xvideos/youtube (any case),
+/// NUL, and white space at either end.
+fn clean_url(raw: &str) -> String {
+    let mut url: String = percent_decode(raw)
+        .chars()
+        .filter(|c| !matches!(c, '`' | '|' | '>' | '<' | '"' | '\0'))
+        .collect();
+    url = url.replace("&&", "");
+    // One pass, as `s/(base64|xvideos|youtube)//gi` does ("youyoutubetube" keeps one).
+    let lower = url.to_ascii_lowercase();
+    let mut out = String::with_capacity(url.len());
+    let mut i = 0;
+    while let Some(c) = url[i..].chars().next() {
+        match ["base64", "xvideos", "youtube"]
+            .iter()
+            .find(|w| lower[i..].starts_with(*w))
+        {
+            Some(w) => i += w.len(),
+            None => {
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    out.trim().to_owned()
 }
 
 /// `{status: 200, msg}` with no result.
@@ -1343,6 +1443,19 @@ mod tests {
             escape_html(r#"A&B <c> "d" 'e' (f)"#),
             "A&amp;B &lt;c&gt; &quot;d&quot; &#39;e&#39; &#40;f&#41;"
         );
+    }
+
+    #[test]
+    fn cleans_urls_as_upload_url_stores_them() {
+        assert_eq!(
+            clean_url("%20http://h/a%20b.mp4?x=1&&y=%22q%22 "),
+            "http://h/a b.mp4?x=1y=q"
+        );
+        assert_eq!(
+            clean_url("http://h/YouTube/youyoutubetube.mp4"),
+            "http://h//youtube.mp4"
+        );
+        assert_eq!(clean_url("http://h/Base64é.mp4"), "http://h/é.mp4");
     }
 
     #[test]

@@ -13,11 +13,17 @@
 //!
 //! Codemap: `lib.rs` is the `TestHost` handle (start, inspect, mutate, stop) and its
 //! options; `state.rs` the data; `api.rs` the `/api/...` calls; `upload.rs` the upload
-//! listener; `title.rs` the host's text rules (title rewriting, tags, escaping);
+//! listener; `links.rs` direct links (their shape, signature, expiry, and the route
+//! serving them); `fetch.rs` the upload/url worker (loopback URLs are really fetched);
+//! `title.rs` the host's text rules (title rewriting, tags, escaping);
 //! `faults.rs` the fault rules; `server.rs` the accept loop that lets a fault
 //! close a connection; `clock.rs` host time. Two listeners on 127.0.0.1: the API, and
-//! the upload server that `upload/server` points at (a different port, as real hosts
-//! upload to other machines).
+//! the storage server: uploads go to it (`upload/server` points at it, a different
+//! port, as real hosts upload to other machines) and direct links point at it.
+//!
+//! Several hosts can run in one test and copy between each other: B's upload/url
+//! given A's direct link fetches the bytes from A over loopback (see
+//! `bytes_uploaded`, `bytes_fetched`, `bytes_served` to tell a copy from an upload).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -42,6 +48,8 @@
 mod api;
 mod clock;
 mod faults;
+mod fetch;
+mod links;
 mod server;
 mod state;
 mod title;
@@ -60,15 +68,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use api::escape_html;
 pub use clock::{format_datetime, parse_datetime};
 pub use faults::{Fault, FaultRule, Faults, Scope, Trigger};
-pub use state::{DeletedBy, HostFile, HostFolder, HostTags, RequestRecord, UploadRecord};
+pub use state::{
+    DeletedBy, HostFile, HostFolder, HostTags, RequestRecord, UploadRecord, UrlStatus, UrlUpload,
+};
 pub use title::{VIDEO_EXTENSIONS, host_file_name, host_title, secure_str};
 
 use state::{Account, Shared, State};
@@ -144,9 +154,20 @@ pub struct HostOptions {
     /// instead of `http://127.0.0.1:...` (a host whose upload servers are other machines,
     /// on plain http; a test maps the name to 127.0.0.1 in the client's resolver).
     pub upload_host: Option<String>,
-    /// How long an upload/url job takes to fetch: until then the code is only in
-    /// file/url_uploads (file/info answers 404, file/direct_link "uploading").
+    /// How long an upload/url job takes at least: until then, and until its fetch has
+    /// ended, the code is only in file/url_uploads (file/info answers 404,
+    /// file/direct_link "uploading"). A loopback http URL (127.0.0.0/8, ::1,
+    /// localhost) is really fetched, in the background; any other URL is never
+    /// connected to and becomes an empty file.
     pub url_fetch_time: Duration,
+    /// Every upload/url try (a new job, or one restarted) fails as a remote 500 would:
+    /// nothing is fetched, and once `url_fetch_time` has passed the job shows ERROR
+    /// ("File download failed:500 Internal Server Error"). Read when a try starts.
+    pub url_fetch_fails: bool,
+    /// How long a direct link works (host clock, from when file/direct_link gave it);
+    /// after that its storage server answers 403. The real host's links last 6
+    /// hours; `None` = for ever.
+    pub direct_link_ttl: Option<Duration>,
     /// How late the host's periodic job carries out a scheduled DMCA deletion; until
     /// then file/dmca shows a negative `del_in_sec` and file/info 451.
     pub dmca_delete_delay: Duration,
@@ -177,6 +198,8 @@ impl Default for HostOptions {
             disabled_calls: Vec::new(),
             upload_host: None,
             url_fetch_time: Duration::from_secs(2),
+            url_fetch_fails: false,
+            direct_link_ttl: Some(Duration::from_secs(6 * 3600)),
             dmca_delete_delay: Duration::from_secs(60),
         }
     }
@@ -249,6 +272,8 @@ impl TestHost {
             Some(k) => k.clone(),
             None => st.random_string(16),
         };
+        // Its own stream, so that signing links changes no code a test sees.
+        let link_secret = StdRng::seed_from_u64(opts.seed ^ 0x6c69_6e6b).random();
         st.accounts.push(Account {
             login: opts.login.clone(),
             key: key.clone(),
@@ -265,14 +290,19 @@ impl TestHost {
             upload_port: upload_addr.port(),
             uploads_started: AtomicU64::new(0),
             tmp_counter: AtomicU64::new(0),
+            bytes_uploaded: AtomicU64::new(0),
+            bytes_fetched: AtomicU64::new(0),
+            bytes_served: AtomicU64::new(0),
+            fetching: tokio::sync::watch::Sender::new(0),
+            link_secret,
         });
 
         let api_router = Router::new()
-            .route("/d/{code}/{q}", get(upload::download))
             .fallback(api::api_entry)
             .with_state(shared.clone());
         let upload_router = Router::new()
             .route("/upload/{n}", post(upload::upload))
+            .route("/v/{disk}/{dx}/{file}/{fname}", get(links::serve))
             .with_state(shared.clone());
         let tasks = vec![
             tokio::spawn(server::serve(api_listener, api_router)),
@@ -293,7 +323,8 @@ impl TestHost {
         format!("http://{}", self.api_addr)
     }
 
-    /// The upload listener's base, "http://127.0.0.1:PORT" (what `upload/server` points at).
+    /// The upload listener's base, "http://127.0.0.1:PORT" (what `upload/server` and
+    /// direct links point at).
     pub fn upload_url(&self) -> String {
         format!("http://{}", self.upload_addr)
     }
@@ -546,7 +577,32 @@ impl TestHost {
         }
     }
 
-    /// Finishes every upload/url fetch now: the queued codes become files.
+    /// File bytes received by the upload listener (`/upload/...`) since start: the
+    /// bytes of every `file` part as read from the socket, whether the file was then
+    /// stored, refused or cut off (form fields and multipart framing not counted).
+    pub fn bytes_uploaded(&self) -> u64 {
+        self.shared.bytes_uploaded.load(Ordering::Relaxed)
+    }
+
+    /// Body bytes received by this host's upload/url fetches since start, whatever
+    /// became of them (an error page a fetch read counts too). URLs that are not
+    /// fetched (not loopback http) add nothing.
+    pub fn bytes_fetched(&self) -> u64 {
+        self.shared.bytes_fetched.load(Ordering::Relaxed)
+    }
+
+    /// Body bytes sent from direct links since start, counted as each chunk is
+    /// handed to the connection: the file's bytes, or the error page of a link
+    /// refused (403) or of a file gone (404). So when host B fetches host A's link,
+    /// A's `bytes_served` grows by what B's `bytes_fetched` does.
+    pub fn bytes_served(&self) -> u64 {
+        self.shared.bytes_served.load(Ordering::Relaxed)
+    }
+
+    /// Ends the waiting for every upload/url job now, as if `url_fetch_time` had
+    /// passed: a job whose fetch is done becomes a file (or shows ERROR, if it
+    /// failed), and a loopback fetch still running does so the moment it ends
+    /// (await `wait_url_fetches` for that).
     pub fn finish_url_uploads(&self) {
         let now_ms = self.shared.clock.now_ms();
         let dmca_delay = self.shared.opts().dmca_delete_delay.as_secs();
@@ -557,7 +613,16 @@ impl TestHost {
         st.settle(now_ms, dmca_delay);
     }
 
-    /// Codes still in the upload/url queue (not fetched yet), oldest first.
+    /// Waits until no upload/url fetch is running on this host (each has ended, well
+    /// or in ERROR). Returns at once when none runs. The jobs still wait for their
+    /// `url_fetch_time` (or `finish_url_uploads`) before they become files.
+    pub async fn wait_url_fetches(&self) {
+        let mut running = self.shared.fetching.subscribe();
+        // The sender lives in `shared`, which this host holds: it cannot be closed.
+        let _ = running.wait_for(|n| *n == 0).await;
+    }
+
+    /// Codes still in the upload/url queue (not stored yet, ERROR ones included), oldest first.
     pub fn url_queue(&self) -> Vec<String> {
         lock(&self.shared.state)
             .url_queue
@@ -566,8 +631,28 @@ impl TestHost {
             .collect()
     }
 
+    /// The upload/url jobs of every account, oldest first, with their status as
+    /// file/url_uploads shows it now and the error text that call does not show.
+    pub fn url_uploads(&self) -> Vec<UrlUpload> {
+        let now_ms = self.shared.clock.now_ms();
+        let dmca_delay = self.shared.opts().dmca_delete_delay.as_secs();
+        let mut st = lock(&self.shared.state);
+        st.settle(now_ms, dmca_delay);
+        st.url_queue.iter().map(|j| j.to_public(now_ms)).collect()
+    }
+
+    /// Stops the fetch tasks, which would otherwise outlive the host.
+    fn abort_fetches(&self) {
+        for j in &lock(&self.shared.state).url_queue {
+            if let Some(t) = &j.task {
+                t.abort();
+            }
+        }
+    }
+
     /// Stops both listeners and every connection, and waits for them to end.
     pub async fn shutdown(mut self) {
+        self.abort_fetches();
         let tasks = std::mem::take(&mut self.tasks);
         for t in &tasks {
             t.abort();
@@ -580,6 +665,7 @@ impl TestHost {
 
 impl Drop for TestHost {
     fn drop(&mut self) {
+        self.abort_fetches();
         for t in &self.tasks {
             t.abort();
         }

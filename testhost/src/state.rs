@@ -256,7 +256,7 @@ pub(crate) struct State {
     pub rate_day: HashMap<String, (u64, u32)>,
     /// file/list totals by (login, filters): (count, host-clock second it was taken).
     pub list_cache: HashMap<String, (u64, u64)>,
-    /// upload/url jobs not fetched yet, oldest first.
+    /// upload/url jobs not stored yet (fetching, waiting for their time, or ERROR), oldest first.
     pub url_queue: Vec<UrlJob>,
     pub log: Vec<RequestRecord>,
     /// Round robin over the two upload server names.
@@ -267,7 +267,9 @@ pub(crate) struct State {
     pub uploads: Vec<UploadRecord>,
 }
 
-/// An upload/url job: the file appears (with its code) once `done_ms` is reached.
+/// An upload/url job (the real host's `QueueUpload` row). The file appears, with its
+/// code, once the fetch has ended well AND `done_ms` (host clock) has come; a fetch
+/// that failed shows as ERROR from `done_ms` on and stays until deleted or restarted.
 #[derive(Clone, Debug)]
 pub(crate) struct UrlJob {
     pub code: String,
@@ -278,11 +280,126 @@ pub(crate) struct UrlJob {
     pub public: bool,
     pub adult: bool,
     pub tags: String,
-    /// The title the file will get (already rewritten).
+    /// The title the file will get (already rewritten): from the URL when queued, then
+    /// from the name the fetch found.
     pub title: String,
     pub blob: PathBuf,
     pub queued_ms: u64,
     pub done_ms: u64,
+    /// Where the fetch is.
+    pub fetch: Fetch,
+    /// Which try this is (restart_errors starts another); a fetch task that ends
+    /// reports only to the try that started it.
+    pub attempt: u64,
+    /// The running fetch task of a loopback URL, aborted when the job is deleted.
+    pub task: Option<tokio::task::AbortHandle>,
+}
+
+/// The fetch of an upload/url job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Fetch {
+    /// A loopback fetch in flight: body bytes so far, and the length the reply promised.
+    Running { bytes: u64, total: Option<u64> },
+    /// The bytes are in the blob (none for a URL that is not fetched); when it ended.
+    Fetched { size: u64, at_ms: u64 },
+    /// The worker's error text (what the real host stores in `QueueUpload.error`).
+    Failed(String),
+}
+
+/// What file/url_uploads shows for a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UrlStatus {
+    Pending,
+    Working,
+    Error,
+}
+
+impl UrlStatus {
+    /// As file/url_uploads spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UrlStatus::Pending => "PENDING",
+            UrlStatus::Working => "WORKING",
+            UrlStatus::Error => "ERROR",
+        }
+    }
+}
+
+/// One upload/url job as the host holds it (inspection copy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UrlUpload {
+    pub code: String,
+    /// The URL as stored (unescaped and cleaned as the real host does).
+    pub url: String,
+    pub owner: String,
+    /// As file/url_uploads shows it now.
+    pub status: UrlStatus,
+    /// Progress 0..99 as file/url_uploads shows it (0 for ERROR).
+    pub progress: u64,
+    /// The worker's error text, once the job is ERROR. The real host keeps it in the
+    /// queue table; its file/url_uploads does not return it, so neither does this host.
+    pub error: Option<String>,
+    /// Body bytes this job's fetch has received so far (0 for a URL not fetched).
+    pub bytes: u64,
+    /// Whether the host really fetches this URL (http on a loopback address); other
+    /// URLs are never connected to and end as an empty file.
+    pub fetched_for_real: bool,
+}
+
+impl UrlJob {
+    /// Status and progress at `now_ms`: ERROR once a failed fetch is due; otherwise
+    /// PENDING for the first tenth of the fetch time, then WORKING, with progress by
+    /// elapsed time, held back by the bytes of a fetch still running.
+    pub(crate) fn status(&self, now_ms: u64) -> (UrlStatus, u64) {
+        if matches!(self.fetch, Fetch::Failed(_)) && self.done_ms <= now_ms {
+            return (UrlStatus::Error, 0);
+        }
+        let span = self.done_ms.saturating_sub(self.queued_ms).max(1);
+        let elapsed = now_ms.saturating_sub(self.queued_ms);
+        let mut progress = (elapsed.saturating_mul(100) / span).min(99);
+        if let Fetch::Running { bytes, total } = self.fetch {
+            let by_bytes = match total {
+                Some(t) if t > 0 => bytes.saturating_mul(100) / t,
+                _ => 0,
+            };
+            progress = progress.min(by_bytes.min(99));
+        }
+        if elapsed < span / 10 {
+            (UrlStatus::Pending, 0)
+        } else {
+            (UrlStatus::Working, progress)
+        }
+    }
+
+    pub(crate) fn to_public(&self, now_ms: u64) -> UrlUpload {
+        let (status, progress) = self.status(now_ms);
+        let bytes = match self.fetch {
+            Fetch::Running { bytes, .. } => bytes,
+            Fetch::Fetched { size, .. } => size,
+            Fetch::Failed(_) => 0,
+        };
+        UrlUpload {
+            code: self.code.clone(),
+            url: self.url.clone(),
+            owner: self.owner.clone(),
+            status,
+            progress,
+            error: match (&self.fetch, status) {
+                (Fetch::Failed(e), UrlStatus::Error) => Some(e.clone()),
+                _ => None,
+            },
+            bytes,
+            fetched_for_real: super::fetch::fetched_for_real(&self.url),
+        }
+    }
+
+    /// Stops the fetch task, if one runs, and removes the bytes fetched so far.
+    pub(crate) fn discard(&self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.blob);
+    }
 }
 
 const CODE_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -323,12 +440,17 @@ impl State {
     /// (the real host deletes them from a periodic job, so they can be overdue).
     pub(crate) fn settle(&mut self, now_ms: u64, dmca_delay: u64) {
         let now_secs = now_ms / 1000;
-        if self.url_queue.iter().any(|j| j.done_ms <= now_ms) {
+        let ready = |j: &UrlJob| j.done_ms <= now_ms && matches!(j.fetch, Fetch::Fetched { .. });
+        if self.url_queue.iter().any(ready) {
             let (done, left): (Vec<UrlJob>, Vec<UrlJob>) = std::mem::take(&mut self.url_queue)
                 .into_iter()
-                .partition(|j| j.done_ms <= now_ms);
+                .partition(ready);
             self.url_queue = left;
             for j in done {
+                let (size, at_ms) = match j.fetch {
+                    Fetch::Fetched { size, at_ms } => (size, at_ms),
+                    _ => (0, j.done_ms),
+                };
                 let seq = self.take_seq();
                 let tags = super::title::upload_tags(&j.tags, &j.title);
                 self.files.insert(
@@ -338,9 +460,10 @@ impl State {
                         title: j.title,
                         descr: String::new(),
                         fld_id: j.fld_id,
-                        size: 0,
+                        size,
                         owner: Some(j.owner),
-                        created_ms: j.done_ms,
+                        // Stored when both the fetch and the host's time were done.
+                        created_ms: j.done_ms.max(at_ms),
                         seq,
                         public: j.public,
                         adult: j.adult,
@@ -458,6 +581,16 @@ pub(crate) struct Shared {
     pub uploads_started: AtomicU64,
     /// Names temporary upload files uniquely.
     pub tmp_counter: AtomicU64,
+    /// Bytes of `file` parts read by the upload listener.
+    pub bytes_uploaded: AtomicU64,
+    /// Body bytes read by upload/url fetches.
+    pub bytes_fetched: AtomicU64,
+    /// Body bytes handed to connections by the direct-link route.
+    pub bytes_served: AtomicU64,
+    /// upload/url fetch tasks still running (for `TestHost::wait_url_fetches`).
+    pub fetching: tokio::sync::watch::Sender<usize>,
+    /// Signs direct links (`links.rs`); drawn from the seed.
+    pub link_secret: u64,
 }
 
 impl HostOptions {

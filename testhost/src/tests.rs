@@ -1476,3 +1476,476 @@ async fn same_bytes_twice_give_two_codes_and_add_file_seeds() {
         .unwrap();
     assert_eq!(o["size"], "6");
 }
+
+// ---- upload/url between hosts: B fetches A's direct link over loopback ----
+
+/// `n` bytes that are not all alike, so a copy that reorders or drops a chunk shows.
+fn video_bytes(n: u32) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// Uploads `bytes` as `name` to the root of `h`; returns the code.
+async fn upload_bytes(h: &TestHost, name: &str, bytes: &[u8]) -> String {
+    let v = upload(h, form(&[("key", &h.key())], &[(name, bytes)]))
+        .await
+        .expect("upload");
+    v["files"][0]["filecode"].as_str().expect("code").to_owned()
+}
+
+/// file/direct_link with `q` (a plain URL string).
+async fn link_of(h: &TestHost, code: &str, q: &str) -> String {
+    let v = api(h, "file/direct_link", &[("file_code", code), ("q", q)]).await;
+    v["result"].as_str().expect("link").to_owned()
+}
+
+/// upload/url on `h`; returns the code of the file to be.
+async fn upload_url(h: &TestHost, url: &str) -> String {
+    let v = api(h, "upload/url", &[("url", url)]).await;
+    assert_eq!(v["status"], 200, "{v}");
+    v["result"]["filecode"].as_str().expect("code").to_owned()
+}
+
+/// The job `code` as file/url_uploads shows it.
+async fn url_job(h: &TestHost, code: &str) -> Value {
+    let v = api(h, "file/url_uploads", &[("file_code", code)]).await;
+    v["result"][0].clone()
+}
+
+async fn info_status(h: &TestHost, code: &str) -> Value {
+    api(h, "file/info", &[("file_code", code)]).await["result"][0]["status"].clone()
+}
+
+/// The jobs of `h` left (inspection) after ending the waits and the fetches.
+async fn settle_jobs(h: &TestHost) -> Vec<UrlUpload> {
+    h.finish_url_uploads();
+    h.wait_url_fetches().await;
+    h.url_uploads()
+}
+
+/// The one job of `h` left after ending the waits and the fetches: a failed one.
+async fn failed_job(h: &TestHost) -> UrlUpload {
+    let jobs = settle_jobs(h).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].status, UrlStatus::Error, "{jobs:?}");
+    jobs[0].clone()
+}
+
+/// Ends the waits and fetches of `h`, whose jobs all succeed.
+async fn all_jobs_done(h: &TestHost) {
+    let jobs = settle_jobs(h).await;
+    assert!(jobs.is_empty(), "{jobs:?}");
+}
+
+/// A bare loopback HTTP server: reads each request's head and writes `reply(path)`
+/// as given (a reply may promise more than it sends, to cut a body short), then
+/// closes the connection. A path containing "hang" gets its reply and then silence.
+fn raw_server(
+    listener: tokio::net::TcpListener,
+    reply: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let reply = std::sync::Arc::new(reply);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let _ = s.write_all(&reply(&path)).await;
+                if path.contains("hang") {
+                    std::future::pending::<()>().await;
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    })
+}
+
+fn reply(status: &str, content_type: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test]
+async fn b_copies_a_file_from_a_direct_link_of_a() {
+    let a = TestHost::start_with(HostOptions {
+        encode_time: Duration::ZERO,
+        seed: 1,
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    // Long enough that real time never ends B's wait by itself during the test.
+    let b = TestHost::start_with(HostOptions {
+        url_fetch_time: Duration::from_secs(600),
+        seed: 2,
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let bytes = video_bytes(300_000);
+    let src = upload_bytes(&a, "Road.Trip.2019.mp4", &bytes).await;
+    assert_eq!(a.bytes_uploaded(), bytes.len() as u64);
+
+    // A's link points at its storage server and names the file `v.mp4`, as the real one.
+    let link = link_of(&a, &src, "o").await;
+    assert!(
+        link.starts_with(&format!("{}/v/01/", a.upload_url())),
+        "{link}"
+    );
+    let parsed = url::Url::parse(&link).unwrap();
+    assert_eq!(parsed.path_segments().unwrap().next_back(), Some("v.mp4"));
+    assert!(parsed.query_pairs().any(|(k, v)| k == "e" && v == "21600"));
+
+    let code = upload_url(&b, &link).await;
+    b.wait_url_fetches().await;
+    assert_eq!(b.bytes_fetched(), bytes.len() as u64);
+    assert_eq!(a.bytes_served(), bytes.len() as u64);
+    // Fetched, but B's time for the job has not come: still only in the queue.
+    assert_eq!(info_status(&b, &code).await, 404);
+    let v = api(&b, "file/direct_link", &[("file_code", &code)]).await;
+    assert_eq!(
+        (v["status"].clone(), v["msg"].clone()),
+        (200.into(), "uploading".into())
+    );
+    let job = url_job(&b, &code).await;
+    assert_eq!(job["remote_url"], link.as_str());
+    assert!(
+        ["PENDING", "WORKING"].contains(&job["status"].as_str().unwrap()),
+        "{job}"
+    );
+    // The real call's five fields: no error text, no size.
+    let mut keys: Vec<&str> = job
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["file_code", "fld_id", "progress", "remote_url", "status"]
+    );
+    assert!(b.file(&code).is_none());
+
+    b.advance(Duration::from_secs(601));
+    let v = api(&b, "file/info", &[("file_code", &code)]).await;
+    assert_eq!(v["result"][0]["status"], 200);
+    // Named after the link's last segment, not after A's title.
+    assert_eq!(v["result"][0]["file_title"], "v");
+    assert_eq!(b.file_bytes(&code).unwrap(), a.file_bytes(&src).unwrap());
+    assert_eq!(b.file(&code).unwrap().size, bytes.len() as u64);
+    assert_eq!(
+        api(&b, "file/url_uploads", &[]).await["result"],
+        serde_json::json!([])
+    );
+
+    // B serves the copy in turn; nothing was uploaded to B, nothing fetched by A.
+    let from_b = link_of(&b, &code, "o").await;
+    let got = client()
+        .get(&from_b)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&got[..], &bytes[..]);
+    assert_eq!(b.bytes_served(), bytes.len() as u64);
+    assert_eq!((b.bytes_uploaded(), a.bytes_fetched()), (0, 0));
+
+    // A link from the versions list is named `<code>_o.mp4`: that is the title then.
+    let listed = api(&a, "file/direct_link", &[("file_code", &src)]).await;
+    let o = listed["result"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "o")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = upload_url(&b, &o).await;
+    all_jobs_done(&b).await;
+    assert_eq!(b.file(&second).unwrap().title, format!("{src} o"));
+    assert_eq!(a.bytes_served(), 2 * bytes.len() as u64);
+    assert_eq!(b.bytes_fetched(), 2 * bytes.len() as u64);
+}
+
+#[tokio::test]
+async fn a_refused_fetch_is_an_error_until_restart_errors_retries_it() {
+    let b = TestHost::start().await.unwrap();
+    // A port that is bound but not listening refuses connections; it listens later.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/clip.mp4");
+    let code = upload_url(&b, &url).await;
+
+    let job = failed_job(&b).await;
+    assert_eq!(job.status, UrlStatus::Error);
+    assert_eq!(
+        job.error.as_deref(),
+        Some(
+            format!(
+                "File download failed:500 Can't connect to 127.0.0.1:{port} (Connection refused)"
+            )
+            .as_str()
+        )
+    );
+    let v = url_job(&b, &code).await;
+    assert_eq!(
+        (v["status"].clone(), v["progress"].clone()),
+        ("ERROR".into(), 0.into())
+    );
+    assert!(v.get("error").is_none());
+    // The file never appears, but the code is still "uploading" to file/direct_link.
+    assert_eq!(info_status(&b, &code).await, 404);
+    assert_eq!(
+        api(&b, "file/direct_link", &[("file_code", &code)]).await["msg"],
+        "uploading"
+    );
+    assert!(b.file(&code).is_none());
+    // The job stays, so the same URL is refused as already queued.
+    assert_eq!(api(&b, "upload/url", &[("url", &url)]).await["status"], 400);
+
+    let _server = raw_server(socket.listen(8).unwrap(), |_| {
+        reply("200 OK", "video/mp4", "", b"hello")
+    });
+    let v = api(&b, "file/url_actions", &[("restart_errors", "1")]).await;
+    assert_eq!(v["status"], 200);
+    assert_eq!(url_job(&b, &code).await["status"], "PENDING");
+    all_jobs_done(&b).await;
+    let f = b.file(&code).expect("fetched on the second try");
+    assert_eq!((f.title.as_str(), f.size), ("clip", 5));
+    assert_eq!(b.file_bytes(&code).unwrap(), b"hello");
+    assert_eq!(b.bytes_fetched(), 5);
+    assert!(b.url_queue().is_empty());
+}
+
+#[tokio::test]
+async fn fetches_that_go_wrong_end_in_error_and_never_leave_loopback() {
+    let b = TestHost::start_with(HostOptions {
+        max_file_size: Some(1000),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let here = base.clone();
+    let _server = raw_server(listener, move |path| match path {
+        "/cut.mp4" => {
+            let mut r = reply("200 OK", "video/mp4", "", &[7u8; 100]);
+            r.truncate(r.len() - 90);
+            r
+        }
+        "/page.mp4" => reply("200 OK", "text/html", "", b"<html>login</html>"),
+        "/gone.mp4" => reply("404 Not Found", "text/html", "", b"<html>404</html>"),
+        "/notes.txt" => reply("200 OK", "text/plain", "", b"notes"),
+        "/big.mp4" => reply("200 OK", "video/mp4", "", &[1u8; 1001]),
+        "/away.mp4" => reply(
+            "302 Found",
+            "text/html",
+            "Location: http://example.com/x.mp4\r\n",
+            b"",
+        ),
+        "/here.mp4" => reply(
+            "302 Found",
+            "text/html",
+            &format!("Location: {here}/named\r\n"),
+            b"",
+        ),
+        "/named" => reply(
+            "200 OK",
+            "video/mp4",
+            "Content-Disposition: attachment; filename=\"My.Show.S01E02.mkv\"\r\n",
+            b"named",
+        ),
+        "/hang.mp4" => {
+            let mut r = reply("200 OK", "video/mp4", "", &[3u8; 100]);
+            r.truncate(r.len() - 90);
+            r
+        }
+        _ => reply("404 Not Found", "text/plain", "", b""),
+    });
+    for (path, error) in [
+        (
+            "/cut.mp4",
+            "File download failed:500 body cut short after 10 of 100 bytes",
+        ),
+        ("/page.mp4", "Received HTML page instead of file"),
+        ("/gone.mp4", "File download failed:404 Not Found"),
+        ("/notes.txt", "FS: Not video file (notes.txt)"),
+        ("/big.mp4", "FS: file is too big"),
+        // A redirect off the machine is not followed: the 302 itself is the reply.
+        ("/away.mp4", "File download failed:302 Found"),
+    ] {
+        let code = upload_url(&b, &format!("{base}{path}")).await;
+        let job = failed_job(&b).await;
+        assert_eq!(
+            (job.status, job.error.as_deref()),
+            (UrlStatus::Error, Some(error)),
+            "{path}"
+        );
+        assert!(b.file(&code).is_none(), "{path}");
+        assert!(
+            !b.data_dir().join(&code).exists(),
+            "{path}: bytes left behind"
+        );
+        let v = api(&b, "file/url_actions", &[("delete_errors", "1")]).await;
+        assert_eq!(v["status"], 200);
+        assert!(b.url_queue().is_empty(), "{path}");
+    }
+    // A redirect on loopback is followed, and Content-Disposition names the file.
+    let code = upload_url(&b, &format!("{base}/here.mp4")).await;
+    all_jobs_done(&b).await;
+    let f = b.file(&code).unwrap();
+    assert_eq!((f.title.as_str(), f.size), ("My Show S01E02", 5));
+    assert_eq!(f.tags, "my show");
+    // `localhost` is pinned to 127.0.0.1, not looked up.
+    let port = base.rsplit(':').next().unwrap();
+    let code = upload_url(&b, &format!("http://localhost:{port}/named")).await;
+    all_jobs_done(&b).await;
+    assert_eq!(b.file_bytes(&code).unwrap(), b"named");
+
+    // A job deleted while its fetch hangs: the fetch stops, the file never appears.
+    let code = upload_url(&b, &format!("{base}/hang.mp4")).await;
+    // Mid-fetch: 10 of the 100 bytes promised have arrived (bounded, not a sleep).
+    for _ in 0..1000 {
+        if b.url_uploads()[0].bytes == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let job = &b.url_uploads()[0];
+    assert_eq!((job.bytes, job.status == UrlStatus::Error), (10, false));
+    let v = api(&b, "file/url_actions", &[("delete_code", &code)]).await;
+    assert_eq!(v["status"], 200);
+    // The stopped fetch no longer counts as running.
+    b.wait_url_fetches().await;
+    b.finish_url_uploads();
+    assert!(b.file(&code).is_none() && b.url_queue().is_empty());
+    assert!(!b.data_dir().join(&code).exists());
+
+    // A URL off the machine is never fetched: it becomes an empty file, as before.
+    let code = upload_url(&b, "http://example.com/far.mp4").await;
+    assert!(!b.url_uploads()[0].fetched_for_real);
+    let before = b.bytes_fetched();
+    all_jobs_done(&b).await;
+    assert_eq!(
+        (b.file(&code).unwrap().size, b.bytes_fetched()),
+        (0, before)
+    );
+}
+
+#[tokio::test]
+async fn an_expired_direct_link_gives_an_error_on_the_fetching_host() {
+    let a = TestHost::start_with(HostOptions {
+        direct_link_ttl: Some(Duration::from_secs(60)),
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let b = TestHost::start_with(HostOptions {
+        seed: 9,
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let src = upload_bytes(&a, "a.mp4", &video_bytes(5000)).await;
+    let link = link_of(&a, &src, "o").await;
+    assert!(link.contains("&e=60&"), "{link}");
+    // Stretching the lifetime by hand breaks the signature.
+    let stretched = link.replace("&e=60&", "&e=6000&");
+    assert_eq!(client().get(&stretched).send().await.unwrap().status(), 403);
+    a.advance(Duration::from_secs(61));
+    assert_eq!(client().get(&link).send().await.unwrap().status(), 403);
+    let served = a.bytes_served();
+
+    let code = upload_url(&b, &link).await;
+    let job = failed_job(&b).await;
+    assert_eq!(
+        (job.status, job.error.as_deref()),
+        (UrlStatus::Error, Some("File download failed:403 Forbidden"))
+    );
+    assert!(b.file(&code).is_none());
+    assert_eq!(info_status(&b, &code).await, 404);
+    // What B read is A's error page, byte for byte.
+    assert!(b.bytes_fetched() > 0);
+    assert_eq!(a.bytes_served() - served, b.bytes_fetched());
+
+    // A fresh link works again.
+    api(&b, "file/url_actions", &[("delete_errors", "1")]).await;
+    let fresh = link_of(&a, &src, "o").await;
+    let code = upload_url(&b, &fresh).await;
+    all_jobs_done(&b).await;
+    assert_eq!(b.file_bytes(&code).unwrap(), video_bytes(5000));
+}
+
+#[tokio::test]
+async fn url_fetch_fails_fails_every_fetch_until_switched_off() {
+    let a = TestHost::start().await.unwrap();
+    let b = TestHost::start_with(HostOptions {
+        url_fetch_fails: true,
+        url_fetch_time: Duration::from_secs(600),
+        seed: 3,
+        ..HostOptions::default()
+    })
+    .await
+    .unwrap();
+    let src = upload_bytes(&a, "a.mp4", b"original bytes").await;
+    let near = upload_url(&b, &link_of(&a, &src, "o").await).await;
+    let far = upload_url(&b, "http://example.com/far.mp4").await;
+    // Until the job's time has come it looks as any other.
+    assert_eq!(url_job(&b, &near).await["status"], "PENDING");
+    b.finish_url_uploads();
+    for code in [&near, &far] {
+        assert_eq!(url_job(&b, code).await["status"], "ERROR");
+        assert_eq!(info_status(&b, code).await, 404);
+    }
+    assert!(
+        b.url_uploads()
+            .iter()
+            .all(|j| j.error.as_deref() == Some("File download failed:500 Internal Server Error"))
+    );
+    // Nothing was fetched: the remote "answered 500" without a connection.
+    assert_eq!((a.bytes_served(), b.bytes_fetched()), (0, 0));
+
+    // Restarted while the switch is on: another failure.
+    api(&b, "file/url_actions", &[("restart_errors", "1")]).await;
+    b.finish_url_uploads();
+    assert_eq!(url_job(&b, &near).await["status"], "ERROR");
+
+    b.configure(|o| o.url_fetch_fails = false);
+    api(&b, "file/url_actions", &[("restart_errors", "1")]).await;
+    all_jobs_done(&b).await;
+    assert_eq!(b.file_bytes(&near).unwrap(), b"original bytes");
+    assert_eq!(b.file(&far).unwrap().size, 0);
+
+    // delete_errors removes the failed jobs; their files never appear.
+    b.configure(|o| o.url_fetch_fails = true);
+    let z = upload_url(&b, "http://example.com/z.mp4").await;
+    b.finish_url_uploads();
+    api(&b, "file/url_actions", &[("delete_errors", "1")]).await;
+    assert!(b.url_queue().is_empty());
+    let v = api(&b, "file/direct_link", &[("file_code", &z)]).await;
+    assert_eq!(
+        (v["status"].clone(), v["msg"].clone()),
+        (404.into(), "no file".into())
+    );
+    assert!(b.file(&z).is_none());
+}

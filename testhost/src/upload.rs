@@ -288,6 +288,9 @@ pub(crate) async fn upload(State(host): State<Arc<Shared>>, req: Request) -> Res
                 Err(e) => return upload_error(&host, 400, &format!("Bad multipart body: {e}")),
             };
             blob.size += chunk.len() as u64;
+            // Counted as read, whatever becomes of the file (refused, too big, cut off).
+            host.bytes_uploaded
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             if max_file_size.is_some_and(|max| blob.size > max) {
                 too_big = true;
                 out = None;
@@ -524,31 +527,6 @@ fn commit(host: &Shared, parts: Vec<Part>, order: Vec<String>) -> Vec<FileOutcom
             .collect(),
     });
     out
-}
-
-/// `GET /d/<code>/<q>`: the bytes of a file, streamed (what `file/direct_link` points at).
-pub(crate) async fn download(
-    State(host): State<Arc<Shared>>,
-    axum::extract::Path((code, _q)): axum::extract::Path<(String, String)>,
-) -> Response {
-    let blob = {
-        let st = lock(&host.state);
-        st.files
-            .get(&code)
-            .filter(|f| f.deleted.is_none())
-            .map(|f| f.blob.clone())
-    };
-    let Some(blob) = blob else {
-        return (StatusCode::NOT_FOUND, "Not Found").into_response();
-    };
-    match tokio::fs::File::open(&blob).await {
-        Ok(f) => (
-            [(header::CONTENT_TYPE, "video/mp4")],
-            Body::from_stream(tokio_util::io::ReaderStream::new(f)),
-        )
-            .into_response(),
-        Err(_) => (StatusCode::NOT_FOUND, "Not Found").into_response(),
-    }
 }
 
 #[cfg(test)]
