@@ -949,6 +949,19 @@ fn check_host_name(
             format!("a second [[host]] named {n:?}, expected unique names"),
         ));
     }
+    // `a-b` and `a_b` would share $VIDSYNC_A_B_API_KEY: one host would
+    // silently take the other's key.
+    let env_form = |s: &str| s.replace('-', "_");
+    if let Some(other) = before
+        .iter()
+        .filter_map(|(b, _)| b.as_deref())
+        .find(|b| env_form(b) == env_form(n))
+    {
+        return Err(ctx.err(
+            name.span(),
+            format!("host names {other:?} and {n:?} differ only by '-' and '_', expected names that stay apart in $VIDSYNC_<NAME>_API_KEY"),
+        ));
+    }
     Ok(n.clone())
 }
 

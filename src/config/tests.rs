@@ -1167,3 +1167,135 @@ fn a_bad_metrics_address_is_named_with_its_place() {
         &["unknown key `lisen` in [metrics]", "`listen`"],
     );
 }
+
+// -- [[host]] ---------------------------------------------------------------
+
+/// Two or three `[[host]]` tables (from `hosts`), then one sync entry with
+/// the given extra lines.
+fn hosts_text(fx: &Fx, hosts: &str, sync_extra: &str) -> String {
+    format!(
+        "{hosts}\n[[sync]]\nlocal = \"{}\"\n{sync_extra}\n",
+        fx.media()
+    )
+}
+
+#[test]
+fn several_hosts_with_each_key_source_and_sync_hosts() {
+    let fx = Fx::new();
+    let key_file = fx.path("b.key");
+    std::fs::write(&key_file, "bbbbkey\n").unwrap();
+    let creds = fx.path("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("c-2_api_key"), "cccckey").unwrap();
+    let text = hosts_text(
+        &fx,
+        &format!(
+            "[[host]]\nname = \"a\"\nurl = \"https://a.example\"\nkey = \"aaaakey\"\n\
+             [[host]]\nname = \"b\"\nurl = \"https://b.example\"\nkey_file = \"{}\"\ncopy_from = \"a\"\n\
+             [[host]]\nname = \"c-2\"\nurl = \"https://c.example\"\n\
+             [[host]]\nname = \"d\"\nurl = \"https://d.example\"\nrequests_per_minute = 5\n",
+            key_file.display()
+        ),
+        "hosts = [\"b\", \"d\"]",
+    );
+    let c = fx
+        .parse_env(
+            &text,
+            &[
+                ("CREDENTIALS_DIRECTORY", &creds.display().to_string()),
+                ("VIDSYNC_D_API_KEY", "ddddkey"),
+            ],
+        )
+        .unwrap();
+    let names: Vec<&str> = c.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c-2", "d"]);
+    let keys: Vec<&str> = c.hosts.iter().map(|h| h.api.key.expose()).collect();
+    assert_eq!(keys, ["aaaakey", "bbbbkey", "cccckey", "ddddkey"]);
+    assert_eq!(c.hosts[1].copy_from.as_deref(), Some("a"));
+    assert_eq!(c.hosts[3].api.requests_per_minute, 5);
+    assert_eq!(c.hosts[3].key_source.to_string(), "$VIDSYNC_D_API_KEY");
+    assert_eq!(c.api, c.hosts[0].api, "api is the first host's");
+    assert_eq!(c.syncs[0].hosts, ["b", "d"]);
+    // Each host's view: its own settings, only its syncs.
+    let d = c.for_host("d").unwrap();
+    assert_eq!(d.api.url.as_str(), "https://d.example/");
+    assert_eq!(d.syncs.len(), 1);
+    assert!(c.for_host("a").unwrap().syncs.is_empty());
+    assert!(c.for_host("nope").is_none());
+    // [api] alone: one host, "default".
+    let one = fx.parse(&fx.text("")).unwrap();
+    assert_eq!(one.hosts.len(), 1);
+    assert_eq!(one.hosts[0].name, "default");
+    assert_eq!(one.syncs[0].hosts, ["default"]);
+}
+
+#[test]
+fn host_errors_are_located_and_never_show_a_key() {
+    let fx = Fx::new();
+    let h = |name: &str, extra: &str| {
+        format!(
+            "[[host]]\nname = \"{name}\"\nurl = \"https://x.example\"\nkey = \"{KEY}\"\n{extra}"
+        )
+    };
+    let cases: Vec<(String, &str, &[&str])> = vec![
+        (
+            hosts_text(&fx, &h("Bad Name", ""), ""),
+            "2:8",
+            &["invalid host name"],
+        ),
+        (
+            hosts_text(&fx, &format!("{}{}", h("a", ""), h("a", "")), ""),
+            "6:8",
+            &["a second [[host]] named \"a\""],
+        ),
+        (
+            hosts_text(&fx, &format!("{}{}", h("a-b", ""), h("a_b", "")), ""),
+            "6:8",
+            &["differ only by"],
+        ),
+        (
+            hosts_text(&fx, &h("a", "copy_from = \"a\"\n"), ""),
+            "5:13",
+            &["itself"],
+        ),
+        (
+            hosts_text(&fx, &h("a", "copy_from = \"z\"\n"), ""),
+            "5:13",
+            &["names no host"],
+        ),
+        (
+            hosts_text(&fx, &h("a", ""), "hosts = [\"z\"]"),
+            "8:10",
+            &["unknown host \"z\""],
+        ),
+        (
+            hosts_text(&fx, &h("a", ""), "hosts = []"),
+            "8:9",
+            &["empty hosts list"],
+        ),
+        (
+            format!(
+                "[api]\nurl = \"https://y.example\"\nkey = \"{KEY}\"\n{}",
+                hosts_text(&fx, &h("a", ""), "")
+            ),
+            "1:1",
+            &["both [api] and [[host]]"],
+        ),
+        (
+            hosts_text(
+                &fx,
+                "[[host]]\nname = \"a\"\nurl = \"https://x.example\"\n",
+                "",
+            ),
+            "1:1",
+            &[
+                "host a: no API key",
+                "$CREDENTIALS_DIRECTORY/a_api_key",
+                "$VIDSYNC_A_API_KEY",
+            ],
+        ),
+    ];
+    for (text, at, words) in cases {
+        fx.err(&text, at, words);
+    }
+}
