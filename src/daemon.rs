@@ -207,12 +207,7 @@ pub struct ScanSummary {
 impl ScanSummary {
     /// Add one host's pass: with several hosts, each failure says where.
     fn add(&mut self, host: &str, s: ScanSummary, several: bool) {
-        for (state, n) in &s.counts {
-            match self.counts.iter_mut().find(|(x, _)| x == state) {
-                Some((_, m)) => *m += n,
-                None => self.counts.push((*state, *n)),
-            }
-        }
+        crate::store::add_counts(&mut self.counts, &s.counts);
         let on = |e: String| {
             if several {
                 format!("on {host}: {e}")
@@ -242,9 +237,13 @@ impl ScanSummary {
 pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSummary, RunError> {
     let (_lock, hosts) = prepare(config).await?;
     let several = hosts.len() > 1;
-    let passes = hosts
-        .into_iter()
-        .map(|(ctx, scanner)| scan_host(ctx, scanner, stop.clone()));
+    let passes = hosts.into_iter().map(|(ctx, mut scanner)| {
+        let stop = stop.clone();
+        async move {
+            let name = ctx.name().to_string();
+            (name, scan_host(ctx, &mut scanner, stop).await)
+        }
+    });
     let results = futures_util::future::join_all(passes).await;
     let mut total = ScanSummary::default();
     let mut first_error = None;
@@ -267,15 +266,6 @@ pub async fn scan_once(config: Config, stop: CancellationToken) -> Result<ScanSu
 
 /// One host's part of `scan`.
 async fn scan_host(
-    ctx: Arc<Context>,
-    mut scanner: Scanner,
-    stop: CancellationToken,
-) -> (String, Result<ScanSummary, RunError>) {
-    let name = ctx.name().to_string();
-    (name, scan_host_inner(ctx, &mut scanner, stop).await)
-}
-
-async fn scan_host_inner(
     ctx: Arc<Context>,
     scanner: &mut Scanner,
     stop: CancellationToken,

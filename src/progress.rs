@@ -55,14 +55,9 @@ pub async fn task(ctxs: Vec<Arc<Context>>, stop: CancellationToken) {
 /// Files per state over every host (a file going to two hosts counts
 /// twice), for the one STATUS= line systemd shows.
 fn summed_counts(ctxs: &[Arc<Context>]) -> Option<Vec<(crate::store::State, u64)>> {
-    let mut total: Vec<(crate::store::State, u64)> = Vec::new();
+    let mut total = Vec::new();
     for ctx in ctxs {
-        for (state, n) in ctx.store.counts().ok()? {
-            match total.iter_mut().find(|(s, _)| *s == state) {
-                Some((_, m)) => *m += n,
-                None => total.push((state, n)),
-            }
-        }
+        crate::store::add_counts(&mut total, &ctx.store.counts().ok()?);
     }
     Some(total)
 }

@@ -915,8 +915,9 @@ fn validate(
     })
 }
 
-/// The name of the host of a config with `[api]`.
-pub const DEFAULT_HOST: &str = "default";
+/// The name of the host of a config with `[api]`: the store's, which the
+/// records of a one-host database were given.
+pub use crate::store::DEFAULT_HOST;
 
 /// A `[[host]]`'s name: it names the host in `status`, `list` and `links`,
 /// in `sync.hosts` and `copy_from`, in the key's environment variable and
@@ -951,11 +952,11 @@ fn check_host_name(
     }
     // `a-b` and `a_b` would share $VIDSYNC_A_B_API_KEY: one host would
     // silently take the other's key.
-    let env_form = |s: &str| s.replace('-', "_");
+    let env_of = |s: &str| key::KeyNames::host(s).env;
     if let Some(other) = before
         .iter()
         .filter_map(|(b, _)| b.as_deref())
-        .find(|b| env_form(b) == env_form(n))
+        .find(|b| env_of(b) == env_of(n))
     {
         return Err(ctx.err(
             name.span(),

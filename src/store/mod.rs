@@ -34,7 +34,7 @@ use rusqlite::Connection;
 pub use meta::{AccountPause, LastError, ReconcileRecord, StorageLeft};
 pub use notices::{EventKind, Notice, QueuedNotice, TargetHealth};
 pub use remote::{OnDeleted, Superseded};
-pub use rows::{FileRow, HistoryRow, Progress, RootRow, Stat, State};
+pub use rows::{FileRow, HistoryRow, Progress, RootRow, Stat, State, add_counts};
 pub use uploads::{Attempt, Holder, HostCopy, Placement};
 
 #[derive(Debug, thiserror::Error)]

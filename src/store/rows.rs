@@ -55,6 +55,17 @@ impl fmt::Display for State {
     }
 }
 
+/// Add `more` (files per state) into `total`: the counts of a library whose
+/// files go to several hosts (a file going to two counts twice).
+pub fn add_counts(total: &mut Vec<(State, u64)>, more: &[(State, u64)]) {
+    for (state, n) in more {
+        match total.iter_mut().find(|(s, _)| s == state) {
+            Some((_, m)) => *m += n,
+            None => total.push((*state, *n)),
+        }
+    }
+}
+
 /// What the filesystem says about a file, enough to know whether it changed
 /// and to recognise it after a move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
