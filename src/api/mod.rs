@@ -16,7 +16,7 @@ pub use pace::{ByteLimiter, Pacer};
 pub use reply::{
     AccountInfo, Cloned, DeletedBy, DeletedFile, DirectLinks, DmcaEntry, Encoding, FileInfo,
     FileListPage, Folder, FolderListing, LinkVersion, ListedFile, StatsDay, StorageLeft,
-    UploadedFile, unescape,
+    UploadedFile, UrlJob, unescape,
 };
 pub use settings::{ApiConfig, ApiKey, ApiPaths};
 pub use stats::{ApiStats, class_label};
@@ -712,6 +712,26 @@ impl Client {
         let env = self.get(p, &q).await?;
         let r: reply::UrlUpload = self.parse(p, env.result)?;
         Ok(r.filecode)
+    }
+
+    /// file/url_uploads: this account's upload/url jobs still queued (all,
+    /// or the one of `code`).
+    pub async fn url_uploads(&self, code: Option<&str>) -> Result<Vec<UrlJob>, ApiError> {
+        let p = &self.inner.paths.file_url_uploads;
+        let q: Vec<(&str, String)> = code
+            .map(|c| ("file_code", c.to_string()))
+            .into_iter()
+            .collect();
+        let env = self.get(p, &q).await?;
+        self.parse_list(p, env.result)
+    }
+
+    /// file/url_actions `delete_code`: drop upload/url jobs (a running
+    /// fetch stops, and its file never appears).
+    pub async fn url_delete(&self, codes: &[String]) -> Result<(), ApiError> {
+        let p = &self.inner.paths.file_url_actions;
+        self.get(p, &[("delete_code", codes.join(","))]).await?;
+        Ok(())
     }
 
     /// file/info for any number of codes, in calls of at most 50.

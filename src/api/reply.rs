@@ -410,6 +410,29 @@ pub(crate) struct CreatedFolder {
     pub fld_id: u64,
 }
 
+/// One job of the upload/url queue (file/url_uploads). A job leaves the
+/// queue when its file is stored; a failed one stays, as `ERROR`, until
+/// deleted. The real call gives no error text.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UrlJob {
+    #[serde(deserialize_with = "lenient::string")]
+    pub file_code: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub remote_url: String,
+    /// `PENDING`, `WORKING`, `ERROR`, or `STUCK` (working, no news for 5 min).
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub status: String,
+    #[serde(default, deserialize_with = "lenient::u64")]
+    pub progress: u64,
+}
+
+impl UrlJob {
+    /// The host gave up on this fetch.
+    pub fn failed(&self) -> bool {
+        self.status.eq_ignore_ascii_case("error")
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct UrlUpload {
     #[serde(deserialize_with = "lenient::string")]

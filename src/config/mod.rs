@@ -610,6 +610,8 @@ raw_paths!(
     file_deleted,
     file_dmca,
     file_encodings,
+    file_url_uploads,
+    file_url_actions,
     folder_list,
     folder_create,
     folder_edit,
@@ -837,8 +839,10 @@ fn validate(
         .map(|(n, _)| n.clone().unwrap_or_else(|| DEFAULT_HOST.to_string()))
         .collect();
     let mut hosts = Vec::with_capacity(tables.len());
+    let mut copy_spans = Vec::with_capacity(tables.len());
     for (((name, table), (key, key_source)), host_name) in tables.into_iter().zip(keys).zip(&names)
     {
+        copy_spans.push(table.get_ref().copy_from.as_ref().map(|c| c.span()));
         let api_span = table.span();
         let api = table.into_inner();
         let what = match &name {
@@ -895,6 +899,8 @@ fn validate(
         });
     }
 
+    check_copy_circles(ctx, &hosts, &copy_spans)?;
+
     let state = StateConfig {
         database: base.join(raw.state.database),
     };
@@ -913,6 +919,38 @@ fn validate(
         notify,
         source: Some(source),
     })
+}
+
+/// `copy_from` chains must end at a host that sends files from the disk:
+/// in a circle (a copies from b, b from a) each would wait for the other.
+fn check_copy_circles(
+    ctx: &Ctx<'_>,
+    hosts: &[HostEntry],
+    spans: &[Option<std::ops::Range<usize>>],
+) -> Result<(), ConfigError> {
+    for (i, start) in hosts.iter().enumerate() {
+        let mut chain = vec![start.name.as_str()];
+        let mut at = start;
+        while let Some(next) = &at.copy_from {
+            chain.push(next);
+            if next == &start.name {
+                return Err(ctx.err(
+                    spans[i].clone().unwrap_or(0..0),
+                    format!(
+                        "host {}: copy_from goes round in a circle ({}), expected a chain that ends at a host without copy_from",
+                        start.name,
+                        chain.join(" -> ")
+                    ),
+                ));
+            }
+            match hosts.iter().find(|h| &h.name == next) {
+                // A circle not through `start` is reported from its own hosts.
+                Some(h) if chain.len() <= hosts.len() => at = h,
+                _ => break,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The name of the host of a config with `[api]`: the store's, which the

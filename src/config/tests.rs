@@ -1042,6 +1042,8 @@ fn example_documents_every_key() {
         file_deleted,
         file_dmca,
         file_encodings,
+        file_url_uploads,
+        file_url_actions,
         folder_list,
         folder_create,
         folder_edit,
@@ -1059,6 +1061,8 @@ fn example_documents_every_key() {
         file_deleted,
         file_dmca,
         file_encodings,
+        file_url_uploads,
+        file_url_actions,
         folder_list,
         folder_create,
         folder_edit,
@@ -1262,6 +1266,19 @@ fn host_errors_are_located_and_never_show_a_key() {
             hosts_text(&fx, &h("a", "copy_from = \"z\"\n"), ""),
             "5:13",
             &["names no host"],
+        ),
+        (
+            hosts_text(
+                &fx,
+                &format!(
+                    "{}{}",
+                    h("a", "copy_from = \"b\"\n"),
+                    h("b", "copy_from = \"a\"\n")
+                ),
+                "",
+            ),
+            "5:13",
+            &["host a: copy_from goes round in a circle (a -> b -> a)"],
         ),
         (
             hosts_text(&fx, &h("a", ""), "hosts = [\"z\"]"),

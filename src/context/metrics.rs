@@ -32,6 +32,8 @@ pub enum UploadResult {
     Unknown,
     /// A copy already on the host was taken for it instead of sending it.
     Adopted,
+    /// The host fetched it from another host (`copy_from`): not sent.
+    Copied,
 }
 
 impl UploadResult {
@@ -41,6 +43,7 @@ impl UploadResult {
             UploadResult::Failed => "failed",
             UploadResult::Unknown => "unknown",
             UploadResult::Adopted => "adopted",
+            UploadResult::Copied => "copied",
         }
     }
 }
@@ -156,6 +159,7 @@ impl Metrics {
             UploadResult::Failed,
             UploadResult::Unknown,
             UploadResult::Adopted,
+            UploadResult::Copied,
         ] {
             let l = ResultLabels { result: r.as_str() };
             m.uploads.get_or_create(&l).inc_by(0);

@@ -108,11 +108,42 @@ impl Heartbeat {
     }
 }
 
+/// The host a context's host copies files from (`copy_from`): its client
+/// and account (for direct links, and whether it is well), and its view
+/// of the store (its record of each file).
+pub struct CopySource {
+    pub name: String,
+    pub host: Arc<Host>,
+    pub store: Arc<Store>,
+    /// False once this context's host showed it cannot copy (upload/url
+    /// disabled): files are sent from the disk until the next start.
+    pub works: std::sync::atomic::AtomicBool,
+    /// False once this context's host showed it has no file/url_uploads:
+    /// copies are followed with file/info alone.
+    pub url_uploads: std::sync::atomic::AtomicBool,
+    /// Files (row ids) whose copy failed since the start: sent from the
+    /// disk from then on, not copied again and again.
+    pub failed: Mutex<std::collections::HashSet<i64>>,
+}
+
+impl CopySource {
+    /// Is the source host able to get its copy up soon (its key works, no
+    /// account-wide pause, not over quota)? Only then is a file worth
+    /// waiting for rather than sent from the disk.
+    pub fn well(&self) -> bool {
+        let a = &self.host.account;
+        a.key_ok() && !a.over_quota() && a.pause_until().is_none()
+    }
+}
+
 /// Everything the tasks share.
 pub struct Context {
     pub config: Config,
     pub store: Arc<Store>,
-    pub host: Host,
+    pub host: Arc<Host>,
+    /// Where files come from instead of the disk, when they can
+    /// (`copy_from`).
+    pub source: Option<CopySource>,
     pub roots: Vec<Root>,
     pub gates: Gates,
     pub progress: Progress,
@@ -180,23 +211,34 @@ impl Context {
         follow_renamed_hosts(&config, &base)?;
         let heartbeat = Arc::new(Heartbeat::default());
         let said = Arc::new(Said::default());
-        let mut out = Vec::with_capacity(config.hosts.len());
+        // Every host first, so that each can name the one it copies from.
+        let mut built = Vec::with_capacity(config.hosts.len());
         for entry in &config.hosts {
-            if let Some(from) = &entry.copy_from {
-                // Read and checked, not yet acted on: say so rather than
-                // let the owner believe bytes are being saved.
-                tracing::warn!(
-                    host = %entry.name,
-                    copy_from = %from,
-                    "copy_from is not used yet by this version: files are uploaded to this host from the disk"
-                );
-            }
             let config = config.for_host(&entry.name).ok_or_else(|| {
                 RunError::Setup(format!("host {}: not in the config", entry.name))
             })?;
             let store = Arc::new(base.for_host(&entry.name));
             store.note_host_url(config.api.url.as_str())?;
-            let host = Host::new(&config, store.clone())?;
+            let host = Arc::new(Host::new(&config, store.clone())?);
+            built.push((entry, config, store, host));
+        }
+        let sources: Vec<Option<CopySource>> = built
+            .iter()
+            .map(|(entry, ..)| {
+                let from = entry.copy_from.as_ref()?;
+                let (_, _, store, host) = built.iter().find(|(e, ..)| &e.name == from)?;
+                Some(CopySource {
+                    name: from.clone(),
+                    host: host.clone(),
+                    store: store.clone(),
+                    works: std::sync::atomic::AtomicBool::new(true),
+                    url_uploads: std::sync::atomic::AtomicBool::new(true),
+                    failed: Mutex::new(std::collections::HashSet::new()),
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(built.len());
+        for ((_, config, store, host), source) in built.into_iter().zip(sources) {
             let metrics = Metrics::new(host.client.stats());
             let roots = register_roots(&config, &store)?;
             let (hints, rx) = hints::channel();
@@ -205,6 +247,7 @@ impl Context {
                 config,
                 store,
                 host,
+                source,
                 roots,
                 progress: Progress::default(),
                 renames: Renames::default(),

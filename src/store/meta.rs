@@ -22,6 +22,7 @@ enum Fact {
     ReconcileLastPoll,
     ReconcileLastAudit,
     LastReconcile,
+    Copied,
 }
 
 impl Fact {
@@ -34,6 +35,7 @@ impl Fact {
             Fact::ReconcileLastPoll => "reconcile_last_poll_ok",
             Fact::ReconcileLastAudit => "reconcile_last_audit",
             Fact::LastReconcile => "last_reconcile",
+            Fact::Copied => "copied",
         }
     }
 }
@@ -112,6 +114,46 @@ impl ReconcileRecord {
     }
 }
 
+/// What copies host to host (`copy_from`) brought to this host since it
+/// was configured: files the host fetched from another host instead of
+/// receiving them from this machine, and their bytes (the upload they
+/// saved).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Copied {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Count one more finished copy of `bytes` for `host`, inside the caller's
+/// transaction (the one that records the copy's code), so the count can
+/// neither miss a copy nor count one twice.
+pub(super) fn add_copied(
+    tx: &rusqlite::Transaction<'_>,
+    host: &str,
+    bytes: u64,
+) -> rusqlite::Result<()> {
+    let k = Fact::Copied.as_str();
+    let old: Option<String> = tx
+        .query_row(
+            "SELECT v FROM host_meta WHERE host = ?1 AND k = ?2",
+            params![host, k],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let mut c: Copied = old
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default();
+    c.files += 1;
+    c.bytes += bytes;
+    let text = serde_json::to_string(&c).unwrap_or_default();
+    tx.execute(
+        "INSERT INTO host_meta (host, k, v) VALUES (?1, ?2, ?3)
+         ON CONFLICT(host, k) DO UPDATE SET v = excluded.v",
+        params![host, k, text],
+    )?;
+    Ok(())
+}
+
 /// The form `last_error` is written in.
 #[derive(Serialize, Deserialize)]
 struct LastErrorJson {
@@ -161,6 +203,11 @@ impl Store {
     }
 
     // ---- the key and the account ----
+
+    /// What copies from other hosts brought to this one (zero if none).
+    pub fn copied(&self) -> Result<Copied> {
+        Ok(self.meta_json(Fact::Copied)?.unwrap_or_default())
+    }
 
     /// Did the host accept the API key when last asked? None: never asked.
     pub fn key_ok(&self) -> Result<Option<bool>> {

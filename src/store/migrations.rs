@@ -195,6 +195,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE k IN ('last_error', 'key_ok', 'storage_left', 'account_pause',
                     'reconcile_last_poll_ok', 'reconcile_last_audit', 'last_reconcile');
     CREATE TABLE hosts (name TEXT PRIMARY KEY, url TEXT);",
+    // Version 10: a copy host to host (`copy_from`) in progress. The direct
+    // link is recorded before upload/url is asked to fetch it, and the code
+    // the host answered right after, so a crash at any instant can find the
+    // job again (file/url_uploads lists each job with its URL) instead of
+    // starting a second one. The stat is the local file's when the copy
+    // began: a copy of an older version is never taken for the new one.
+    "CREATE TABLE copies (
+        file_id INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+        source TEXT NOT NULL,
+        url TEXT NOT NULL,
+        code TEXT,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        started_at INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,7 @@
 //! says), `queries` (reads of file rows), `history`, `progress` and `meta`
 //! (small typed facts). This file opens the database and runs transactions.
 
+mod copies;
 mod files;
 mod folders;
 mod history;
@@ -31,7 +32,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-pub use meta::{AccountPause, LastError, ReconcileRecord, StorageLeft};
+pub use copies::{CopyJob, Twin};
+pub use meta::{AccountPause, Copied, LastError, ReconcileRecord, StorageLeft};
 pub use notices::{EventKind, Notice, QueuedNotice, TargetHealth};
 pub use remote::{OnDeleted, Superseded};
 pub use rows::{FileRow, HistoryRow, Progress, RootRow, Stat, State, add_counts};

@@ -14,13 +14,25 @@ use crate::common::{self, bin};
 /// `[[host]]` tables for these hosts (a, b, c, ...), then the usual
 /// sections and syncs, each `(local, remote, hosts)`.
 fn hosts_config(hosts: &[&TestHost], state: &Path, syncs: &[(&Path, &str, &str)]) -> String {
+    hosts_config_with(hosts, &[], state, syncs)
+}
+
+/// `hosts_config` with more lines in some `[[host]]` tables (`extra[i]`
+/// goes to the i-th host).
+fn hosts_config_with(
+    hosts: &[&TestHost],
+    extra: &[&str],
+    state: &Path,
+    syncs: &[(&Path, &str, &str)],
+) -> String {
     let mut s = String::new();
     for (i, h) in hosts.iter().enumerate() {
         s.push_str(&format!(
-            "[[host]]\nname = \"{}\"\nurl = \"{}\"\nkey = \"{}\"\nrequests_per_minute = 60000\nread_timeout = \"5s\"\n\n",
+            "[[host]]\nname = \"{}\"\nurl = \"{}\"\nkey = \"{}\"\nrequests_per_minute = 60000\nread_timeout = \"5s\"\n{}\n",
             (b'a' + i as u8) as char,
             h.url(),
-            h.key()
+            h.key(),
+            extra.get(i).copied().unwrap_or("")
         ));
     }
     s.push_str(&format!(
@@ -113,9 +125,11 @@ async fn three_hosts_one_down_one_rejecting_its_key_lost_replies_and_a_kill_each
         common::write(films.path(), rel, &bytes);
         expected.insert(format!("films/{rel}"), bytes);
     }
-    // Shows go to every host; films only to a and c.
-    let text = hosts_config(
+    // Shows go to every host; films only to a and c. b and c copy from a
+    // what a has, so the media server sends each file once.
+    let text = hosts_config_with(
         &[&a, &b, &c],
+        &["", "copy_from = \"a\"\n", "copy_from = \"a\"\n"],
         state.path(),
         &[
             (shows.path(), "Shows", ""),
@@ -168,7 +182,14 @@ async fn three_hosts_one_down_one_rejecting_its_key_lost_replies_and_a_kill_each
     c.faults().clear();
     a.faults().clear();
     let mut child = run_child(&config);
-    let titles = |n: usize, h: &TestHost| live(h).len() == n;
+    // n files, each with its own title (a copy is titled after the link
+    // until the fix-ups set its title; file/edit stores it HTML-escaped).
+    let title = |t: &str| vidsync::api::unescape(t);
+    let titles = |n: usize, h: &TestHost| {
+        let on_a: Vec<String> = live(&a).into_iter().map(|f| title(&f.0)).collect();
+        let files = live(h);
+        files.len() == n && files.iter().all(|f| on_a.contains(&title(&f.0)))
+    };
     let done = common::wait_for(Duration::from_secs(60), || {
         titles(5, &a) && titles(3, &b) && titles(5, &c)
     })
@@ -185,6 +206,27 @@ async fn three_hosts_one_down_one_rejecting_its_key_lost_replies_and_a_kill_each
         live(&a).iter().map(|f| &f.0).collect::<Vec<_>>(),
         live(&b).iter().map(|f| &f.0).collect::<Vec<_>>(),
         live(&c).iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+
+    // With copy_from, b and c fetched every file from a: the media server
+    // sent nothing to them, and each file's bytes once to a (the big one
+    // again after the kill cut it).
+    let size = |pick: &dyn Fn(&str) -> bool| -> u64 {
+        expected
+            .iter()
+            .filter(|(rel, _)| pick(rel))
+            .map(|(_, b)| b.len() as u64)
+            .sum()
+    };
+    let (all, shows_only) = (size(&|_| true), size(&|r| r.starts_with("shows/")));
+    assert_eq!(b.bytes_uploaded(), 0, "bytes sent to b");
+    assert_eq!(c.bytes_uploaded(), 0, "bytes sent to c");
+    assert_eq!(b.bytes_fetched(), shows_only, "bytes b fetched from a");
+    assert_eq!(c.bytes_fetched(), all, "bytes c fetched from a");
+    assert!(
+        a.bytes_uploaded() >= all && a.bytes_uploaded() < all + big.len() as u64,
+        "bytes sent to a: {} for {all}",
+        a.bytes_uploaded()
     );
 
     // Exactly once on each host it goes to, byte-identical.

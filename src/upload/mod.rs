@@ -7,6 +7,11 @@
 //! proxy error, crash), the host is searched (file/list by folder and
 //! creation time, matched by title) before the file is sent again, and a
 //! match is adopted instead of uploading a second copy.
+//!
+//! With `copy_from`, a file the other host has already is copied host to
+//! host instead of being sent (`copy.rs`).
+
+mod copy;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -224,7 +229,23 @@ async fn upload_one(ctx: &Context, row: FileRow) -> Result<(), StoreError> {
     let Some(fld_id) = remote_folder(ctx, root, &row).await? else {
         return Ok(());
     };
+    // A copy begun before a restart is found and followed before anything
+    // else: its job may still be making the file.
+    let mut row = row;
+    match copy::resume(ctx, &row, fld_id).await? {
+        Some(copy::Copy::Settled) => return Ok(()),
+        Some(copy::Copy::Disk) => {
+            // Dropped: the host surely has nothing from it.
+            row.unknown_since = None;
+        }
+        None => {}
+    }
     if adopted_instead(ctx, root, &row, fld_id, &title).await? {
+        return Ok(());
+    }
+    if row.unknown_since.is_none()
+        && copy::copy_instead(ctx, root, &row, fld_id, &title).await? == copy::Copy::Settled
+    {
         return Ok(());
     }
     send(ctx, root, &row, fld_id, &title).await
