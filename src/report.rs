@@ -166,6 +166,13 @@ fn merged(hosts: &[Value]) -> Value {
             .max()
     );
     top["encoding_stuck"] = json!(sum("encoding_stuck"));
+    let copied = |k: &str| {
+        hosts
+            .iter()
+            .map(|h| h["copied"][k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    top["copied"] = json!({"files": copied("files"), "bytes": copied("bytes")});
     let concat = |k: &str| {
         Value::Array(
             hosts
@@ -274,8 +281,10 @@ fn host_status_json(store: &Store) -> Result<Value, crate::store::StoreError> {
         .last_reconcile()?
         .and_then(|r| serde_json::to_value(r).ok())
         .unwrap_or(Value::Null);
+    let copied = store.copied()?;
     Ok(json!({
         "counts": count_map,
+        "copied": {"files": copied.files, "bytes": copied.bytes},
         "encoding": encoding,
         "encoding_stuck": stuck,
         "uploading": inflight,
@@ -424,6 +433,12 @@ pub fn status(config: &Config, as_json: bool) -> ExitCode {
                 h["rate"].as_u64().unwrap_or(0) as f64 / 1048576.0,
                 c["failed"].as_u64().unwrap_or(0),
             );
+            if let Some(n) = h["copied"]["files"].as_u64().filter(|n| *n > 0) {
+                println!(
+                    "  copied from another host: {n} files, {}",
+                    bytes_text(h["copied"]["bytes"].as_u64().unwrap_or(0))
+                );
+            }
             if let Some(reason) = h["paused"]["reason"].as_str() {
                 println!("  paused: {reason}");
             }
@@ -435,6 +450,12 @@ pub fn status(config: &Config, as_json: bool) -> ExitCode {
                 );
             }
         }
+    }
+    if let Some(n) = v["copied"]["files"].as_u64().filter(|n| *n > 0) {
+        println!(
+            "copied host to host: {n} files, {} not sent from this machine (copy_from)",
+            bytes_text(v["copied"]["bytes"].as_u64().unwrap_or(0))
+        );
     }
     let lr = &v["last_reconcile"];
     if lr.is_null() {
@@ -458,6 +479,16 @@ pub fn status(config: &Config, as_json: bool) -> ExitCode {
         None => println!("last error: {}", show("last_error")),
     }
     ExitCode::SUCCESS
+}
+
+/// Bytes for a person: the exact count, and in GiB or MiB.
+fn bytes_text(n: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if n as f64 >= 1024.0 * MIB {
+        format!("{n} bytes ({:.1} GiB)", n as f64 / 1024.0 / MIB)
+    } else {
+        format!("{n} bytes ({:.1} MiB)", n as f64 / MIB)
+    }
 }
 
 /// `vidsync retry [--host NAME] [PATH...]`: on every host, or only the

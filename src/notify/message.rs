@@ -107,6 +107,12 @@ fn title(kind: EventKind, n: usize) -> String {
 
 fn line(n: &QueuedNotice) -> String {
     let mut s = n.path.clone().unwrap_or_default();
+    // With several hosts, which one (a one-host library's is `default`,
+    // which says nothing).
+    let host = n
+        .host
+        .as_deref()
+        .filter(|h| *h != crate::store::DEFAULT_HOST);
     if let Some(code) = &n.code {
         if s.is_empty() {
             s = code.clone();
@@ -114,10 +120,14 @@ fn line(n: &QueuedNotice) -> String {
             s.push_str(&format!(" ({code})"));
         }
     }
-    match (&n.detail, s.is_empty()) {
+    let line = match (&n.detail, s.is_empty()) {
         (Some(d), true) => d.clone(),
         (Some(d), false) => format!("{s}: {d}"),
         (None, _) => s,
+    };
+    match host {
+        Some(h) => format!("on {h}: {line}"),
+        None => line,
     }
 }
 
@@ -134,6 +144,7 @@ mod tests {
         QueuedNotice {
             id: 1,
             kind,
+            host: None,
             path: path.map(str::to_string),
             code: code.map(str::to_string),
             detail: detail.map(str::to_string),
@@ -176,6 +187,29 @@ mod tests {
             let m = Message::of(notice.kind, vec![notice.clone(); *n]);
             assert_eq!(m.text(), *want);
         }
+    }
+
+    #[test]
+    fn with_several_hosts_each_line_names_its_host() {
+        let mut n = q(EventKind::Dmca, Some("/m/a.mp4"), Some("abc"), None);
+        n.host = Some("b".into());
+        let mut key = q(EventKind::KeyRejected, None, None, Some("Invalid key"));
+        key.host = Some("c".into());
+        assert_eq!(
+            Message::of(EventKind::Dmca, vec![n]).text(),
+            "A file was taken down for DMCA:\non b: /m/a.mp4 (abc)"
+        );
+        assert_eq!(
+            Message::of(EventKind::KeyRejected, vec![key]).text(),
+            "The host rejected the API key:\non c: Invalid key"
+        );
+        // A one-host library's host is `default`: not worth a word.
+        let mut one = q(EventKind::Dmca, Some("/m/a.mp4"), Some("abc"), None);
+        one.host = Some(crate::store::DEFAULT_HOST.into());
+        assert_eq!(
+            Message::of(EventKind::Dmca, vec![one]).text(),
+            "A file was taken down for DMCA:\n/m/a.mp4 (abc)"
+        );
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn webhook_payload(msg: &Message) -> serde_json::Value {
     let items: Vec<_> = msg
         .items
         .iter()
-        .map(|n| json!({"path": n.path, "code": n.code, "detail": n.detail, "at": n.at}))
+        .map(|n| json!({"path": n.path, "code": n.code, "detail": n.detail, "at": n.at, "host": n.host}))
         .collect();
     json!({
         "version": WEBHOOK_VERSION,

@@ -210,6 +210,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         mtime_ns INTEGER NOT NULL,
         started_at INTEGER NOT NULL
     );",
+    // Version 11: a notice names the host it happened on (NULL: the
+    // library's, such as the daily summary). A file failing on two hosts,
+    // or two hosts rejecting their keys, are two things to tell.
+    "ALTER TABLE notices ADD COLUMN host TEXT;
+    UPDATE notices SET host = 'default' WHERE target IS NULL;
+    DROP INDEX notices_once;
+    CREATE UNIQUE INDEX notices_once ON notices(kind, COALESCE(host, ''), subject)
+        WHERE subject IS NOT NULL;",
 ];
 
 /// The schema version this build writes.

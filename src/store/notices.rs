@@ -152,6 +152,8 @@ impl Notice {
 pub struct QueuedNotice {
     pub id: i64,
     pub kind: EventKind,
+    /// The host it happened on; None for the library's (the summary).
+    pub host: Option<String>,
     pub path: Option<String>,
     pub code: Option<String>,
     pub detail: Option<String>,
@@ -214,8 +216,9 @@ impl Store {
                     // after a rejection (not at every start).
                     let last: Option<String> = tx
                         .query_row(
-                            "SELECT kind FROM notices WHERE kind IN (?1, ?2) ORDER BY id DESC LIMIT 1",
-                            params![pair[0], pair[1]],
+                            "SELECT kind FROM notices WHERE kind IN (?1, ?2) AND host IS ?3
+                             ORDER BY id DESC LIMIT 1",
+                            params![pair[0], pair[1], self.host()],
                             |r| r.get(0),
                         )
                         .optional()?;
@@ -225,8 +228,9 @@ impl Store {
                     }
                 } else {
                     tx.query_row(
-                        "SELECT EXISTS(SELECT 1 FROM notices WHERE kind = ?1 AND target IS NULL AND at > ?2)",
-                        params![kind, now - ACCOUNT_QUIET_MS],
+                        "SELECT EXISTS(SELECT 1 FROM notices
+                           WHERE kind = ?1 AND target IS NULL AND at > ?2 AND host IS ?3)",
+                        params![kind, now - ACCOUNT_QUIET_MS, self.host()],
                         |r| r.get(0),
                     )?
                 };
@@ -235,9 +239,9 @@ impl Store {
                 }
             }
             let added = tx.execute(
-                "INSERT OR IGNORE INTO notices (kind, subject, path, code, detail, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![kind, subject, n.path, n.code, n.detail, now],
+                "INSERT OR IGNORE INTO notices (kind, subject, path, code, detail, at, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![kind, subject, n.path, n.code, n.detail, now, self.host()],
             )?;
             Ok(added == 1)
         })
@@ -351,7 +355,7 @@ impl Store {
         let conn = self.conn();
         let mut st = conn
             .prepare(
-                "SELECT n.id, n.kind, n.path, n.code, n.detail, n.at, s.tries
+                "SELECT n.id, n.kind, n.path, n.code, n.detail, n.at, s.tries, n.host
                  FROM notice_sends s JOIN notices n ON n.id = s.notice_id
                  WHERE s.target = ?1 AND s.done_at IS NULL AND s.next_at <= ?2 AND n.at <= ?3
                  ORDER BY n.id LIMIT ?4",
@@ -365,6 +369,7 @@ impl Store {
                     QueuedNotice {
                         id: r.get(0)?,
                         kind: EventKind::Test,
+                        host: r.get(7)?,
                         path: r.get(2)?,
                         code: r.get(3)?,
                         detail: r.get(4)?,
@@ -555,6 +560,33 @@ mod tests {
         assert!(s.notice(&ok, 4));
         assert!(!s.notice(&ok, 5));
         assert!(s.notice(&bad, 6), "rejected again after it worked");
+    }
+
+    #[test]
+    fn each_host_tells_its_own_failures_and_key_rejections_and_names_itself() {
+        let (_d, s) = open();
+        let b = s.for_host("b");
+        // The same file failing on two hosts: two things to tell.
+        let failed = Notice::file(EventKind::Failed, "/m/a.mp4", None, Some("HTTP 500"));
+        assert!(s.notice(&failed, 1));
+        assert!(b.notice(&failed, 2), "the same file failed on b too");
+        assert!(!b.notice(&failed, 3), "once per host");
+        let bad = Notice::account(EventKind::KeyRejected, "bad");
+        assert!(s.notice(&bad, 4));
+        assert!(b.notice(&bad, 5), "b's key is rejected too");
+        let quota = Notice::account(EventKind::OverQuota, "full");
+        assert!(s.notice(&quota, 6));
+        assert!(b.notice(&quota, 7), "b is full too");
+        let t = vec!["t".to_string()];
+        s.fan_out(|_| t.clone(), &t, 10).unwrap();
+        let hosts: Vec<Option<String>> = s
+            .due_sends("t", 10, 10, 10)
+            .unwrap()
+            .into_iter()
+            .map(|n| n.host)
+            .collect();
+        let (a, b) = (Some(s.host().to_string()), Some("b".to_string()));
+        assert_eq!(hosts, vec![a.clone(), b.clone(), a.clone(), b.clone(), a, b]);
     }
 
     #[test]
