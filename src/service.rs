@@ -148,18 +148,28 @@ fn install_signals(stop: CancellationToken, hup: Option<tokio::sync::mpsc::Unbou
     }
 }
 
-/// A reload must not trade a working key for one the host refuses (the
-/// daemon would stop with exit 3 and systemd would not restart it). Only a
-/// definite refusal counts: a host that cannot be reached is no reason to
-/// keep an old configuration.
-async fn new_key_refused(old: &Config, new: &Config) -> bool {
-    if old.api.key == new.api.key && old.api.url == new.api.url {
-        return false;
+/// A reload must not trade a working key for one the host refuses (with
+/// one host the daemon would stop with exit 3 and systemd would not restart
+/// it; with several, that host's copies would stop). Every host whose key
+/// or URL the new config changes (or adds) is asked; the first that
+/// refuses is named. Only a definite refusal counts: a host that cannot be
+/// reached is no reason to keep an old configuration.
+async fn new_key_refused(old: &Config, new: &Config) -> Option<String> {
+    for h in &new.hosts {
+        let same = old
+            .hosts
+            .iter()
+            .any(|o| o.name == h.name && o.api.key == h.api.key && o.api.url == h.api.url);
+        if same {
+            continue;
+        }
+        if let Ok(c) = Client::new(&h.api)
+            && matches!(c.account_info().await, Err(e) if e.class() == ErrorClass::KeyRejected)
+        {
+            return Some(h.name.clone());
+        }
     }
-    match Client::new(&new.api) {
-        Ok(c) => matches!(c.account_info().await, Err(e) if e.class() == ErrorClass::KeyRejected),
-        Err(_) => false,
-    }
+    None
 }
 
 /// Read the config file again for a reload; the caller keeps the old one
@@ -219,8 +229,8 @@ pub async fn run_service(config: Config) -> ExitCode {
                 }
                 Some(()) = hup_rx.recv() => match reload(&config) {
                     Ok(new) if new == config => tracing::info!("SIGHUP: configuration unchanged"),
-                    Ok(new) if new_key_refused(&config, &new).await => {
-                        tracing::error!("SIGHUP: the host rejects the new configuration's API key; keeping the old one");
+                    Ok(new) if let Some(host) = new_key_refused(&config, &new).await => {
+                        tracing::error!(host = %host, "SIGHUP: the host rejects the new configuration's API key; keeping the old one");
                     }
                     Ok(new) if let Some(e) = metrics_unbindable(&config, &new) => {
                         // The new run would stop at start: keep the old one.

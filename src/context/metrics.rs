@@ -203,7 +203,7 @@ impl Metrics {
         );
         r.register(
             "uploads",
-            "Upload attempts by result: ok (a file code), failed (refused, retried or failed per policy), unknown (reply lost; searched for), adopted (a copy already on the host was taken instead)",
+            "Upload attempts by result: ok (a file code), failed (refused, retried or failed per policy), unknown (reply lost; searched for), adopted (a copy already on the host was taken instead), copied (fetched by the host from another host, copy_from)",
             m.uploads.clone(),
         );
         r.register_with_unit(

@@ -209,7 +209,10 @@ impl Store {
                 None
             };
             if !n.kind.per_file() {
-                let pair = [EventKind::KeyRejected.as_str(), EventKind::KeyOkAgain.as_str()];
+                let pair = [
+                    EventKind::KeyRejected.as_str(),
+                    EventKind::KeyOkAgain.as_str(),
+                ];
                 let told = if pair.contains(&kind) {
                     // The key's events alternate: a rejection is told once
                     // until the key works again, and "works again" only
@@ -586,7 +589,10 @@ mod tests {
             .map(|n| n.host)
             .collect();
         let (a, b) = (Some(s.host().to_string()), Some("b".to_string()));
-        assert_eq!(hosts, vec![a.clone(), b.clone(), a.clone(), b.clone(), a, b]);
+        assert_eq!(
+            hosts,
+            vec![a.clone(), b.clone(), a.clone(), b.clone(), a, b]
+        );
     }
 
     #[test]

@@ -399,3 +399,49 @@ async fn moving_from_api_to_named_hosts_keeps_the_records_and_adds_the_new_host(
         "no records left under default"
     );
 }
+
+/// A reload that gives the second host a key it refuses is refused: the
+/// running daemon keeps the old keys, and files still reach both hosts.
+/// (Before, only the first host's key was checked before a reload.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_a_key_the_second_host_refuses_keeps_the_old_configuration() {
+    let (a, b) = (common::host().await, common::host().await);
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "one.mp4", &common::content("one", 5_000));
+    let text = hosts_config(&[&a, &b], state.path(), &[(root.path(), "Lib", "")]);
+    let config = state.path().join("config.toml");
+    std::fs::write(&config, &text).unwrap();
+    let mut child = run_child(&config);
+    let both = |n: usize| a.files().len() == n && b.files().len() == n;
+    assert!(
+        common::wait_for(Duration::from_secs(20), || both(1)).await,
+        "first file on both hosts"
+    );
+    // b's key (in b's table: the hosts may share a key) replaced by one b
+    // does not know.
+    let at = text.find("name = \"b\"").unwrap();
+    let wrong = format!(
+        "{}{}",
+        &text[..at],
+        text[at..].replacen(&b.key(), "not-a-key-b-knows", 1)
+    );
+    assert_ne!(wrong, text);
+    std::fs::write(&config, &wrong).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    common::write(root.path(), "two.mp4", &common::content("two", 5_000));
+    let synced = common::wait_for(Duration::from_secs(20), || both(2)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        synced,
+        "the old keys kept working: a {:?} b {:?}",
+        a.files().len(),
+        b.files().len()
+    );
+}
