@@ -132,6 +132,9 @@ pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, Rec
     if audit_infos.is_some() || known.is_empty() {
         store.set_reconcile_last_audit(now)?;
     }
+    if audit_infos.is_some() {
+        learn_links(ctx).await;
+    }
     ctx.metrics.reconcile_pass(
         if plan.blocked {
             PassResult::Blocked
@@ -169,6 +172,46 @@ pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, Rec
         ctx.host.wake.notify_waiters();
     }
     Ok(report)
+}
+
+/// The most remote folders listed per audit to learn watch links (one
+/// file/list call each, on hosts that ration calls).
+const LINK_FOLDERS_PER_AUDIT: usize = 20;
+
+/// Learn the watch links of uploaded files from file/list (the host's own
+/// form of the link, which `vidsync links` shows): only folders with files
+/// whose link is unknown, a few per audit. Links are a convenience: a
+/// failure is logged and the pass goes on.
+async fn learn_links(ctx: &Context) {
+    let folders = match ctx.store.folders_without_links() {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list folders without links");
+            return;
+        }
+    };
+    for fld_id in folders.into_iter().take(LINK_FOLDERS_PER_AUDIT) {
+        let q = crate::api::FileListQuery {
+            fld_id: Some(fld_id),
+            ..Default::default()
+        };
+        match ctx.host.client.file_list_all(&q).await {
+            Ok(files) => {
+                let links: Vec<(String, String)> = files
+                    .into_iter()
+                    .filter(|f| f.link.starts_with("http"))
+                    .map(|f| (f.file_code, f.link))
+                    .collect();
+                if let Err(e) = ctx.store.set_links(&links) {
+                    tracing::debug!(error = %e, "cannot record watch links");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, fld_id, "cannot list a folder for watch links");
+                return;
+            }
+        }
+    }
 }
 
 fn apply(ctx: &Context, plan: &Plan, hours: u64, audited: bool) -> Result<Report, StoreError> {

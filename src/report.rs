@@ -549,8 +549,8 @@ pub enum LinkFormat {
     Csv,
 }
 
-/// A file's watch link on a host: `<url>/<code>`, the page every
-/// XVideoSharing host serves for a file (file/list's `link` has this form).
+/// A file's watch link on a host when the host has not reported one:
+/// `<url>/<code>`, the page every XVideoSharing host serves for a file.
 pub fn watch_link(api_url: &url::Url, f: &FileRow) -> Option<String> {
     let code = f.file_code.as_deref()?;
     Some(format!("{}/{code}", api_url.as_str().trim_end_matches('/')))
@@ -569,7 +569,10 @@ pub fn links(config: &Config, format: LinkFormat, host: Option<&str>) -> ExitCod
         let Some(entry) = config.host(store.host()) else {
             continue;
         };
-        let files = match store.list(Some(State::Uploaded)) {
+        let (files, known) = match store
+            .list(Some(State::Uploaded))
+            .and_then(|f| Ok((f, store.links()?)))
+        {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("vidsync: {e}");
@@ -577,8 +580,16 @@ pub fn links(config: &Config, format: LinkFormat, host: Option<&str>) -> ExitCod
             }
         };
         for f in files {
-            if let (Some(code), Some(link)) = (f.file_code.clone(), watch_link(&entry.api.url, &f))
-            {
+            let Some(code) = f.file_code.clone() else {
+                continue;
+            };
+            // The host's own link (from file/list, learnt by the audit),
+            // else the form every host serves.
+            let link = known
+                .get(&code)
+                .cloned()
+                .or_else(|| watch_link(&entry.api.url, &f));
+            if let Some(link) = link {
                 rows.push((store.host().to_string(), f.path(), code, link));
             }
         }

@@ -218,6 +218,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     DROP INDEX notices_once;
     CREATE UNIQUE INDEX notices_once ON notices(kind, COALESCE(host, ''), subject)
         WHERE subject IS NOT NULL;",
+    // Version 12: the watch link each host reports for a file code in
+    // file/list (hosts differ: `/<code>`, `/<code>.html`, `/e/<code>`), for
+    // `vidsync links`. Keyed by code, so a new upload never shows an old
+    // link.
+    "CREATE TABLE links (
+        host TEXT NOT NULL,
+        code TEXT NOT NULL,
+        link TEXT NOT NULL,
+        PRIMARY KEY (host, code)
+    );",
 ];
 
 /// The schema version this build writes.

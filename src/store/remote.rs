@@ -1,6 +1,8 @@
 //! What the host says of an uploaded file: deleted, DMCA, its title,
 //! folder and encoding, and where it was last placed.
 
+use std::collections::HashMap;
+
 use rusqlite::params;
 
 use super::history::history;
@@ -227,5 +229,52 @@ impl Store {
                 Some(&format!("old version moved to trash folder {trash_id}")),
             )
         })
+    }
+}
+
+/// The watch links the host reports (file/list's `link`), by file code.
+impl Store {
+    /// Remember the links file/list gave for these codes.
+    pub fn set_links(&self, links: &[(String, String)]) -> Result<()> {
+        let host = self.host().to_string();
+        self.tx("recording watch links", |tx| {
+            for (code, link) in links {
+                tx.execute(
+                    "INSERT INTO links (host, code, link) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(host, code) DO UPDATE SET link = excluded.link",
+                    params![host, code, link],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every link known on this host, by code.
+    pub fn links(&self) -> Result<HashMap<String, String>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare("SELECT code, link FROM links WHERE host = ?1")
+            .map_err(self.err("reading watch links"))?;
+        st.query_map(params![self.host()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect::<rusqlite::Result<HashMap<_, _>>>())
+            .map_err(self.err("reading watch links"))
+    }
+
+    /// Remote folders holding uploaded files whose link is not known yet.
+    pub fn folders_without_links(&self) -> Result<Vec<u64>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT DISTINCT f.fld_id FROM files f JOIN roots r ON r.id = f.root_id
+                 WHERE r.host = ?1 AND f.state = 'uploaded' AND f.file_code IS NOT NULL
+                   AND f.fld_id IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM links l WHERE l.host = r.host AND l.code = f.file_code)
+                 ORDER BY f.fld_id",
+            )
+            .map_err(self.err("listing folders without links"))?;
+        st.query_map(params![self.host()], |r| r.get::<_, i64>(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map(|v| v.into_iter().map(|f| f as u64).collect())
+            .map_err(self.err("listing folders without links"))
     }
 }

@@ -278,9 +278,13 @@ async fn three_hosts_one_down_one_rejecting_its_key_lost_replies_and_a_kill_each
         for (name, host) in want {
             let code = hosts[*name]["file_code"].as_str().unwrap();
             assert!(host.file(code).is_some(), "{name} has {code}");
-            assert_eq!(
-                hosts[*name]["link"].as_str().unwrap(),
-                format!("{}/{code}", host.url())
+            // The host's own link once an audit learnt it, else the
+            // form every host serves.
+            let link = hosts[*name]["link"].as_str().unwrap();
+            assert!(
+                link == format!("{}/{code}", host.url())
+                    || link == format!("{}/{code}.html", host.url()),
+                "{link}"
             );
         }
     }
@@ -444,4 +448,45 @@ async fn a_reload_with_a_key_the_second_host_refuses_keeps_the_old_configuration
         a.files().len(),
         b.files().len()
     );
+}
+
+/// `links` shows the watch link each host reports in file/list (the test
+/// host's, like many real ones, is `<url>/<code>.html`, not the
+/// `<url>/<code>` vidsync falls back to), learnt by the audit of the
+/// reconcile pass `scan` ends with, and kept by `vidsync reconcile`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_come_from_the_hosts_file_list_once_the_audit_learnt_them() {
+    let (a, b) = (common::host().await, common::host().await);
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "Sub/one.mp4", &common::content("one", 5_000));
+    let text = hosts_config(&[&a, &b], state.path(), &[(root.path(), "Lib", "")]);
+    let config = state.path().join("config.toml");
+    std::fs::write(&config, &text).unwrap();
+    let env = |_: &str| None;
+    let cfg = vidsync::config::Config::parse_str(&text, &config, &env).unwrap();
+    common::scan(&cfg).await;
+    let links = |cfg_path: &Path| -> serde_json::Value {
+        let (ok, out) = command(cfg_path, &["links", "--json"]);
+        assert!(ok, "{out}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let code = |h: &TestHost| h.files()[0].code.clone();
+    let after_scan = links(&config);
+    for (name, h) in [("a", &a), ("b", &b)] {
+        assert_eq!(
+            after_scan[0]["hosts"][name]["link"],
+            format!("{}/{}.html", h.url(), code(h))
+        );
+    }
+    let reports = vidsync::daemon::reconcile_once(cfg, false).await.unwrap();
+    assert_eq!(reports.len(), 2);
+    let after = links(&config);
+    for (name, h) in [("a", &a), ("b", &b)] {
+        assert_eq!(
+            after[0]["hosts"][name]["link"],
+            format!("{}/{}.html", h.url(), code(h)),
+            "{after}"
+        );
+    }
 }
