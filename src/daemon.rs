@@ -134,7 +134,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), RunError
             .map_err(|e| RunError::Setup(format!("cannot listen for metrics on {addr}: {e}")))?;
         set.spawn(crate::exporter::task(
             listener,
-            first.clone(),
+            Arc::new(ctxs.clone()),
             tasks.clone(),
         ));
     }

@@ -20,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Context;
 use crate::context::metrics::Format;
 
+/// Every host's context (the metrics of each, the shared exposition and
+/// heartbeat); never empty.
+pub type Library = Arc<Vec<Arc<Context>>>;
+
 /// Connections served at once; a scraper needs one, a browser a few. More
 /// wait in the kernel's backlog rather than costing memory here.
 const MAX_CONNECTIONS: usize = 16;
@@ -44,7 +48,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serve until `stop`; connections still open then are dropped with it.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, ctx: Library, stop: CancellationToken) {
     let mut conns = JoinSet::new();
     loop {
         // Reap finished connections; wait for one to end when at the cap.
@@ -87,7 +91,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, stop: CancellationT
 
 /// Serve on a bound listener, its address logged first (port 0 lets the
 /// system pick one).
-pub async fn task(listener: TcpListener, ctx: Arc<Context>, stop: CancellationToken) {
+pub async fn task(listener: TcpListener, ctx: Library, stop: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics at http://{addr}/metrics, health at /healthz");
     }
@@ -120,7 +124,14 @@ fn format_for(req: &Request<Incoming>) -> Format {
     }
 }
 
-async fn answer(ctx: &Context, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(ctxs: &[Arc<Context>], req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(first) = ctxs.first() else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "no host is configured\n".into(),
+        );
+    };
     const PLAIN: &str = "text/plain; charset=utf-8";
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "GET only\n".into());
@@ -133,18 +144,20 @@ async fn answer(ctx: &Context, req: &Request<Incoming>) -> Response<Full<Bytes>>
             // The store's counts are a few indexed queries; a store that
             // cannot answer leaves the gauges as they were (the counters
             // are still worth serving) and says so in the log.
-            if let Err(e) = ctx.metrics.refresh(&ctx.store, ctx.host.account.key_ok()) {
-                tracing::warn!(error = %e, "metrics: cannot read the store");
+            for ctx in ctxs {
+                if let Err(e) = ctx.metrics.refresh(&ctx.store, ctx.host.account.key_ok()) {
+                    tracing::warn!(error = %e, host = ctx.name(), "metrics: cannot read the store");
+                }
             }
             let format = format_for(req);
             text(
                 StatusCode::OK,
                 format.content_type(),
-                ctx.metrics.encode(format),
+                first.exposition.encode(format),
             )
         }
         "/healthz" => {
-            if ctx.heartbeat.alive() {
+            if first.heartbeat.alive() {
                 text(StatusCode::OK, PLAIN, "ok\n".into())
             } else {
                 text(

@@ -4,6 +4,11 @@
 //! the store already knows (files per state, the queue, storage left, the
 //! last reconcile) is read at each scrape by `refresh`, so it can never
 //! drift from what `status` shows. The HTTP side is `crate::exporter`.
+//!
+//! A library mirrored to several hosts has one `Metrics` per host in one
+//! `Exposition`: each host's families carry a `host` label (a sub-registry
+//! per host), and the exposition serves each family once. With one host
+//! there is no `host` label, as before.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -111,7 +116,6 @@ type F64Gauge = Gauge<f64, AtomicU64>;
 
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
     uploads: Family<ResultLabels, Counter>,
     upload_bytes: Family<ResultLabels, Counter>,
     upload_duration: Histogram,
@@ -132,10 +136,123 @@ const DURATION_BUCKETS: [f64; 12] = [
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0,
 ];
 
-impl Metrics {
-    /// Every metric, registered under `vidsync_`, with the client's counters.
-    pub fn new(api: &ApiStats) -> Metrics {
+/// The registry `/metrics` serves: the build info and every host's
+/// metrics.
+#[derive(Debug)]
+pub struct Exposition {
+    registry: Registry,
+}
+
+impl Exposition {
+    /// The metrics of each host (`(name, its client's counters)`), in one
+    /// registry under `vidsync_`; with several hosts each host's series
+    /// are labelled `host`.
+    pub fn new(hosts: &[(&str, &ApiStats)]) -> (Exposition, Vec<Metrics>) {
         let mut registry = Registry::with_prefix("vidsync");
+        registry.register(
+            "build",
+            "The running vidsync's version",
+            Info::new(VersionLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        let several = hosts.len() > 1;
+        let mut metrics = Vec::with_capacity(hosts.len());
+        for (name, api) in hosts {
+            let r = if several {
+                registry.sub_registry_with_label(("host".into(), name.to_string().into()))
+            } else {
+                &mut registry
+            };
+            metrics.push(Metrics::register(api, r));
+        }
+        (Exposition { registry }, metrics)
+    }
+
+    /// The registry in `format`, each family once.
+    pub fn encode(&self, format: Format) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would be a
+        // metric it cannot spell, which the tests would show.
+        let r = match format {
+            Format::Prometheus => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            }
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            }
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cannot encode the metrics");
+        }
+        merge_families(&out)
+    }
+}
+
+/// One block per metric family. The encoder writes a sub-registry's
+/// families after the parent's, each with its own HELP and TYPE lines, so
+/// with several hosts a family would appear once per host, which the
+/// formats forbid ("second HELP line for metric name"): the samples of a
+/// family seen again join its first block, under its first header.
+fn merge_families(text: &str) -> String {
+    let mut order: Vec<&str> = Vec::new();
+    let mut blocks: std::collections::HashMap<&str, (Vec<&str>, Vec<&str>)> =
+        std::collections::HashMap::new();
+    let mut current: Option<(&str, bool)> = None;
+    let mut eof = false;
+    for line in text.lines() {
+        if line == "# EOF" {
+            eof = true;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let name = rest.split(' ').nth(1).unwrap_or("");
+            let first = match current {
+                Some((n, first)) if n == name => first,
+                _ => !blocks.contains_key(name),
+            };
+            current = Some((name, first));
+            let block = blocks.entry(name).or_insert_with(|| {
+                order.push(name);
+                (Vec::new(), Vec::new())
+            });
+            if first {
+                block.0.push(line);
+            }
+        } else if let Some((name, _)) = current
+            && let Some(block) = blocks.get_mut(name)
+        {
+            block.1.push(line);
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    for name in order {
+        if let Some((head, samples)) = blocks.get(name) {
+            for l in head.iter().chain(samples) {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    if eof {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+impl Metrics {
+    /// One library with one host: its metrics and the exposition (tests).
+    pub fn single(api: &ApiStats) -> (Exposition, Metrics) {
+        let (e, mut m) = Exposition::new(&[("default", api)]);
+        let m = m
+            .pop()
+            .unwrap_or_else(|| Metrics::register(api, &mut Registry::default()));
+        (e, m)
+    }
+
+    /// Every metric of one host, registered in `registry`, with the
+    /// client's counters.
+    fn register(api: &ApiStats, registry: &mut Registry) -> Metrics {
         let m = Metrics {
             uploads: Family::default(),
             upload_bytes: Family::default(),
@@ -150,7 +267,6 @@ impl Metrics {
             reconcile_passes: Family::default(),
             reconcile_findings: Family::default(),
             last_reconcile: Gauge::default(),
-            registry: Registry::default(),
         };
         // The results appear from the start at 0, so that rate() and the
         // dashboard see a series before the first upload.
@@ -183,14 +299,7 @@ impl Metrics {
                 .set(0);
         }
         m.storage_left.set(f64::NAN);
-        let r = &mut registry;
-        r.register(
-            "build",
-            "The running vidsync's version",
-            Info::new(VersionLabels {
-                version: env!("CARGO_PKG_VERSION"),
-            }),
-        );
+        let r = registry;
         r.register(
             "files",
             "Files known to vidsync, by state (waiting, queued, uploading, uploaded, failed, local_deleted, remote_deleted, dmca)",
@@ -258,7 +367,7 @@ impl Metrics {
             m.last_reconcile.clone(),
         );
         api.register(r);
-        Metrics { registry, ..m }
+        m
     }
 
     /// One upload of a file ended with `result`; `bytes` as the HELP of
@@ -317,25 +426,6 @@ impl Metrics {
         Ok(())
     }
 
-    /// The registry in `format`.
-    pub fn encode(&self, format: Format) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail; an encoder error would be a
-        // metric it cannot spell, which the tests would show.
-        let r = match format {
-            Format::Prometheus => {
-                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
-            }
-            Format::OpenMetrics => {
-                prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            }
-        };
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "cannot encode the metrics");
-        }
-        out
-    }
-
     /// The uploads counted with `result` so far.
     pub fn uploads(&self, result: UploadResult) -> u64 {
         self.uploads
@@ -370,22 +460,65 @@ mod tests {
             && value_ok
     }
 
-    fn metrics_after_some_work() -> (Metrics, tempfile::TempDir) {
+    fn metrics_after_some_work() -> (Exposition, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db")).unwrap();
         let api = ApiStats::default();
-        let m = Metrics::new(&api);
+        let (e, m) = Metrics::single(&api);
         m.upload_ok(10_000_000, Duration::from_secs(4));
         m.upload(UploadResult::Unknown, 5);
         m.reconcile_pass(PassResult::Blocked, 0, 3);
         m.refresh(&store, true).unwrap();
-        (m, dir)
+        (e, dir)
+    }
+
+    #[test]
+    fn with_several_hosts_each_family_is_served_once_with_a_host_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let (a, b) = (ApiStats::default(), ApiStats::default());
+        let (e, m) = Exposition::new(&[("a", &a), ("b", &b)]);
+        m[0].upload_ok(1000, Duration::from_secs(1));
+        m[1].upload(UploadResult::Copied, 2000);
+        m[0].refresh(&store, true).unwrap();
+        m[1].refresh(&store.for_host("b"), false).unwrap();
+        for format in [Format::Prometheus, Format::OpenMetrics] {
+            let text = e.encode(format);
+            let mut seen = std::collections::BTreeSet::new();
+            for line in text.lines() {
+                if let Some(rest) = line.strip_prefix("# HELP ") {
+                    let name = rest.split(' ').next().unwrap_or("");
+                    assert!(
+                        seen.insert(name.to_string()),
+                        "second HELP for {name}:\n{text}"
+                    );
+                } else if !line.starts_with('#') {
+                    assert!(sample_ok(line), "not a sample: {line}");
+                }
+            }
+            assert!(
+                text.contains("vidsync_uploads_total{host=\"a\",result=\"ok\"} 1\n"),
+                "{text}"
+            );
+            assert!(
+                text.contains("vidsync_uploads_total{host=\"b\",result=\"copied\"} 1\n"),
+                "{text}"
+            );
+            assert!(text.contains("vidsync_key_ok{host=\"a\"} 1\n"), "{text}");
+            assert!(text.contains("vidsync_key_ok{host=\"b\"} 0\n"), "{text}");
+            let build = text
+                .lines()
+                .filter(|l| l.starts_with("vidsync_build_info{"))
+                .count();
+            assert_eq!(build, 1, "{text}");
+            assert_eq!(text.ends_with("# EOF\n"), format == Format::OpenMetrics);
+        }
     }
 
     #[test]
     fn openmetrics_exposition_parses_and_ends_in_eof() {
-        let (m, _dir) = metrics_after_some_work();
-        let text = m.encode(Format::OpenMetrics);
+        let (e, _dir) = metrics_after_some_work();
+        let text = e.encode(Format::OpenMetrics);
         assert!(text.ends_with("# EOF\n"), "{text}");
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# ") {
@@ -422,8 +555,8 @@ mod tests {
 
     #[test]
     fn prometheus_exposition_has_help_and_type_for_every_family() {
-        let (m, _dir) = metrics_after_some_work();
-        let text = m.encode(Format::Prometheus);
+        let (e, _dir) = metrics_after_some_work();
+        let text = e.encode(Format::Prometheus);
         assert!(!text.contains("# EOF"));
         let mut typed = std::collections::BTreeSet::new();
         for line in text.lines() {
@@ -466,8 +599,8 @@ mod names {
             endpoint: "file/list".into(),
         });
         api.record("file/list", &err);
-        let m = Metrics::new(&api);
-        m.encode(Format::Prometheus)
+        let (e, _m) = Metrics::single(&api);
+        e.encode(Format::Prometheus)
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .filter_map(|l| l.split(' ').next())

@@ -34,7 +34,7 @@ use crate::store::{FileRow, State, Store, StoreError};
 
 pub use gates::{Gate, Gates};
 pub use hints::{Hint, HintReceiver, HintSender};
-pub use metrics::Metrics;
+pub use metrics::{Exposition, Metrics};
 pub use progress::Progress;
 pub use renames::{DirRename, Renames};
 
@@ -155,8 +155,10 @@ pub struct Context {
     pub fixups: Notify,
     /// Notes already logged, per path.
     pub said: Arc<Said>,
-    /// Counters and gauges for `/metrics`.
+    /// Counters and gauges for `/metrics`: this host's.
     pub metrics: Metrics,
+    /// What `/metrics` serves: every host's metrics (shared).
+    pub exposition: Arc<Exposition>,
 }
 
 impl std::fmt::Debug for Context {
@@ -237,9 +239,16 @@ impl Context {
                 })
             })
             .collect();
+        let stats: Vec<(&str, &crate::api::ApiStats)> = built
+            .iter()
+            .map(|(e, _, _, h)| (e.name.as_str(), h.client.stats()))
+            .collect();
+        let (exposition, metrics) = Exposition::new(&stats);
+        let exposition = Arc::new(exposition);
         let mut out = Vec::with_capacity(built.len());
-        for ((_, config, store, host), source) in built.into_iter().zip(sources) {
-            let metrics = Metrics::new(host.client.stats());
+        for (((_, config, store, host), source), metrics) in
+            built.into_iter().zip(sources).zip(metrics)
+        {
             let roots = register_roots(&config, &store)?;
             let (hints, rx) = hints::channel();
             let ctx = Context {
@@ -256,6 +265,7 @@ impl Context {
                 fixups: Notify::new(),
                 said: said.clone(),
                 metrics,
+                exposition: exposition.clone(),
             };
             out.push((ctx, rx));
         }

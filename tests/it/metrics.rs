@@ -250,3 +250,86 @@ async fn a_taken_metrics_port_stops_the_start_with_its_address() {
     );
     assert_eq!(e.exit_code(), 1);
 }
+
+/// With several hosts, `/metrics` has every host's series, each with a
+/// `host` label, every family once (promtool accepts it); uploads to each
+/// host count on that host's series. (Before, only the first host's
+/// metrics were served.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_hosts_are_served_with_a_host_label() {
+    let (a, b) = (common::host().await, common::host().await);
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write(root.path(), "one.mp4", &common::content("one", 5_000));
+    let port = free_port();
+    let mut text = String::new();
+    for (name, h) in [("a", &a), ("b", &b)] {
+        text.push_str(&format!(
+            "[[host]]\nname = \"{name}\"\nurl = \"{}\"\nkey = \"{}\"\nrequests_per_minute = 60000\n\n",
+            h.url(),
+            h.key()
+        ));
+    }
+    text.push_str(&format!(
+        "[state]\ndatabase = \"{}\"\n\n[watch]\nsettle = \"100ms\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n\
+         [[sync]]\nlocal = \"{}\"\nremote = \"Lib\"\n",
+        state.path().join("state.db").display(),
+        root.path().display()
+    ));
+    let (cfg, _) = common::config_from_text(&text, state.path());
+    let stop = CancellationToken::new();
+    let h = tokio::spawn(daemon::run(cfg, stop.clone()));
+    assert!(
+        common::wait_for(Duration::from_secs(20), || a.files().len() == 1
+            && b.files().len() == 1)
+        .await,
+        "uploaded to both"
+    );
+    // The host has the file a moment before the daemon counts it: scrape
+    // until both counts are in (or give up and let the asserts say why).
+    let mut scraped = String::new();
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            scraped = r.text().await.unwrap();
+            let counted = |h: &str| {
+                sample(
+                    &scraped,
+                    &format!("vidsync_uploads_total{{host=\"{h}\",result=\"ok\"}}"),
+                ) == Some(1.0)
+            };
+            if counted("a") && counted("b") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    let _ = h.await;
+    for host in ["a", "b"] {
+        assert_eq!(
+            sample(
+                &scraped,
+                &format!("vidsync_uploads_total{{host=\"{host}\",result=\"ok\"}}")
+            ),
+            Some(1.0),
+            "{scraped}"
+        );
+        assert_eq!(
+            sample(
+                &scraped,
+                &format!("vidsync_files{{host=\"{host}\",state=\"uploaded\"}}")
+            ),
+            Some(1.0),
+            "{scraped}"
+        );
+    }
+    let helps = scraped
+        .lines()
+        .filter(|l| l.starts_with("# HELP vidsync_files "))
+        .count();
+    assert_eq!(helps, 1, "{scraped}");
+    match promtool_check(&scraped) {
+        Some((ok, said)) => assert!(ok, "promtool: {said}\n{scraped}"),
+        None => eprintln!("skipped: promtool is not installed (.ci/run installs it)"),
+    }
+}
