@@ -138,7 +138,10 @@ async fn rename_dir(
     if old_parent != new_parent {
         edit.parent_id = Some(ctx.folder_for(root, new_parent).await?);
     }
-    ctx.host.client.folder_edit(fld_id, &edit).await?;
+    let edited = ctx.host.client.folder_edit(fld_id, &edit).await;
+    // Names under the old and new parents are not what was listed.
+    ctx.host.folders.forget_listings();
+    edited?;
     Ok(())
 }
 

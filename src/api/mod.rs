@@ -129,9 +129,23 @@ struct Inner {
     hold: Mutex<Option<(tokio::time::Instant, String)>>,
     /// The host answered "not allowed in API" to file/direct_link.
     direct_link_disabled: AtomicBool,
+    /// The upload server last handed out, and since when (see
+    /// `UPLOAD_SERVER_REUSE`).
+    upload_server: Mutex<Option<(url::Url, tokio::time::Instant)>>,
     /// Calls and errors, for the metrics.
     stats: ApiStats,
 }
+
+/// How long one upload server from upload/server serves further uploads.
+/// The server software names a server by its address alone
+/// (`{srv_cgi_url}/upload/{disk_id}`: no token, nothing per upload), picked
+/// by free disk, round robin or load. Asking anew for every file costs an
+/// API call per file, the scarce resource on hosts that allow 5 calls a
+/// minute; reusing a server for ten minutes follows the host's rotation at
+/// a coarser grain (a server filling up or turned off is left within ten
+/// minutes), and any failure that is not a verdict on the file drops it at
+/// once.
+const UPLOAD_SERVER_REUSE: Duration = Duration::from_secs(600);
 
 /// How long `get` waits in place for a rate-limit hold; a longer hold (a
 /// daily limit) fails the call at once, so that no call burns the day's
@@ -200,6 +214,7 @@ impl Client {
                 allow_http_upload: cfg.allow_http_upload,
                 hold: Mutex::new(None),
                 direct_link_disabled: AtomicBool::new(false),
+                upload_server: Mutex::new(None),
                 stats: ApiStats::default(),
             }),
         })
@@ -490,9 +505,43 @@ impl Client {
         params: &UploadParams,
         progress: Option<ProgressFn>,
     ) -> Result<String, ApiError> {
-        let server = self
-            .secure_upload_server(self.upload_server().await?)
-            .await?;
+        let server = match self.reusable_upload_server() {
+            Some(s) => s,
+            None => {
+                let s = self
+                    .secure_upload_server(self.upload_server().await?)
+                    .await?;
+                *lock(&self.inner.upload_server) = Some((s.clone(), tokio::time::Instant::now()));
+                s
+            }
+        };
+        let result = self.upload_to(server, path, params, progress).await;
+        // A verdict on the file came from a working server; anything else
+        // (no answer, an HTTP error, an unclear reply) may be the server's
+        // doing: the next upload asks for a server again.
+        if !matches!(result, Ok(_) | Err(ApiError::FileRejected { .. })) {
+            *lock(&self.inner.upload_server) = None;
+        }
+        result
+    }
+
+    /// The upload server handed out less than `UPLOAD_SERVER_REUSE` ago.
+    fn reusable_upload_server(&self) -> Option<url::Url> {
+        let cached = lock(&self.inner.upload_server);
+        cached
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < UPLOAD_SERVER_REUSE)
+            .map(|(s, _)| s.clone())
+    }
+
+    /// `upload_file` once the server is known.
+    async fn upload_to(
+        &self,
+        server: url::Url,
+        path: &Path,
+        params: &UploadParams,
+        progress: Option<ProgressFn>,
+    ) -> Result<String, ApiError> {
         let io_err = |what: &'static str| {
             let path = path.to_path_buf();
             move |source| ApiError::Io { path, what, source }

@@ -219,6 +219,8 @@ pub struct UploadConfig {
     /// Checked by [`parse_title_template`](crate::engine::template::parse_title_template);
     /// render with `engine::render_title`.
     pub title_template: String,
+    /// Which queued file goes up first.
+    pub order: crate::store::QueueOrder,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -546,6 +548,7 @@ struct RawUpload {
     max_attempts: NonZeroU32,
     #[serde(deserialize_with = "title_template")]
     title_template: String,
+    order: crate::store::QueueOrder,
 }
 
 #[derive(Debug, Deserialize)]
@@ -687,6 +690,7 @@ impl Default for RawUpload {
             retry_max: dflt(Period(secs(3600))),
             max_attempts: const { NonZeroU32::new(8).unwrap() },
             title_template: "{stem}".to_string(),
+            order: crate::store::QueueOrder::Oldest,
         }
     }
 }
@@ -1103,5 +1107,6 @@ fn check_upload(ctx: &Ctx<'_>, u: RawUpload) -> Result<UploadConfig, ConfigError
         retry_max,
         max_attempts: u.max_attempts,
         title_template: u.title_template,
+        order: u.order,
     })
 }

@@ -4,9 +4,25 @@
 //! One async lock serialises resolution, so that several uploads into a new
 //! directory create its remote folder once. Folder creation is rare (once
 //! per directory, ever), so the lock costs nothing in practice.
+//!
+//! What each remote parent holds is listed once and kept a while, and a
+//! folder vidsync just created is known to be empty: a tree of new
+//! directories costs one folder/create per directory, not a listing before
+//! each (hosts ration API calls).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::api::{ApiError, Client};
+use crate::lock::lock;
 use crate::store::{Store, StoreError};
+
+/// How long a parent's listing answers "is there a folder named X": a
+/// folder someone else creates meanwhile under the same parent could get a
+/// twin of the same name, so not long. Folder renames vidsync makes, and a
+/// folder found missing, forget every listing at once.
+const CHILDREN_TTL: Duration = Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FolderError {
@@ -32,6 +48,9 @@ impl FolderError {
 #[derive(Debug, Default)]
 pub struct Folders {
     lock: tokio::sync::Mutex<()>,
+    /// Sub-folders of remote folders (name as the host stores it -> id), as
+    /// listed or created, by parent id.
+    children: Mutex<HashMap<u64, (Instant, HashMap<String, u64>)>>,
 }
 
 /// Hosts refuse folder names shorter than two characters; a one-letter
@@ -48,6 +67,64 @@ pub fn remote_name(local: &str) -> String {
 }
 
 impl Folders {
+    /// Forget what the remote folders were listed to hold (after a rename
+    /// on the host, or a folder found missing).
+    pub fn forget_listings(&self) {
+        lock(&self.children).clear();
+    }
+
+    /// `find_or_create`, with each parent listed at most once a while.
+    async fn find_or_create_cached(
+        &self,
+        client: &Client,
+        parent: u64,
+        name: &str,
+        shown: &str,
+    ) -> Result<(u64, bool), FolderError> {
+        let doubled = name.replace('\\', "\\\\");
+        let known = {
+            let children = lock(&self.children);
+            children
+                .get(&parent)
+                .filter(|(at, _)| at.elapsed() < CHILDREN_TTL)
+                .map(|(_, c)| c.get(name).or_else(|| c.get(&doubled)).copied())
+        };
+        match known {
+            Some(Some(id)) => return Ok((id, false)),
+            Some(None) => {}
+            None => {
+                let listing =
+                    client
+                        .folder_list(parent, false)
+                        .await
+                        .map_err(|source| FolderError::Api {
+                            path: shown.to_string(),
+                            source,
+                        })?;
+                let found: HashMap<String, u64> = listing
+                    .folders
+                    .iter()
+                    .map(|f| (f.name.clone(), f.fld_id))
+                    .collect();
+                let id = found.get(name).or_else(|| found.get(&doubled)).copied();
+                lock(&self.children).insert(parent, (Instant::now(), found));
+                if let Some(id) = id {
+                    return Ok((id, false));
+                }
+            }
+        }
+        let (id, created) = find_or_create_listed(client, parent, name, shown, false).await?;
+        let mut children = lock(&self.children);
+        if let Some((_, c)) = children.get_mut(&parent) {
+            c.insert(name.to_string(), id);
+        }
+        if created {
+            // Just made: nothing in it yet.
+            children.insert(id, (Instant::now(), HashMap::new()));
+        }
+        Ok((id, created))
+    }
+
     /// The folder id for `rel_dir` ("" = the sync root) of a root whose
     /// remote path is `remote` (components under the account root).
     pub async fn resolve(
@@ -81,9 +158,14 @@ impl Folders {
                     // The sync root itself: resolve its remote path.
                     let mut id = 0;
                     for name in remote {
-                        let (next, created) =
-                            find_or_create(client, id, &remote_name(name), &remote.join("/"))
-                                .await?;
+                        let (next, created) = self
+                            .find_or_create_cached(
+                                client,
+                                id,
+                                &remote_name(name),
+                                &remote.join("/"),
+                            )
+                            .await?;
                         if created {
                             store.note_created_folder(next)?;
                         }
@@ -97,7 +179,9 @@ impl Folders {
         while let Some(name) = missing.pop() {
             parts.push(name);
             let dir = parts.join("/");
-            let (id, created) = find_or_create(client, base, &remote_name(name), &dir).await?;
+            let (id, created) = self
+                .find_or_create_cached(client, base, &remote_name(name), &dir)
+                .await?;
             if created {
                 store.note_created_folder(id)?;
             }
@@ -141,12 +225,24 @@ pub async fn find_or_create(
     name: &str,
     shown: &str,
 ) -> Result<(u64, bool), FolderError> {
+    find_or_create_listed(client, parent, name, shown, true).await
+}
+
+/// `find_or_create`; `look_first` false when the caller listed the parent
+/// already and the name is not there.
+async fn find_or_create_listed(
+    client: &Client,
+    parent: u64,
+    name: &str,
+    shown: &str,
+    look_first: bool,
+) -> Result<(u64, bool), FolderError> {
     let err = |source| FolderError::Api {
         path: shown.to_string(),
         source,
     };
     let find = async || find_only(client, parent, name).await.map_err(err);
-    if let Some(id) = find().await? {
+    if look_first && let Some(id) = find().await? {
         return Ok((id, false));
     }
     match client.folder_create(name, parent, None).await {

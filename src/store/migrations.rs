@@ -527,7 +527,11 @@ mod tests {
         assert_eq!(s.last_reconcile().unwrap().unwrap().uploaded, Some(4));
         assert!(s.history(5).unwrap().iter().any(|h| h.event == "uploaded"));
         // Nothing to upload again: no row queued, waiting or uploading.
-        assert!(s.claim_next(i64::MAX / 2, i64::MAX).unwrap().is_none());
+        assert!(
+            s.claim_next(i64::MAX / 2, i64::MAX, crate::store::QueueOrder::default())
+                .unwrap()
+                .is_none()
+        );
         // A second host starts empty.
         let other = s.for_host("mirror");
         assert!(other.list(None).unwrap().is_empty());

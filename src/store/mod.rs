@@ -36,7 +36,7 @@ pub use copies::{CopyJob, Twin};
 pub use meta::{AccountPause, Copied, LastError, ReconcileRecord, StorageLeft};
 pub use notices::{EventKind, Notice, QueuedNotice, TargetHealth};
 pub use remote::{OnDeleted, Superseded};
-pub use rows::{FileRow, HistoryRow, Progress, RootRow, Stat, State, add_counts};
+pub use rows::{FileRow, HistoryRow, Progress, QueueOrder, RootRow, Stat, State, add_counts};
 pub use uploads::{Attempt, Holder, HostCopy, Placement};
 
 #[derive(Debug, thiserror::Error)]

@@ -55,6 +55,33 @@ impl fmt::Display for State {
     }
 }
 
+/// Which queued file goes up first (`[upload] order`): with API calls
+/// rationed, the order decides what is online by tonight. Files whose retry
+/// is not due yet wait whatever the order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueOrder {
+    /// The oldest file (by modification time) first: a library's backlog in
+    /// the order it was made.
+    #[default]
+    Oldest,
+    /// The newest first: what was just downloaded is what viewers want.
+    Newest,
+    /// The smallest first: the most files per hour on a slow line.
+    Smallest,
+}
+
+impl QueueOrder {
+    /// The SQL ORDER BY of each order (ties: the file seen first).
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            QueueOrder::Oldest => "f.mtime_ns, f.id",
+            QueueOrder::Newest => "f.mtime_ns DESC, f.id",
+            QueueOrder::Smallest => "f.size, f.id",
+        }
+    }
+}
+
 /// Add `more` (files per state) into `total`: the counts of a library whose
 /// files go to several hosts (a file going to two counts twice).
 pub fn add_counts(total: &mut Vec<(State, u64)>, more: &[(State, u64)]) {

@@ -25,11 +25,16 @@ fn lifecycle_of_one_file() {
     let id = s.insert_file(root, "x/y.mp4", stat(10, 5), 100).unwrap();
     assert_eq!(s.file(id).unwrap().unwrap().state, State::Waiting);
     s.queue(id, 200).unwrap();
-    let claimed = s.claim_next(300, i64::MAX).unwrap().unwrap();
+    let claimed = s
+        .claim_next(300, i64::MAX, QueueOrder::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(claimed.id, id);
     assert_eq!(claimed.state, State::Uploading);
     assert!(
-        s.claim_next(300, i64::MAX).unwrap().is_none(),
+        s.claim_next(300, i64::MAX, QueueOrder::default())
+            .unwrap()
+            .is_none(),
         "claimed once"
     );
     s.begin_attempt(id, 7, "y", 310).unwrap();
@@ -49,10 +54,14 @@ fn lifecycle_of_one_file() {
         (State::Queued, 1, Some(310))
     );
     assert!(
-        s.claim_next(999, i64::MAX).unwrap().is_none(),
+        s.claim_next(999, i64::MAX, QueueOrder::default())
+            .unwrap()
+            .is_none(),
         "not due yet"
     );
-    s.claim_next(1000, i64::MAX).unwrap().unwrap();
+    s.claim_next(1000, i64::MAX, QueueOrder::default())
+        .unwrap()
+        .unwrap();
     s.begin_attempt(id, 7, "y", 1010).unwrap();
     assert_eq!(
         s.file(id).unwrap().unwrap().unknown_since,
@@ -90,7 +99,7 @@ fn changed_content_after_upload_keeps_old_code_in_history() {
     let root = s.ensure_root(Path::new("/srv/a"), "").unwrap();
     let id = s.insert_file(root, "v.mp4", stat(10, 5), 1).unwrap();
     s.queue(id, 2).unwrap();
-    s.claim_next(3, i64::MAX).unwrap();
+    s.claim_next(3, i64::MAX, QueueOrder::default()).unwrap();
     s.finish_uploaded(id, "oldcode00001", 0, 4, "upload")
         .unwrap();
     s.file_changed(id, stat(20, 5), 5).unwrap();
@@ -133,7 +142,7 @@ fn retry_failed_by_path_and_counts() {
     let b = s.insert_file(root, "b.mp4", stat(1, 2), 1).unwrap();
     for id in [a, b] {
         s.queue(id, 1).unwrap();
-        s.claim_next(1, i64::MAX).unwrap();
+        s.claim_next(1, i64::MAX, QueueOrder::default()).unwrap();
         s.fail(
             id,
             "unallowed video extension",
@@ -226,7 +235,11 @@ fn a_retry_scheduled_before_the_clock_went_back_is_due() {
         day,
     )
     .unwrap();
-    assert!(s.claim_next(1_000, 1_000 + 7_200_000).unwrap().is_some());
+    assert!(
+        s.claim_next(1_000, 1_000 + 7_200_000, QueueOrder::default())
+            .unwrap()
+            .is_some()
+    );
 }
 
 // Regression: a damaged database ended every command with no way out named.
@@ -291,15 +304,28 @@ fn each_host_sees_only_its_own_records() {
     a.queue(fa, 2).unwrap();
     b.queue(fb, 2).unwrap();
     // Host a uploads; b's copy of the same file is untouched.
-    let claimed = a.claim_next(3, i64::MAX).unwrap().unwrap();
+    let claimed = a
+        .claim_next(3, i64::MAX, QueueOrder::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(claimed.id, fa);
-    assert!(a.claim_next(3, i64::MAX).unwrap().is_none());
+    assert!(
+        a.claim_next(3, i64::MAX, QueueOrder::default())
+            .unwrap()
+            .is_none()
+    );
     a.begin_attempt(fa, 7, "x", 4).unwrap();
     a.finish_uploaded(fa, "aaaaaaaaaaaa", 7, 5, "uploaded")
         .unwrap();
     assert_eq!(b.file(fb).unwrap().unwrap().state, State::Queued);
     assert!(b.file(fa).unwrap().is_none(), "a's row is not b's");
-    assert_eq!(b.claim_next(6, i64::MAX).unwrap().unwrap().id, fb);
+    assert_eq!(
+        b.claim_next(6, i64::MAX, QueueOrder::default())
+            .unwrap()
+            .unwrap()
+            .id,
+        fb
+    );
     let count = |s: &Store, st: State| {
         s.counts()
             .unwrap()
@@ -352,4 +378,47 @@ fn a_renamed_host_takes_over_the_records_of_the_old_name() {
     other.ensure_root(Path::new("/srv/b"), "B").unwrap();
     assert!(!other.take_over_host("main").unwrap());
     assert_eq!(new.roots().unwrap().len(), 1);
+}
+
+#[test]
+fn the_queue_goes_oldest_newest_or_smallest_first_and_waits_for_retries() {
+    let (_d, s) = open();
+    let root = s.ensure_root(Path::new("/srv/a"), "A").unwrap();
+    // (name, size, mtime): three different orders by age and by size.
+    let files = [
+        ("old.mp4", 200, 1_000),
+        ("new.mp4", 300, 3_000),
+        ("mid.mp4", 100, 2_000),
+    ];
+    let mut ids = Vec::new();
+    for (i, (name, size, mtime)) in files.iter().enumerate() {
+        let st = Stat {
+            size: *size,
+            mtime_ns: *mtime,
+            dev: 1,
+            ino: i as u64 + 1,
+        };
+        let id = s.insert_file(root, name, st, 10).unwrap();
+        s.queue(id, 20).unwrap();
+        ids.push(id);
+    }
+    let claim_all = |order: QueueOrder| -> Vec<i64> {
+        let mut got = Vec::new();
+        while let Some(r) = s.claim_next(100, i64::MAX, order).unwrap() {
+            got.push(r.id);
+        }
+        for id in &got {
+            s.retry_later(*id, "again", 0, Attempt::Free, HostCopy::SurelyNone, 50)
+                .unwrap();
+        }
+        got
+    };
+    let (old, new, mid) = (ids[0], ids[1], ids[2]);
+    assert_eq!(claim_all(QueueOrder::Oldest), vec![old, mid, new]);
+    assert_eq!(claim_all(QueueOrder::Newest), vec![new, mid, old]);
+    assert_eq!(claim_all(QueueOrder::Smallest), vec![mid, old, new]);
+    // A retry not due yet waits, whatever the order.
+    s.retry_later(new, "later", 500, Attempt::Free, HostCopy::SurelyNone, 60)
+        .unwrap();
+    assert_eq!(claim_all(QueueOrder::Newest), vec![mid, old]);
 }

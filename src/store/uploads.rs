@@ -77,7 +77,12 @@ pub enum Holder {
 impl Store {
     /// Take the next due queued file and mark it `uploading` (the attempt is
     /// recorded before anything is sent).
-    pub fn claim_next(&self, now: i64, horizon: i64) -> Result<Option<FileRow>> {
+    pub fn claim_next(
+        &self,
+        now: i64,
+        horizon: i64,
+        order: super::QueueOrder,
+    ) -> Result<Option<FileRow>> {
         let conn = self.conn();
         let mut conn = conn;
         let tx = conn
@@ -87,11 +92,14 @@ impl Store {
         // scheduled by a clock that has since gone back: it is due now.
         let id: Option<i64> = tx
             .query_row(
-                "SELECT f.id FROM files f JOIN roots r ON r.id = f.root_id
-                 WHERE r.host = ?3 AND f.state = 'queued'
-                   AND (f.next_attempt_at IS NULL OR f.next_attempt_at <= ?1
-                        OR f.next_attempt_at > ?2)
-                 ORDER BY COALESCE(f.next_attempt_at, 0), f.id LIMIT 1",
+                &format!(
+                    "SELECT f.id FROM files f JOIN roots r ON r.id = f.root_id
+                     WHERE r.host = ?3 AND f.state = 'queued'
+                       AND (f.next_attempt_at IS NULL OR f.next_attempt_at <= ?1
+                            OR f.next_attempt_at > ?2)
+                     ORDER BY {} LIMIT 1",
+                    order.sql()
+                ),
                 params![now, horizon, self.host()],
                 |r| r.get(0),
             )

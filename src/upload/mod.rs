@@ -63,10 +63,11 @@ pub async fn worker(ctx: Arc<Context>, n: usize, stop: CancellationToken) {
             }
         }
         let now = now_ms();
-        let row = match ctx
-            .store
-            .claim_next(now, now + ctx.host.account.longest_delay_ms())
-        {
+        let row = match ctx.store.claim_next(
+            now,
+            now + ctx.host.account.longest_delay_ms(),
+            ctx.config.upload.order,
+        ) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the upload queue");
@@ -297,6 +298,7 @@ async fn remote_folder(
                     // ours: forget the ids so the next try finds or creates it.
                     tracing::warn!(path = %row.path().display(), error = %e, "remote folder gone; it will be found or created again");
                     ctx.store.forget_folder_tree(row.root_id, "")?;
+                    ctx.host.folders.forget_listings();
                     ErrorClass::Transient
                 }
                 Some(api) => api.class(),

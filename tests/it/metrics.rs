@@ -161,8 +161,12 @@ async fn metrics_move_with_uploads_and_healthz_answers() {
         sample(&after, "vidsync_api_calls_total{call=\"upload\"}"),
         Some(2.0)
     );
+    // Counted: at least one upload/server (two uploads started at once
+    // may each ask before either remembered a server).
+    let servers = sample(&after, "vidsync_api_calls_total{call=\"upload/server\"}");
     assert!(
-        sample(&after, "vidsync_api_calls_total{call=\"upload/server\"}").unwrap_or(0.0) >= 2.0
+        servers.is_some_and(|n| (1.0..=2.0).contains(&n)),
+        "{servers:?}"
     );
     assert_eq!(
         sample(&after, "vidsync_files{state=\"uploaded\"}"),

@@ -919,3 +919,50 @@ async fn a_new_version_cut_mid_upload_is_not_lost() {
         row.state
     );
 }
+
+/// Hosts ration API calls: a first scan of 40 videos in 20 new directories
+/// costs one folder/create per folder and a single listing (the account
+/// root, where the sync folder is looked for), and one upload server serves
+/// every upload. (Before: a folder/list before every folder/create, and an
+/// upload/server call per file.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_of_new_folders_costs_one_call_per_folder_and_uploads_share_a_server() {
+    let host = common::host().await;
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    for d in 0..20 {
+        for f in 0..2 {
+            let rel = format!("Season {d:02}/E{f}.mp4");
+            common::write(root.path(), &rel, &common::content(&rel, 2_000));
+        }
+    }
+    let (cfg, _) = common::config(&host, state.path(), &[(root.path(), "Lib")], "");
+    let summary = common::scan(&cfg).await;
+    assert_eq!(host.files().len(), 40, "{summary:?}");
+    assert_eq!(host.folders().len(), 21, "Lib and its 20 seasons");
+    assert_eq!(host.request_count("folder/create"), 21);
+    assert_eq!(
+        host.request_count("folder/list"),
+        1,
+        "only the account root"
+    );
+    let servers = host.request_count("upload/server");
+    // Concurrent workers may each ask once before a server is remembered.
+    let workers = cfg.upload.concurrency.get();
+    assert!(
+        servers <= workers,
+        "{servers} upload/server calls for 40 uploads"
+    );
+    let log = host.request_log();
+    let api_calls = log.iter().filter(|r| r.endpoint != "upload").count();
+    eprintln!(
+        "API calls for 40 files in 20 new folders: {api_calls}: {:?}",
+        {
+            let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
+            for r in &log {
+                *by.entry(r.endpoint.as_str()).or_default() += 1;
+            }
+            by
+        }
+    );
+}

@@ -512,3 +512,45 @@ async fn file_growing_during_upload_sends_the_size_seen_at_open_or_fails() {
         }
     }
 }
+
+/// One upload server serves the uploads that follow (an API call saved per
+/// file); a failure that is not a verdict on the file makes the next upload
+/// ask for a server again.
+#[tokio::test]
+async fn an_upload_server_is_reused_until_an_upload_to_it_fails() {
+    let host = common::host().await;
+    let c = client(&host);
+    let dir = tempfile::tempdir().unwrap();
+    let calls = || host.request_count("upload/server");
+    for i in 0..3 {
+        let p = common::write(
+            dir.path(),
+            &format!("v{i}.mp4"),
+            &common::content("v", 1000 + i),
+        );
+        c.upload_file(&p, &params(&format!("v{i}")), None)
+            .await
+            .expect("upload");
+    }
+    assert_eq!(calls(), 1, "one upload/server for three uploads");
+    // A file the host refuses: a verdict, the server stays.
+    let bad = common::write(dir.path(), "notes.txt", b"not a video");
+    c.upload_file(&bad, &params("notes"), None)
+        .await
+        .expect_err("refused");
+    let p = common::write(dir.path(), "v3.mp4", &common::content("v3", 1000));
+    c.upload_file(&p, &params("v3"), None)
+        .await
+        .expect("upload");
+    assert_eq!(calls(), 1, "a refusal of the file keeps the server");
+    // The upload server answers 502: the next upload asks again.
+    host.faults().times(Fault::Http502, Scope::Upload, 1);
+    let p = common::write(dir.path(), "v4.mp4", &common::content("v4", 1000));
+    c.upload_file(&p, &params("v4"), None)
+        .await
+        .expect_err("502");
+    c.upload_file(&p, &params("v4"), None)
+        .await
+        .expect("upload");
+    assert_eq!(calls(), 2, "a failed server is asked for again");
+}
