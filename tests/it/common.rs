@@ -203,3 +203,92 @@ pub fn refused_port() -> (tokio::net::TcpSocket, u16) {
     let port = s.local_addr().expect("addr").port();
     (s, port)
 }
+
+/// `[[host]]` tables for these hosts, named a, b, c, ... in order, with
+/// more lines in some of them (`extra[i]` goes to the i-th host); then the
+/// usual sections, and the syncs, each `(local, remote, more lines)`.
+pub fn hosts_config_with(
+    hosts: &[&TestHost],
+    extra: &[&str],
+    state: &Path,
+    syncs: &[(&Path, &str, &str)],
+) -> String {
+    let mut s = String::new();
+    for (i, h) in hosts.iter().enumerate() {
+        s.push_str(&format!(
+            "[[host]]\nname = \"{}\"\nurl = \"{}\"\nkey = \"{}\"\nrequests_per_minute = 60000\nread_timeout = \"5s\"\n{}\n",
+            (b'a' + i as u8) as char,
+            h.url(),
+            h.key(),
+            extra.get(i).copied().unwrap_or("")
+        ));
+    }
+    s.push_str(&format!(
+        "[state]\ndatabase = \"{}\"\n\n[watch]\nsettle = \"300ms\"\nrescan = \"1h\"\n\n\
+         [upload]\nconcurrency = 2\nretry_min = \"50ms\"\nretry_max = \"400ms\"\nmax_attempts = 50\n\n",
+        state.join("state.db").display()
+    ));
+    for (local, remote, on) in syncs {
+        s.push_str(&format!(
+            "[[sync]]\nlocal = \"{}\"\nremote = \"{remote}\"\n{on}\n\n",
+            local.display()
+        ));
+    }
+    s
+}
+
+/// The live files of a host by title, with their bytes.
+pub fn live(host: &TestHost) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = host
+        .files()
+        .into_iter()
+        .filter(|f| f.deleted.is_none())
+        .map(|f| {
+            (
+                f.title.clone(),
+                host.file_bytes(&f.code).unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `vidsync run` as a child; its log (stderr) is appended to `run.log`
+/// next to the config, for failure messages (`child_log`).
+pub fn run_child(config: &Path) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("run.log"))
+        .expect("open run.log");
+    bin()
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start vidsync run")
+}
+
+/// The end of what the children `run_child` started with `config` logged.
+pub fn child_log(config: &Path) -> String {
+    let text = std::fs::read_to_string(config.with_file_name("run.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// Run a vidsync command with `config`: (success, stdout).
+pub fn command(config: &Path, args: &[&str]) -> (bool, String) {
+    let out = bin()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run vidsync");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}

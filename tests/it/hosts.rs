@@ -4,90 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use vidsync_testhost::{Fault, Scope, TestHost};
 
-use crate::common::{self, bin};
+use crate::common::{self, bin, command, hosts_config_with, live, run_child};
 
 /// `[[host]]` tables for these hosts (a, b, c, ...), then the usual
 /// sections and syncs, each `(local, remote, hosts)`.
 fn hosts_config(hosts: &[&TestHost], state: &Path, syncs: &[(&Path, &str, &str)]) -> String {
     hosts_config_with(hosts, &[], state, syncs)
-}
-
-/// `hosts_config` with more lines in some `[[host]]` tables (`extra[i]`
-/// goes to the i-th host).
-fn hosts_config_with(
-    hosts: &[&TestHost],
-    extra: &[&str],
-    state: &Path,
-    syncs: &[(&Path, &str, &str)],
-) -> String {
-    let mut s = String::new();
-    for (i, h) in hosts.iter().enumerate() {
-        s.push_str(&format!(
-            "[[host]]\nname = \"{}\"\nurl = \"{}\"\nkey = \"{}\"\nrequests_per_minute = 60000\nread_timeout = \"5s\"\n{}\n",
-            (b'a' + i as u8) as char,
-            h.url(),
-            h.key(),
-            extra.get(i).copied().unwrap_or("")
-        ));
-    }
-    s.push_str(&format!(
-        "[state]\ndatabase = \"{}\"\n\n[watch]\nsettle = \"300ms\"\nrescan = \"1h\"\n\n\
-         [upload]\nconcurrency = 2\nretry_min = \"50ms\"\nretry_max = \"400ms\"\nmax_attempts = 50\n\n",
-        state.join("state.db").display()
-    ));
-    for (local, remote, on) in syncs {
-        s.push_str(&format!(
-            "[[sync]]\nlocal = \"{}\"\nremote = \"{remote}\"\n{on}\n\n",
-            local.display()
-        ));
-    }
-    s
-}
-
-/// The live files of a host by title, with their bytes.
-fn live(host: &TestHost) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = host
-        .files()
-        .into_iter()
-        .filter(|f| f.deleted.is_none())
-        .map(|f| {
-            (
-                f.title.clone(),
-                host.file_bytes(&f.code).unwrap_or_default(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn run_child(config: &Path) -> std::process::Child {
-    bin()
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start vidsync run")
-}
-
-fn command(config: &Path, args: &[&str]) -> (bool, String) {
-    let out = bin()
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("run vidsync");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod common;
 mod complete;
+mod copy;
 mod fixup;
 mod hosts;
 mod metrics;
