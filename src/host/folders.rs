@@ -45,12 +45,16 @@ impl FolderError {
     }
 }
 
+/// A remote folder's sub-folders (name as the host stores it -> id), and
+/// when they were listed.
+type Children = (Instant, HashMap<String, u64>);
+
 #[derive(Debug, Default)]
 pub struct Folders {
     lock: tokio::sync::Mutex<()>,
     /// Sub-folders of remote folders (name as the host stores it -> id), as
     /// listed or created, by parent id.
-    children: Mutex<HashMap<u64, (Instant, HashMap<String, u64>)>>,
+    children: Mutex<HashMap<u64, Children>>,
 }
 
 /// Hosts refuse folder names shorter than two characters; a one-letter
