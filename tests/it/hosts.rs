@@ -124,6 +124,8 @@ async fn three_hosts_one_down_one_rejecting_its_key_lost_replies_and_a_kill_each
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (ok, links) = command(&config, &["links", "--json"]);
     let (_, list) = command(&config, &["list", "--json"]);
+    let (_, status) = command(&config, &["status", "--json"]);
+    let (_, human) = command(&config, &["status"]);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -153,6 +155,30 @@ async fn three_hosts_one_down_one_rejecting_its_key_lost_replies_and_a_kill_each
         a.bytes_uploaded() >= all && a.bytes_uploaded() < all + big.len() as u64,
         "bytes sent to a: {} for {all}",
         a.bytes_uploaded()
+    );
+    // `status` reports what the copies saved: per host and in all.
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["copied"]["files"], 3 + 5, "{status}");
+    assert_eq!(status["copied"]["bytes"], shows_only + all, "{status}");
+    let copied_on = |name: &str| {
+        status["hosts"]
+            .as_array()
+            .and_then(|h| h.iter().find(|h| h["name"] == name))
+            .map(|h| h["copied"]["bytes"].clone())
+    };
+    assert_eq!(copied_on("a"), Some(serde_json::json!(0)));
+    assert_eq!(copied_on("b"), Some(serde_json::json!(shows_only)));
+    assert_eq!(copied_on("c"), Some(serde_json::json!(all)));
+    assert!(
+        human.contains(&format!(
+            "copied host to host: 8 files, {} bytes",
+            shows_only + all
+        )),
+        "{human}"
+    );
+    assert!(
+        human.contains("  copied from another host: 5 files"),
+        "{human}"
     );
 
     // Exactly once on each host it goes to, byte-identical.
