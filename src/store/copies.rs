@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::history::history;
 use super::meta::add_copied;
+use super::uploads::mark_attempt;
 use super::{Result, Stat, State, Store, path_text};
 
 /// The record of the same local file (same sync folder, same path) on
@@ -70,12 +71,7 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         self.tx("recording a copy from another host", |tx| {
-            tx.execute(
-                "UPDATE files SET state = 'uploading', fld_id = ?2, title = ?3,
-                   unknown_since = COALESCE(unknown_since, ?4), updated_at = ?4
-                 WHERE id = ?1",
-                params![id, fld_id as i64, title, now],
-            )?;
+            mark_attempt(tx, id, fld_id, title, now)?;
             tx.execute(
                 "INSERT OR REPLACE INTO copies (file_id, source, url, code, size, mtime_ns, started_at)
                  VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6)",

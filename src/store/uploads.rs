@@ -74,6 +74,24 @@ pub enum Holder {
     Nobody,
 }
 
+/// From now until a definite answer, the host may make a copy of file `id`
+/// (an upload or a copy host to host is about to be asked for).
+pub(super) fn mark_attempt(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    fld_id: u64,
+    title: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE files SET state = 'uploading', fld_id = ?2, title = ?3,
+           unknown_since = COALESCE(unknown_since, ?4), updated_at = ?4
+         WHERE id = ?1",
+        params![id, fld_id as i64, title, now],
+    )?;
+    Ok(())
+}
+
 impl Store {
     /// Take the next due queued file and mark it `uploading` (the attempt is
     /// recorded before anything is sent).
@@ -122,12 +140,7 @@ impl Store {
     /// definite answer, the file may exist on the host.
     pub fn begin_attempt(&self, id: i64, fld_id: u64, title: &str, now: i64) -> Result<()> {
         self.tx("recording an upload attempt", |tx| {
-            tx.execute(
-                "UPDATE files SET state = 'uploading', fld_id = ?2, title = ?3,
-                   unknown_since = COALESCE(unknown_since, ?4), updated_at = ?4
-                 WHERE id = ?1",
-                params![id, fld_id as i64, title, now],
-            )?;
+            mark_attempt(tx, id, fld_id, title, now)?;
             history(tx, id, now, "upload_started", None, None)
         })
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::api::{ApiError, Created, ErrorClass, FileListQuery, UploadParams};
+use crate::api::{ApiError, Created, ErrorClass, FileListQuery};
 use crate::clock::now_ms;
 use crate::context::metrics::UploadResult;
 use crate::context::{Context, CopySource, Root};
@@ -22,7 +22,7 @@ use crate::engine;
 use crate::lock::lock;
 use crate::store::{Attempt, CopyJob, EventKind, FileRow, HostCopy, State, StoreError, Twin};
 
-use super::{after_error, host_side};
+use super::{after_error, host_side, upload_params};
 
 /// How often a file whose source host has not got it yet looks again (a
 /// store read, no API call).
@@ -107,16 +107,7 @@ pub(super) async fn copy_instead(
             return Ok(Copy::Disk);
         }
     };
-    let e = &root.entry;
-    let params = UploadParams {
-        title: title.to_string(),
-        descr: None,
-        fld_id,
-        cat_id: e.cat_id.map(u64::from),
-        tags: (!e.tags.is_empty()).then(|| e.tags.join(",")),
-        public: e.public,
-        adult: e.adult,
-    };
+    let params = upload_params(root, title, fld_id);
     let started = now_ms();
     ctx.store
         .begin_copy(row.id, fld_id, title, &src.name, &link, row.stat, started)?;
@@ -125,7 +116,7 @@ pub(super) async fn copy_instead(
     match ctx.host.client.upload_url(&link, &params).await {
         Ok(job) => {
             ctx.store.copy_accepted(row.id, &job)?;
-            follow(ctx, src, row, fld_id, &job).await
+            follow(ctx, Some(src), row, fld_id, &job).await
         }
         Err(err) if err.outcome_unknown() => {
             // The job may exist: the next try looks for it by its URL.
@@ -214,7 +205,7 @@ async fn resume_job(
 ) -> Result<Copy, StoreError> {
     let fld_id = row.fld_id.unwrap_or(fld_id);
     if let Some(code) = &job.code {
-        return follow_any(ctx, src, row, fld_id, code).await;
+        return follow(ctx, src, row, fld_id, code).await;
     }
     // upload/url's reply was lost: the host lists its jobs with their URLs.
     match ctx.host.client.url_uploads(None).await {
@@ -224,7 +215,7 @@ async fn resume_job(
                     "found the copy begun before the restart in the host's URL queue");
                 ctx.store.copy_accepted(row.id, &j.file_code)?;
                 let code = j.file_code.clone();
-                return follow_any(ctx, src, row, fld_id, &code).await;
+                return follow(ctx, src, row, fld_id, &code).await;
             }
         }
         Err(e) if is_missing_call(&e) => {}
@@ -298,29 +289,6 @@ async fn resume_job(
     }
 }
 
-async fn follow_any(
-    ctx: &Context,
-    src: Option<&CopySource>,
-    row: &FileRow,
-    fld_id: u64,
-    code: &str,
-) -> Result<Copy, StoreError> {
-    match src {
-        Some(src) => follow(ctx, src, row, fld_id, code).await,
-        None => follow_with(ctx, None, row, fld_id, code).await,
-    }
-}
-
-async fn follow(
-    ctx: &Context,
-    src: &CopySource,
-    row: &FileRow,
-    fld_id: u64,
-    code: &str,
-) -> Result<Copy, StoreError> {
-    follow_with(ctx, Some(src), row, fld_id, code).await
-}
-
 /// A call the host does not have or allow (file/url_uploads is not on
 /// every host): not an outage.
 fn is_missing_call(e: &ApiError) -> bool {
@@ -331,7 +299,7 @@ fn is_missing_call(e: &ApiError) -> bool {
 /// Follow the job `code` until its file exists (then it is recorded), it
 /// fails (then the file goes from the disk), or an API call fails (then
 /// the row waits for a retry with the job on record).
-async fn follow_with(
+async fn follow(
     ctx: &Context,
     src: Option<&CopySource>,
     row: &FileRow,

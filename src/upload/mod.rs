@@ -427,16 +427,7 @@ async fn send(
 ) -> Result<(), StoreError> {
     let store = &ctx.store;
     let path = row.path();
-    let e = &root.entry;
-    let params = UploadParams {
-        title: title.to_string(),
-        descr: None,
-        fld_id,
-        cat_id: e.cat_id.map(u64::from),
-        tags: (!e.tags.is_empty()).then(|| e.tags.join(",")),
-        public: e.public,
-        adult: e.adult,
-    };
+    let params = upload_params(root, title, fld_id);
     store.begin_attempt(row.id, fld_id, title, now_ms())?;
     let sent = Arc::new(AtomicU64::new(0));
     ctx.progress.start(row.id, row.stat.size, sent.clone());
@@ -498,6 +489,20 @@ async fn send(
         }
     }
     Ok(())
+}
+
+/// What a file of `root` is sent (or copied) with.
+fn upload_params(root: &Root, title: &str, fld_id: u64) -> UploadParams {
+    let e = &root.entry;
+    UploadParams {
+        title: title.to_string(),
+        descr: None,
+        fld_id,
+        cat_id: e.cat_id.map(u64::from),
+        tags: (!e.tags.is_empty()).then(|| e.tags.join(",")),
+        public: e.public,
+        adult: e.adult,
+    }
 }
 
 /// The reply was lost: the host may have stored the file anyway. Search

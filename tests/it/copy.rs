@@ -235,6 +235,41 @@ async fn no_direct_link_on_the_source_host_sends_each_file_to_the_copying_host_f
     assert_eq!(titles(&a), titles(&b));
 }
 
+/// Remember each job of b's URL queue seen in ERROR, with its error.
+fn note_failed_jobs(b: &TestHost, failed: &mut Vec<(String, Option<String>)>) {
+    for j in b.url_uploads() {
+        if j.status == UrlStatus::Error && !failed.iter().any(|(c, _)| *c == j.code) {
+            failed.push((j.code, j.error));
+        }
+    }
+}
+
+/// After a copy that failed with an error naming `status`: one job was
+/// asked of b, it went ERROR, it was deleted and made no file; the file
+/// went from the disk to b, once, titled as on a.
+fn assert_fell_back_once(
+    s: &Setup,
+    a: &TestHost,
+    b: &TestHost,
+    failed: &[(String, Option<String>)],
+    status: &str,
+) {
+    assert_eq!(b.request_count("upload/url"), 1, "copies asked of b");
+    assert_eq!(failed.len(), 1, "jobs seen in ERROR: {failed:?}");
+    let (job, error) = &failed[0];
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains(status)),
+        "{error:?}"
+    );
+    // The job was deleted: it is not in the queue, and never became a file.
+    assert!(b.url_queue().is_empty(), "{:?}", b.url_uploads());
+    assert!(b.file(job).is_none(), "the failed job made a file");
+    assert!(s.holds_each_once(b, "b"), "{}", s.report(a, b));
+    assert_eq!(b.bytes_uploaded(), s.total(), "bytes sent to b");
+    assert_eq!(b.uploads_started(), 1, "uploads to b");
+    assert_eq!(titles(b), titles(a));
+}
+
 /// a's direct links expire before b fetches them: b's fetch is refused
 /// (403), its job goes ERROR, vidsync gives the copy up, deletes the job,
 /// and sends the file from the disk, once.
@@ -262,11 +297,7 @@ async fn a_link_expired_before_the_fetch_fails_the_copy_its_job_is_deleted_and_t
             links_seen = links;
             a.advance(Duration::from_secs(5));
         }
-        for j in b.url_uploads() {
-            if j.status == UrlStatus::Error && !failed_jobs.iter().any(|(c, _)| *c == j.code) {
-                failed_jobs.push((j.code, j.error));
-            }
-        }
+        note_failed_jobs(&b, &mut failed_jobs);
         s.holds_each_once(&b, "b") && b.url_queue().is_empty()
     })
     .await;
@@ -274,23 +305,10 @@ async fn a_link_expired_before_the_fetch_fails_the_copy_its_job_is_deleted_and_t
     stop(token, h).await;
     assert!(done, "{}", s.report(&a, &b));
 
-    // The copy was tried once, b's fetch was refused, its job went ERROR.
-    assert_eq!(b.request_count("upload/url"), 1, "copies asked of b");
-    assert_eq!(failed_jobs.len(), 1, "jobs seen in ERROR: {failed_jobs:?}");
-    let (job, error) = &failed_jobs[0];
-    assert!(
-        error.as_deref().is_some_and(|e| e.contains("403")),
-        "{error:?}"
-    );
-    // The job was deleted: it is not in the queue, and never became a file.
-    assert!(b.url_queue().is_empty(), "{:?}", b.url_uploads());
-    assert!(b.file(job).is_none(), "the failed job made a file");
+    // The copy was tried once, b's fetch was refused (the link is old),
+    // its job deleted, the file sent from the disk.
+    assert_fell_back_once(&s, &a, &b, &failed_jobs, "403");
     assert!(b.request_count("file/url_actions") >= 1, "no job deleted");
-    // The file went from the disk, once; b holds it once, titled as on a.
-    assert!(s.holds_each_once(&b, "b"), "{}", s.report(&a, &b));
-    assert_eq!(b.bytes_uploaded(), s.total(), "bytes sent to b");
-    assert_eq!(b.uploads_started(), 1, "uploads to b");
-    assert_eq!(titles(&b), titles(&a));
     assert_eq!(a.bytes_uploaded(), s.total(), "bytes sent to a");
     let row = &s.rows("b")[0];
     let store = Store::open(&s.cfg.state.database).unwrap();
@@ -311,11 +329,7 @@ async fn failing_fetches_on_the_copying_host_fall_back_to_the_disk_once() {
     let (token, h) = start(&s.cfg);
     let mut failed_jobs: Vec<(String, Option<String>)> = Vec::new();
     let done = common::wait_for(PATIENCE, || {
-        for j in b.url_uploads() {
-            if j.status == UrlStatus::Error && !failed_jobs.iter().any(|(c, _)| *c == j.code) {
-                failed_jobs.push((j.code, j.error));
-            }
-        }
+        note_failed_jobs(&b, &mut failed_jobs);
         s.holds_each_once(&b, "b") && b.url_queue().is_empty()
     })
     .await;
@@ -323,20 +337,8 @@ async fn failing_fetches_on_the_copying_host_fall_back_to_the_disk_once() {
     stop(token, h).await;
     assert!(done, "{}", s.report(&a, &b));
 
-    assert_eq!(b.request_count("upload/url"), 1, "copies asked of b");
-    assert_eq!(failed_jobs.len(), 1, "jobs seen in ERROR: {failed_jobs:?}");
-    let (job, error) = &failed_jobs[0];
-    assert!(
-        error.as_deref().is_some_and(|e| e.contains("500")),
-        "{error:?}"
-    );
-    assert!(b.url_queue().is_empty(), "{:?}", b.url_uploads());
-    assert!(b.file(job).is_none(), "the failed job made a file");
-    assert!(s.holds_each_once(&b, "b"), "{}", s.report(&a, &b));
-    assert_eq!(b.bytes_uploaded(), s.total(), "bytes sent to b");
-    assert_eq!(b.uploads_started(), 1, "uploads to b");
+    assert_fell_back_once(&s, &a, &b, &failed_jobs, "500");
     assert_eq!(b.bytes_fetched(), 0, "bytes b fetched");
-    assert_eq!(titles(&b), titles(&a));
 }
 
 /// `vidsync run` is SIGKILLed while b fetches the file (its job takes 20 s
