@@ -62,7 +62,10 @@ fn total(by: &BTreeMap<String, usize>) -> usize {
     by.values().sum()
 }
 
-fn since(after: &BTreeMap<String, usize>, before: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
+fn since(
+    after: &BTreeMap<String, usize>,
+    before: &BTreeMap<String, usize>,
+) -> BTreeMap<String, usize> {
     after
         .iter()
         .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
@@ -105,7 +108,12 @@ async fn main() {
     library(media.path(), 20, 100, 100);
     scan(&cfg).await;
     let second = since(&calls(&host), &first);
-    report("steady state (100 new files, folders exist)", &second, 100, 0);
+    report(
+        "steady state (100 new files, folders exist)",
+        &second,
+        100,
+        0,
+    );
 
     if std::env::var_os("VIDSYNC_BENCH_RATIONED").is_none() {
         println!("rationed scenario skipped (set VIDSYNC_BENCH_RATIONED=1; about ten minutes)");

@@ -232,7 +232,9 @@ impl Scanner {
         let mut poll = tokio::time::interval(ctx.config.watch.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         poll.tick().await;
+        let mut last_pass = crate::clock::now_ms();
         loop {
+            let wait = next_wait(&ctx, tick, last_pass);
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = rescan.tick() => self.take(&ctx, Hint::RescanAll),
@@ -244,14 +246,34 @@ impl Scanner {
                     // Let a burst of events (a copy in progress) gather.
                     tokio::time::sleep(tick.min(Duration::from_millis(200))).await;
                 }
-                _ = tokio::time::sleep(tick) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
-            // The main loop, ticking every <= 2 s: its heartbeat feeds the
-            // systemd watchdog (see the progress task).
+            // The main loop, going round every <= 2 s: its heartbeat feeds
+            // the systemd watchdog (see the progress task).
             ctx.heartbeat.beat();
+            last_pass = crate::clock::now_ms();
             self.pass(&ctx, &stop).await;
         }
     }
+}
+
+/// How long the scanner sleeps when nothing happens: until the next file
+/// settles (its `settle` passed since the last pass looked), so its upload
+/// starts then and not up to a tick later; at most `tick`.
+fn next_wait(ctx: &Context, tick: Duration, last_pass: i64) -> Duration {
+    let settle = ctx.config.watch.settle.as_millis() as i64;
+    let Ok(Some(since)) = ctx.store.first_settling_since() else {
+        return tick;
+    };
+    let due = since.saturating_add(settle);
+    if due <= last_pass {
+        // Judged after its deadline already (a writer holds it open, say):
+        // the regular tick looks again.
+        return tick;
+    }
+    // A few ms past the deadline, so that the pass finds it settled.
+    let ms = (due - crate::clock::now_ms()).max(0) as u64 + 5;
+    Duration::from_millis(ms).min(tick)
 }
 
 /// How often the scanner looks at files settling: a quarter of `settle`,

@@ -156,6 +156,20 @@ impl Store {
         )
     }
 
+    /// When the file waiting longest to settle became unchanged (files held
+    /// back as incomplete wait for an event instead): the scanner looks at
+    /// it again the moment `settle` has passed.
+    pub fn first_settling_since(&self) -> Result<Option<i64>> {
+        self.conn()
+            .query_row(
+                "SELECT MIN(f.stable_since) FROM files f JOIN roots r ON r.id = f.root_id
+                 WHERE r.host = ?1 AND f.state = 'waiting' AND f.incomplete IS NULL",
+                params![self.host()],
+                |r| r.get(0),
+            )
+            .map_err(self.err("finding the next file to settle"))
+    }
+
     /// Does this root have files still settling? (Cheap: the scanner asks
     /// every tick.)
     pub fn has_waiting(&self, root_id: i64) -> Result<bool> {
