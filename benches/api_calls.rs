@@ -19,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 use vidsync::config::Config;
 use vidsync_testhost::{HostOptions, TestHost};
 
-fn config(host: &TestHost, media: &Path, state: &Path, extra: &str) -> Config {
+fn config(host: &TestHost, media: &Path, state: &Path, per_minute: u32) -> Config {
     let text = format!(
-        "[api]\nurl = \"{}\"\nkey = \"{}\"\nrequests_per_minute = 60000\n{extra}\n\
+        "[api]\nurl = \"{}\"\nkey = \"{}\"\nrequests_per_minute = {per_minute}\n\
          [state]\ndatabase = \"{}\"\n\
          [watch]\nsettle = \"0s\"\n\
          [upload]\nretry_min = \"1s\"\nretry_max = \"70s\"\n\
@@ -99,7 +99,7 @@ async fn main() {
     let media = tempfile::tempdir().expect("tempdir");
     let state = tempfile::tempdir().expect("tempdir");
     library(media.path(), 20, 100, 0);
-    let cfg = config(&host, media.path(), state.path(), "");
+    let cfg = config(&host, media.path(), state.path(), 60_000);
     scan(&cfg).await;
     let first = calls(&host);
     report("first scan", &first, 100, 21);
@@ -129,23 +129,26 @@ async fn main() {
     let media = tempfile::tempdir().expect("tempdir");
     let state = tempfile::tempdir().expect("tempdir");
     library(media.path(), 20, 200, 0);
-    let cfg = config(&host, media.path(), state.path(), "");
+    // As the owner of such an account writes it: 5 calls a minute.
+    let cfg = config(&host, media.path(), state.path(), 5);
     let started = Instant::now();
     scan(&cfg).await;
     let took = started.elapsed();
     let by = calls(&host);
-    let refused = host
+    let refused: Vec<String> = host
         .request_log()
         .iter()
         .filter(|r| r.endpoint != "upload" && r.status == 403)
-        .count();
+        .map(|r| r.endpoint.clone())
+        .collect();
     let uploaded = host.files().len();
     report("rationed (5/min, 1000/day)", &by, 200, 21);
     // The limits allow 5 calls per calendar minute: n calls need at least
     // ceil(n / 5) - 1 minute boundaries.
     let allowed = Duration::from_secs(60 * (total(&by).div_ceil(5).saturating_sub(1)) as u64);
     println!(
-        "  uploaded {uploaded} of 200; refused calls: {refused}; took {:.0} s, the limits allow {:.0} s; ratio {:.2}",
+        "  uploaded {uploaded} of 200; refused calls: {} {refused:?}; took {:.0} s, the limits allow {:.0} s; ratio {:.2}",
+        refused.len(),
         took.as_secs_f64(),
         allowed.as_secs_f64(),
         took.as_secs_f64() / allowed.as_secs_f64().max(1.0)

@@ -18,9 +18,13 @@ pub async fn task(ctxs: Vec<Arc<Context>>, stop: CancellationToken) {
     };
     let mut t = tokio::time::interval(Duration::from_secs(1));
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    // The systemd STATUS= line: every 3 s, sent only when it changed.
+    // The systemd STATUS= line: every 3 s, sent only when it changed; the
+    // files are counted again only when the store changed (counting a
+    // large library is the idle daemon's largest cost), and at least once
+    // a minute (`vidsync retry` writes from another process).
     let mut n: u32 = 0;
     let mut last_status = String::new();
+    let mut counted_at: Option<(u64, bool)> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -38,10 +42,14 @@ pub async fn task(ctxs: Vec<Arc<Context>>, stop: CancellationToken) {
         if first.heartbeat.alive() {
             crate::sdnotify::watchdog();
         }
+        let key_ok = ctxs.iter().all(|c| c.host.account.key_ok());
+        let now_seen = (first.store.changes(), key_ok);
+        let stale = counted_at != Some(now_seen) || n.is_multiple_of(60);
         if n.is_multiple_of(3)
+            && stale
             && let Some(counts) = summed_counts(&ctxs)
         {
-            let key_ok = ctxs.iter().all(|c| c.host.account.key_ok());
+            counted_at = Some(now_seen);
             let line = crate::sdnotify::status_line(&counts, key_ok);
             if line != last_status {
                 crate::sdnotify::status(&line);

@@ -135,6 +135,16 @@ impl Scanner {
         }
     }
 
+    /// Until the earliest timed full walk (a rename's retry), if any.
+    fn until_due(&self) -> Duration {
+        let now = Instant::now();
+        self.due
+            .values()
+            .map(|at| at.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::MAX)
+    }
+
     /// Roots due for a full walk now (dirty, or their timed rescan came).
     fn take_full(&mut self) -> HashSet<i64> {
         let now = Instant::now();
@@ -234,7 +244,7 @@ impl Scanner {
         poll.tick().await;
         let mut last_pass = crate::clock::now_ms();
         loop {
-            let wait = next_wait(&ctx, tick, last_pass);
+            let wait = next_wait(&ctx, tick, last_pass).min(self.until_due());
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = rescan.tick() => self.take(&ctx, Hint::RescanAll),
@@ -257,13 +267,23 @@ impl Scanner {
     }
 }
 
+/// How long the scanner sleeps when no event comes while nothing settles:
+/// events, timers (rescan, poll, a rename's retry) and files settling wake
+/// it; this only bounds the heartbeat's age (the watchdog allows
+/// `HUNG_AFTER`) and the checks for files held back too long (once a
+/// minute).
+const IDLE_TICK: Duration = Duration::from_secs(30);
+
 /// How long the scanner sleeps when nothing happens: until the next file
 /// settles (its `settle` passed since the last pass looked), so its upload
-/// starts then and not up to a tick later; at most `tick`.
+/// starts then and not up to a tick later; at most `tick` while files
+/// settle, `IDLE_TICK` when none does.
 fn next_wait(ctx: &Context, tick: Duration, last_pass: i64) -> Duration {
     let settle = ctx.config.watch.settle.as_millis() as i64;
-    let Ok(Some(since)) = ctx.store.first_settling_since() else {
-        return tick;
+    let since = match ctx.store.first_settling_since() {
+        Ok(Some(since)) => since,
+        Ok(None) => return IDLE_TICK.max(tick),
+        Err(_) => return tick,
     };
     let due = since.saturating_add(settle);
     if due <= last_pass {

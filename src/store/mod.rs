@@ -110,6 +110,10 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
     host: Arc<str>,
+    /// Transactions this process committed (every view of the database
+    /// shares it): an idle daemon can tell that nothing changed without
+    /// asking SQLite.
+    changes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl fmt::Debug for Store {
@@ -167,6 +171,7 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
             host: Arc::from(DEFAULT_HOST),
+            changes: Arc::default(),
         })
     }
 
@@ -217,6 +222,7 @@ impl Store {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
             host: Arc::from(DEFAULT_HOST),
+            changes: Arc::default(),
         })
     }
 
@@ -226,7 +232,20 @@ impl Store {
             conn: self.conn.clone(),
             path: self.path.clone(),
             host: Arc::from(name),
+            changes: self.changes.clone(),
         }
+    }
+
+    /// How many transactions this process has committed to the database
+    /// so far (any view). Equal twice: nothing changed in between (by this
+    /// process; `vidsync retry` is another).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The host this view keeps to.
@@ -273,6 +292,7 @@ impl Store {
             .map_err(self.err(what))?;
         let out = f(&tx).map_err(self.err(what))?;
         tx.commit().map_err(self.err(what))?;
+        self.changed();
         Ok(out)
     }
 }

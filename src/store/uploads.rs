@@ -133,6 +133,7 @@ impl Store {
         .map_err(self.err("claiming an upload"))?;
         tx.commit().map_err(self.err("claiming an upload"))?;
         drop(conn);
+        self.changed();
         self.file(id)
     }
 

@@ -27,6 +27,10 @@ use crate::engine::{self, AfterError, RetryPolicy};
 
 use crate::store::{Attempt, EventKind, FileRow, Holder, HostCopy, Placement, StoreError};
 
+/// How often an idle worker looks at the queue when nothing woke it: files
+/// another process queued (`vidsync retry`) are seen within this.
+const IDLE_LOOK: Duration = Duration::from_secs(10);
+
 /// Run one worker until `stop`: claim, upload, record, repeat.
 pub async fn worker(ctx: Arc<Context>, n: usize, stop: CancellationToken) {
     loop {
@@ -62,6 +66,12 @@ pub async fn worker(ctx: Arc<Context>, n: usize, stop: CancellationToken) {
                 continue;
             }
         }
+        // Registered before the queue is read, so a file queued between the
+        // read and the wait still wakes this worker (no lost wake-up, so
+        // the wait below can be long).
+        let woken = ctx.host.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let now = now_ms();
         let row = match ctx.store.claim_next(
             now,
@@ -75,15 +85,16 @@ pub async fn worker(ctx: Arc<Context>, n: usize, stop: CancellationToken) {
             }
         };
         let Some(row) = row else {
-            // Nothing due: sleep until woken, the next retry, or a short poll.
+            // Nothing due: sleep until woken (something queued), the next
+            // retry, or `IDLE_LOOK` (files queued by another process:
+            // `vidsync retry`, `adopt`).
             let next = ctx.store.next_retry_at().ok().flatten();
-            let wait = next
-                .map(|t| (t - now_ms()).clamp(10, 1000) as u64)
-                .unwrap_or(1000);
+            let idle = IDLE_LOOK.as_millis() as i64;
+            let wait = next.map_or(idle, |t| (t - now_ms()).clamp(10, idle));
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = ctx.host.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                _ = woken => {}
+                _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
             }
             continue;
         };
