@@ -103,7 +103,11 @@ async fn main() {
         .arg(&config)
         .arg("run")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        // VIDSYNC_BENCH_IDLE_LOG=FILE keeps the daemon's log (with RUST_LOG).
+        .stderr(match std::env::var_os("VIDSYNC_BENCH_IDLE_LOG") {
+            Some(f) => std::process::Stdio::from(std::fs::File::create(f).expect("log file")),
+            None => std::process::Stdio::null(),
+        })
         .spawn()
         .expect("start vidsync run");
     let pid = child.id();

@@ -17,15 +17,24 @@ use crate::engine::{self, rel_dir_of};
 use crate::store::{FileRow, StoreError};
 
 /// The fix-up task: runs when the scanner found something to tell the host,
-/// and every 30 s for retries whose gates have opened.
+/// and every 30 s for retries whose gates have opened. A timer round with
+/// no retry waiting and no change in the store since the last pass is
+/// skipped: the pass reads every uploaded file's place, which an idle
+/// daemon with a large library must not do twice a minute.
 pub async fn task(ctx: Arc<Context>, stop: CancellationToken) {
+    let mut seen: Option<u64> = None;
     loop {
-        tokio::select! {
+        let woken = tokio::select! {
             _ = stop.cancelled() => return,
-            _ = ctx.fixups.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = ctx.fixups.notified() => true,
+            _ = tokio::time::sleep(Duration::from_secs(30)) => false,
+        };
+        let changes = ctx.store.changes();
+        if !woken && !ctx.gates.any_closed() && seen == Some(changes) {
+            continue;
         }
         if ctx.host.account.key_ok() {
+            seen = Some(changes);
             fix_up_all(&ctx).await;
         }
     }

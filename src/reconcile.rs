@@ -99,9 +99,14 @@ pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, Rec
     let dmca = ctx.host.client.dmca(hours).await?;
     let known = known(ctx)?;
     let last_audit = store.reconcile_last_audit()?;
+    // The audit interval counts from the first pass: files just uploaded
+    // need no checking yet (and a first `scan` no calls for it).
+    if last_audit.is_none() {
+        store.set_reconcile_last_audit(now)?;
+    }
     let audit_due = audit
         || last_audit
-            .is_none_or(|t| now - t >= ctx.config.reconcile.audit_interval.as_millis() as i64);
+            .is_some_and(|t| now - t >= ctx.config.reconcile.audit_interval.as_millis() as i64);
     let audit_infos: Option<Vec<FileInfo>> = if audit_due && !known.is_empty() {
         let codes: Vec<String> = known
             .iter()

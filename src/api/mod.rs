@@ -566,9 +566,10 @@ impl Client {
             })?;
         let form = self.upload_form(params, part);
 
-        self.inner.pacer.acquire().await;
-        // Waiting for the pacer is not silence on the wire.
-        wire.progressed(started);
+        // No API token: the POST goes to the upload server, which the
+        // hosts' call limits (`requests_available`, counted by the API
+        // script) do not count; `concurrency` and `bandwidth_limit` bound
+        // uploads.
         let endpoint = UPLOAD_ENDPOINT;
         let result = async {
             let send = self.inner.upload_http.post(server).multipart(form).send();

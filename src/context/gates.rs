@@ -58,6 +58,11 @@ impl Gates {
         lock(&self.gates).remove(gate);
     }
 
+    /// Is any gate closed (a retry waiting for its time)?
+    pub fn any_closed(&self) -> bool {
+        !lock(&self.gates).is_empty()
+    }
+
     /// When a closed gate opens (None: it is open).
     pub fn opens_at(&self, gate: &Gate) -> Option<Instant> {
         lock(&self.gates).get(gate).map(|(_, at)| *at)

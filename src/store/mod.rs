@@ -236,9 +236,9 @@ impl Store {
         }
     }
 
-    /// How many transactions this process has committed to the database
-    /// so far (any view). Equal twice: nothing changed in between (by this
-    /// process; `vidsync retry` is another).
+    /// How many transactions that wrote rows this process has committed to
+    /// the database so far (any view). Equal twice: nothing changed in
+    /// between (by this process; `vidsync retry` is another).
     pub fn changes(&self) -> u64 {
         self.changes.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -290,9 +290,13 @@ impl Store {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(self.err(what))?;
+        let before = tx.total_changes();
         let out = f(&tx).map_err(self.err(what))?;
+        let wrote = tx.total_changes() != before;
         tx.commit().map_err(self.err(what))?;
-        self.changed();
+        if wrote {
+            self.changed();
+        }
         Ok(out)
     }
 }

@@ -403,9 +403,9 @@ async fn a_reload_with_a_key_the_second_host_refuses_keeps_the_old_configuration
 }
 
 /// `links` shows the watch link each host reports in file/list (the test
-/// host's, like many real ones, is `<url>/<code>.html`, not the
-/// `<url>/<code>` vidsync falls back to), learnt by the audit of the
-/// reconcile pass `scan` ends with, and kept by `vidsync reconcile`.
+/// host's, like many real ones, is `<url>/<code>.html`), learnt by the
+/// audit (here the one `vidsync reconcile` runs); before that, the
+/// `<url>/<code>` every host serves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_come_from_the_hosts_file_list_once_the_audit_learnt_them() {
     let (a, b) = (common::host().await, common::host().await);
@@ -428,7 +428,7 @@ async fn links_come_from_the_hosts_file_list_once_the_audit_learnt_them() {
     for (name, h) in [("a", &a), ("b", &b)] {
         assert_eq!(
             after_scan[0]["hosts"][name]["link"],
-            format!("{}/{}.html", h.url(), code(h))
+            format!("{}/{}", h.url(), code(h))
         );
     }
     let reports = vidsync::daemon::reconcile_once(cfg, false).await.unwrap();
