@@ -22,6 +22,11 @@ impl Progress {
         lock(&self.inflight).insert(id, (total, sent));
     }
 
+    /// Is any upload (or copy) in flight?
+    pub fn busy(&self) -> bool {
+        !lock(&self.inflight).is_empty()
+    }
+
     pub fn clear(&self, store: &Store, id: i64) {
         lock(&self.inflight).remove(&id);
         let _ = store.clear_progress(id);

@@ -35,6 +35,9 @@ pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 const RETRY_MAX: Duration = Duration::from_secs(3600);
 /// How often the queue is looked at.
 const TICK: Duration = Duration::from_millis(500);
+
+/// The fan-out round when no target is configured.
+const IDLE_TICK: Duration = Duration::from_secs(30);
 /// Notices one message may carry.
 const BATCH: usize = 500;
 
@@ -82,9 +85,17 @@ fn summary_subject(target: &str, day: &str) -> String {
 async fn fan_out_loop(ctx: &Context, stop: &CancellationToken) {
     let targets = &ctx.config.notify;
     let keys: Vec<String> = targets.iter().map(NotifyTarget::key).collect();
-    let mut t = tokio::time::interval(TICK);
+    // With no target, fanning out only marks notices told (so a target
+    // added later gets nothing old): no hurry, and an idle daemon should
+    // sleep.
+    let mut t = tokio::time::interval(if targets.is_empty() {
+        IDLE_TICK
+    } else {
+        TICK
+    });
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut pruned_at = 0;
+    let mut fanned_at: Option<u64> = None;
     let mut summarized: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         tokio::select! {
@@ -117,8 +128,16 @@ async fn fan_out_loop(ctx: &Context, stop: &CancellationToken) {
                 .map(NotifyTarget::key)
                 .collect()
         };
-        if let Err(e) = ctx.store.fan_out(route, &keys, now) {
-            tracing::debug!(error = %e, "notify: cannot fan out notices");
+        // Notices come with a change to the store: with none since the last
+        // round there is nothing to fan out (an idle daemon must not open a
+        // transaction twice a second). Another process's notices (none
+        // today) would wait for the next change.
+        let changes = ctx.store.changes();
+        if fanned_at != Some(changes) {
+            match ctx.store.fan_out(route, &keys, now) {
+                Ok(_) => fanned_at = Some(changes),
+                Err(e) => tracing::debug!(error = %e, "notify: cannot fan out notices"),
+            }
         }
         if now - pruned_at > 3_600_000 {
             pruned_at = now;

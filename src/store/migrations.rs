@@ -228,6 +228,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         link TEXT NOT NULL,
         PRIMARY KEY (host, code)
     );",
+    // Version 13: the files not yet playable, which the encoding polls
+    // read, without going through every uploaded file of a large library.
+    "CREATE INDEX files_not_playable ON files(state) WHERE COALESCE(playable, 0) = 0;",
 ];
 
 /// The schema version this build writes.
