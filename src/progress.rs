@@ -32,6 +32,8 @@ pub async fn task(ctxs: Vec<Arc<Context>>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(round) => {}
+            // An upload began: sample it from its first second.
+            _ = first.progress.started(), if !busy => {}
         }
         for ctx in &ctxs {
             ctx.progress.flush(&ctx.store, now_ms());

@@ -245,6 +245,7 @@ impl Context {
             .collect();
         let (exposition, metrics) = Exposition::new(&stats);
         let exposition = Arc::new(exposition);
+        let started = Arc::new(Notify::new());
         let mut out = Vec::with_capacity(built.len());
         for (((_, config, store, host), source), metrics) in
             built.into_iter().zip(sources).zip(metrics)
@@ -258,7 +259,7 @@ impl Context {
                 host,
                 source,
                 roots,
-                progress: Progress::default(),
+                progress: Progress::telling(started.clone()),
                 renames: Renames::default(),
                 heartbeat: heartbeat.clone(),
                 hints,

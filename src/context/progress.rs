@@ -15,11 +15,29 @@ pub struct Progress {
     inflight: Mutex<HashMap<i64, (u64, Arc<AtomicU64>)>>,
     /// Last sample of each upload: (sent, at ms, smoothed rate).
     rates: Mutex<HashMap<i64, (u64, i64, f64)>>,
+    /// Told when an upload starts: the progress task, sleeping long while
+    /// nothing is in flight, goes back to sampling every second (shared by
+    /// the hosts of a library).
+    started: Arc<tokio::sync::Notify>,
 }
 
 impl Progress {
+    /// Progress whose starts are told on `started`.
+    pub fn telling(started: Arc<tokio::sync::Notify>) -> Progress {
+        Progress {
+            started,
+            ..Progress::default()
+        }
+    }
+
+    /// Wait for an upload to start.
+    pub async fn started(&self) {
+        self.started.notified().await
+    }
+
     pub fn start(&self, id: i64, total: u64, sent: Arc<AtomicU64>) {
         lock(&self.inflight).insert(id, (total, sent));
+        self.started.notify_waiters();
     }
 
     /// Is any upload (or copy) in flight?

@@ -88,11 +88,7 @@ async fn fan_out_loop(ctx: &Context, stop: &CancellationToken) {
     // With no target, fanning out only marks notices told (so a target
     // added later gets nothing old): no hurry, and an idle daemon should
     // sleep.
-    let mut t = tokio::time::interval(if targets.is_empty() {
-        IDLE_TICK
-    } else {
-        TICK
-    });
+    let mut t = tokio::time::interval(if targets.is_empty() { IDLE_TICK } else { TICK });
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut pruned_at = 0;
     let mut fanned_at: Option<u64> = None;
