@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 use vidsync::config::Config;
 use vidsync_testhost::{HostOptions, TestHost};
 
+mod common;
+
 /// The default `[watch] settle`.
 const SETTLE: Duration = Duration::from_secs(10);
 const FILES: usize = 6;
@@ -37,22 +39,6 @@ fn config(host: &TestHost, media: &Path, state: &Path) -> Config {
     Config::parse_str(&text, &path, &|_: &str| None).expect("config")
 }
 
-/// A small, well-formed MP4 (ftyp, mdat, moov), so that the completeness
-/// checks pass as for a real finished download.
-fn mp4(seed: u8) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut push_box = |kind: &[u8; 4], body: &[u8]| {
-        out.extend_from_slice(&((body.len() + 8) as u32).to_be_bytes());
-        out.extend_from_slice(kind);
-        out.extend_from_slice(body);
-    };
-    push_box(b"ftyp", b"isom\0\0\x02\0isomiso2mp41");
-    let mdat: Vec<u8> = (0..320 * 1024u32).map(|b| (b as u8) ^ seed).collect();
-    push_box(b"mdat", &mdat);
-    push_box(b"moov", &[7u8; 1024]);
-    out
-}
-
 #[tokio::main]
 async fn main() {
     let host = TestHost::start_with(HostOptions::default())
@@ -71,7 +57,7 @@ async fn main() {
         let path = media.path().join(format!("clip{i}.mp4"));
         let mut f = std::fs::File::create(&path).expect("create");
         // Written in pieces, as a download arrives.
-        let bytes = mp4(i as u8);
+        let bytes = common::mp4(i as u64, 320 * 1024);
         for piece in bytes.chunks(bytes.len().div_ceil(5)) {
             f.write_all(piece).expect("write");
             f.flush().expect("flush");

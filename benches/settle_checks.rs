@@ -10,38 +10,20 @@ use std::time::{Duration, Instant};
 use vidsync::config::Config;
 use vidsync::context::Context;
 
+mod common;
+
 const FILES: usize = 5_000;
 const ROUNDS: usize = 15;
-
-/// A small, well-formed MP4: ftyp, mdat, moov (so the structure check
-/// follows a real box chain and reads the tail).
-fn mp4(seed: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut push_box = |kind: &[u8; 4], body: &[u8]| {
-        out.extend_from_slice(&((body.len() + 8) as u32).to_be_bytes());
-        out.extend_from_slice(kind);
-        out.extend_from_slice(body);
-    };
-    push_box(b"ftyp", b"isom\0\0\x02\0isomiso2mp41");
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mdat: Vec<u8> = (0..16 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    push_box(b"mdat", &mdat);
-    push_box(b"moov", &[7u8; 1024]);
-    out
-}
 
 fn library(dir: &Path) {
     for i in 0..FILES {
         let sub = dir.join(format!("Show {}", i / 100));
         std::fs::create_dir_all(&sub).expect("mkdir");
-        std::fs::write(sub.join(format!("ep{i}.mp4")), mp4(i as u64)).expect("write");
+        std::fs::write(
+            sub.join(format!("ep{i}.mp4")),
+            common::mp4(i as u64, 16 * 1024),
+        )
+        .expect("write");
     }
 }
 
