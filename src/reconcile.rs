@@ -88,6 +88,15 @@ fn known(ctx: &Context) -> Result<Vec<Known>, StoreError> {
         .collect())
 }
 
+/// Files uploaded on this host (for the pass's record), counted by state.
+fn uploaded_count(store: &crate::store::Store) -> usize {
+    store
+        .counts()
+        .ok()
+        .and_then(|c| c.into_iter().find(|(s, _)| *s == State::Uploaded))
+        .map_or(0, |(_, n)| n as usize)
+}
+
 /// One reconcile pass. `force` applies a plan the guard would refuse;
 /// `audit` forces the file/info audit now.
 pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, ReconcileError> {
@@ -97,7 +106,6 @@ pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, Rec
     let hours = window_hours(last_ok, now);
     let deleted = ctx.host.client.deleted(hours).await?;
     let dmca = ctx.host.client.dmca(hours).await?;
-    let known = known(ctx)?;
     let last_audit = store.reconcile_last_audit()?;
     // The audit interval counts from the first pass: files just uploaded
     // need no checking yet (and a first `scan` no calls for it).
@@ -107,6 +115,11 @@ pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, Rec
     let audit_due = audit
         || last_audit
             .is_some_and(|t| now - t >= ctx.config.reconcile.audit_interval.as_millis() as i64);
+    // Every file with a code is read only when there is something to match
+    // it with: empty lists and no audit (the usual pass) cost no walk over
+    // a large library.
+    let needed = audit_due || !deleted.is_empty() || !dmca.is_empty();
+    let known = if needed { known(ctx)? } else { Vec::new() };
     let audit_infos: Option<Vec<FileInfo>> = if audit_due && !known.is_empty() {
         let codes: Vec<String> = known
             .iter()
@@ -134,7 +147,7 @@ pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, Rec
     // The audit's time moves even when the pass was blocked: a large library
     // must not be audited anew every interval while the guard holds
     // (`reconcile --force` audits again anyway).
-    if audit_infos.is_some() || known.is_empty() {
+    if audit_infos.is_some() || (needed && known.is_empty()) {
         store.set_reconcile_last_audit(now)?;
     }
     if audit_infos.is_some() {
@@ -155,7 +168,11 @@ pub async fn pass(ctx: &Context, force: bool, audit: bool) -> Result<Report, Rec
         result: report.summary(),
         blocked: Some(plan.blocked),
         removals: Some(plan.removals),
-        uploaded: Some(plan.uploaded),
+        uploaded: Some(if needed {
+            plan.uploaded
+        } else {
+            uploaded_count(store)
+        }),
     })?;
     if plan.blocked {
         store.notice(
