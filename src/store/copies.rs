@@ -17,6 +17,8 @@ pub struct Twin {
     pub code: Option<String>,
     /// Its size and mtime are the ones the asking row has: the same version.
     pub same_version: bool,
+    /// When its next upload try is due, if it waits for one.
+    pub next_attempt_at: Option<i64>,
 }
 
 /// A copy in progress: upload/url was (or was about to be) asked to fetch
@@ -36,24 +38,28 @@ impl Store {
     /// The record host `source` has of the file `row` (this view's row).
     pub fn twin_on(&self, source: &str, row: &super::FileRow) -> Result<Option<Twin>> {
         let local = path_text(&row.root);
-        let found: Option<(String, Option<String>, i64, i64)> = self
+        type Found = (String, Option<String>, i64, i64, Option<i64>);
+        let found: Option<Found> = self
             .conn()
             .query_row(
-                "SELECT f.state, f.file_code, f.size, f.mtime_ns
+                "SELECT f.state, f.file_code, f.size, f.mtime_ns, f.next_attempt_at
                  FROM files f JOIN roots r ON r.id = f.root_id
                  WHERE r.host = ?1 AND r.local = ?2 AND f.rel_path = ?3",
                 params![source, local, row.rel_path],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()
             .map_err(self.err("reading another host's record"))?;
-        Ok(found.and_then(|(state, code, size, mtime)| {
-            Some(Twin {
-                state: State::parse(&state)?,
-                code,
-                same_version: size as u64 == row.stat.size && mtime == row.stat.mtime_ns,
-            })
-        }))
+        Ok(
+            found.and_then(|(state, code, size, mtime, next_attempt_at)| {
+                Some(Twin {
+                    state: State::parse(&state)?,
+                    code,
+                    same_version: size as u64 == row.stat.size && mtime == row.stat.mtime_ns,
+                    next_attempt_at,
+                })
+            }),
+        )
     }
 
     /// Record, before upload/url is called, that the host is about to be
@@ -124,6 +130,8 @@ impl Store {
     /// `bytes` counted as saved. Its title on the host (`host_title`) is the
     /// link's file name, not ours: recorded as it is and marked for the
     /// fix-up task to set (with the tags).
+    /// False when the row is no longer being uploaded (it moved on meanwhile):
+    /// nothing is recorded.
     pub fn finish_copied(
         &self,
         id: i64,
@@ -132,7 +140,7 @@ impl Store {
         host_title: &str,
         bytes: u64,
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let host = self.host().to_string();
         self.tx("recording a copy", |tx| {
             let source: Option<String> = tx
@@ -142,22 +150,26 @@ impl Store {
                     |r| r.get(0),
                 )
                 .optional()?;
-            tx.execute(
+            let n = tx.execute(
                 "UPDATE files SET state = 'uploaded', file_code = ?2, fld_id = ?3, title = ?5,
                    unknown_since = NULL, next_attempt_at = NULL, last_error = NULL,
                    playable = 0, encoding = NULL, encoding_progress = NULL,
                    deleted_by = NULL, remote_event_at = NULL,
                    placed_path = '', updated_at = ?4
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND state = 'uploading'",
                 params![id, code, fld_id as i64, now, host_title],
             )?;
             tx.execute("DELETE FROM copies WHERE file_id = ?1", params![id])?;
+            if n == 0 {
+                return Ok(false);
+            }
             add_copied(tx, &host, bytes)?;
             let how = match source {
                 Some(s) => format!("copied from {s}"),
                 None => "copied from another host".to_string(),
             };
-            history(tx, id, now, "uploaded", Some(code), Some(&how))
+            history(tx, id, now, "uploaded", Some(code), Some(&how))?;
+            Ok(true)
         })
     }
 

@@ -422,3 +422,44 @@ fn the_queue_goes_oldest_newest_or_smallest_first_and_waits_for_retries() {
         .unwrap();
     assert_eq!(claim_all(QueueOrder::Newest), vec![mid, old]);
 }
+
+#[test]
+fn a_copy_is_recorded_only_for_a_row_still_being_uploaded() {
+    let (_d, s) = open();
+    let root = s.ensure_root(Path::new("/srv/a"), "A").unwrap();
+    let id = s.insert_file(root, "v.mp4", stat(10, 5), 1).unwrap();
+    s.queue(id, 2).unwrap();
+    s.claim_next(3, i64::MAX, QueueOrder::default())
+        .unwrap()
+        .unwrap();
+    s.begin_copy(id, 7, "v", "a", "http://a/v.mp4", stat(10, 5), 4)
+        .unwrap();
+    assert!(s.copy_job(id).unwrap().is_some());
+    // The row moved on meanwhile (here: put back in the queue).
+    s.retry_later(id, "later", 10, Attempt::Free, HostCopy::Unknown, 5)
+        .unwrap();
+    assert!(!s.finish_copied(id, "code1", 7, "v", 10, 6).unwrap());
+    let f = s.file(id).unwrap().unwrap();
+    assert_eq!((f.state, f.file_code), (State::Queued, None));
+    assert_eq!(s.copied().unwrap().files, 0, "nothing counted");
+    // Claimed again and copied: recorded and counted.
+    s.claim_next(20, i64::MAX, QueueOrder::default())
+        .unwrap()
+        .unwrap();
+    s.begin_copy(id, 7, "v", "a", "http://a/v.mp4", stat(10, 5), 21)
+        .unwrap();
+    assert!(s.finish_copied(id, "code2", 7, "v", 10, 22).unwrap());
+    let f = s.file(id).unwrap().unwrap();
+    assert_eq!(
+        (f.state, f.file_code.as_deref()),
+        (State::Uploaded, Some("code2"))
+    );
+    assert_eq!(
+        s.copied().unwrap(),
+        Copied {
+            files: 1,
+            bytes: 10
+        }
+    );
+    assert!(s.copy_job(id).unwrap().is_none());
+}

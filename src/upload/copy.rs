@@ -22,7 +22,7 @@ use crate::engine;
 use crate::lock::lock;
 use crate::store::{Attempt, CopyJob, EventKind, FileRow, HostCopy, State, StoreError, Twin};
 
-use super::{after_error, host_side, upload_params};
+use super::{after_error, after_error_at_least, host_side, upload_params};
 
 /// How often a file whose source host has not got it yet looks again (a
 /// store read, no API call).
@@ -68,26 +68,26 @@ pub(super) async fn copy_instead(
             state: State::Uploaded,
             code: Some(code),
             same_version: true,
+            ..
         }) => code,
         Some(Twin {
             state: State::Waiting | State::Queued | State::Uploading,
             same_version: true,
+            next_attempt_at,
             ..
         }) if src.well() => {
             // The source host will have it soon: its bytes go up once.
+            // Looked at again no sooner than its own next try.
             let msg = format!(
                 "waiting for host {} to have it, to copy it from there (copy_from)",
                 src.name
             );
             let now = now_ms();
-            ctx.store.retry_later(
-                row.id,
-                &msg,
-                now + WAIT_FOR_SOURCE.as_millis() as i64,
-                Attempt::Free,
-                HostCopy::SurelyNone,
-                now,
-            )?;
+            let at = next_attempt_at
+                .unwrap_or(0)
+                .max(now + WAIT_FOR_SOURCE.as_millis() as i64);
+            ctx.store
+                .retry_later(row.id, &msg, at, Attempt::Free, HostCopy::SurelyNone, now)?;
             return Ok(Copy::Settled);
         }
         // Not going there, failed there, another version, or the source
@@ -119,9 +119,17 @@ pub(super) async fn copy_instead(
             follow(ctx, Some(src), row, fld_id, &job).await
         }
         Err(err) if err.outcome_unknown() => {
-            // The job may exist: the next try looks for it by its URL.
+            // The job may exist: the next try looks for it by its URL, no
+            // sooner than the host lists new files.
             let msg = format!("asking the host to copy it: {err}");
-            after_error(ctx, row, host_side(err.class()), &msg, HostCopy::Unknown)?;
+            after_error_at_least(
+                ctx,
+                row,
+                host_side(err.class()),
+                &msg,
+                HostCopy::Unknown,
+                ctx.list_grace(),
+            )?;
             Ok(Copy::Settled)
         }
         Err(err) => refused(ctx, src, row, &err),
@@ -177,11 +185,8 @@ pub(super) async fn resume(
         return Ok(None);
     };
     let path = row.path();
-    let Some(src) = &ctx.source else {
-        // copy_from was removed from the config meanwhile: its job may still
-        // run; look for it without a source host to name.
-        return resume_job(ctx, None, row, fld_id, job).await.map(Some);
-    };
+    // (Checked whether or not copy_from is still configured: a copy of an
+    // older version must never be recorded for the new one.)
     if job.size != row.stat.size || job.mtime_ns != row.stat.mtime_ns {
         // The local file changed since: that copy is of another version.
         if let Some(code) = &job.code {
@@ -193,7 +198,11 @@ pub(super) async fn resume(
             .drop_copy(row.id, "the local file changed", now_ms())?;
         return Ok(Some(Copy::Disk));
     }
-    resume_job(ctx, Some(src), row, fld_id, job).await.map(Some)
+    // With copy_from removed from the config meanwhile, the job may still
+    // run: it is looked for without a source host to name.
+    resume_job(ctx, ctx.source.as_ref(), row, fld_id, job)
+        .await
+        .map(Some)
 }
 
 async fn resume_job(
@@ -208,7 +217,7 @@ async fn resume_job(
         return follow(ctx, src, row, fld_id, code).await;
     }
     // upload/url's reply was lost: the host lists its jobs with their URLs.
-    match ctx.host.client.url_uploads(None).await {
+    let queue_read = match ctx.host.client.url_uploads(None).await {
         Ok(jobs) => {
             if let Some(j) = jobs.iter().find(|j| j.remote_url.trim() == job.url.trim()) {
                 tracing::info!(path = %row.path().display(), code = %j.file_code,
@@ -217,13 +226,29 @@ async fn resume_job(
                 let code = j.file_code.clone();
                 return follow(ctx, src, row, fld_id, &code).await;
             }
+            true
         }
-        Err(e) if is_missing_call(&e) => {}
+        Err(e) if is_missing_call(&e) => false,
         Err(e) => {
             let msg = format!("looking for a copy begun before: {e}");
             after_error(ctx, row, host_side(e.class()), &msg, HostCopy::Unknown)?;
             return Ok(Copy::Settled);
         }
+    };
+    // Absence says something only once the host had time to list a new
+    // file (as after a lost upload reply).
+    let now = now_ms();
+    let grace = ctx.list_grace().as_millis() as i64;
+    let look_again = |why: &str, at: i64| {
+        ctx.store
+            .retry_later(row.id, why, at, Attempt::Free, HostCopy::Unknown, now)
+    };
+    if now - job.started_at < grace {
+        look_again(
+            "a copy from another host whose reply was lost: looking for it again once the host lists new files",
+            job.started_at + grace,
+        )?;
+        return Ok(Copy::Settled);
     }
     // Not queued: never asked, or already fetched. A fetched file is named
     // after the link's last path segment: look for one made since.
@@ -259,13 +284,31 @@ async fn resume_job(
         .filter(|f| !ctx.store.code_known(&f.file_code).unwrap_or(true))
         .collect();
     match found.as_slice() {
-        [] => {
+        // Neither queued nor stored: it never reached the host.
+        [] if queue_read => {
             ctx.store.drop_copy(
                 row.id,
                 "the host has no job and no file from the copy begun before",
                 now_ms(),
             )?;
             Ok(Copy::Disk)
+        }
+        // Without the queue, a fetch may still be running: wait for it as
+        // long as a fetch may take, then leave the decision to the owner.
+        [] if now - job.started_at < STALLED_AFTER.as_millis() as i64 => {
+            look_again(
+                "a copy from another host whose reply was lost is not on the host yet; this host does not show its URL queue",
+                now + grace,
+            )?;
+            Ok(Copy::Settled)
+        }
+        [] => {
+            let msg = "a copy from another host whose reply was lost never appeared, and this host does not show its URL queue: not uploading again in case it still does; `vidsync retry PATH` uploads it";
+            tracing::warn!(path = %row.path().display(), "{msg}");
+            ctx.store
+                .fail(row.id, msg, Attempt::Free, HostCopy::SurelyNone, now)?;
+            ctx.store.drop_copy(row.id, msg, now)?;
+            Ok(Copy::Settled)
         }
         [f] => {
             let code = f.file_code.clone();
@@ -290,10 +333,10 @@ async fn resume_job(
 }
 
 /// A call the host does not have or allow (file/url_uploads is not on
-/// every host): not an outage.
+/// every host): not an outage. (A reply that cannot be read is no proof
+/// the call is missing: it is waited out like an outage.)
 fn is_missing_call(e: &ApiError) -> bool {
-    matches!(e, ApiError::Disabled { .. })
-        || matches!(e.class(), ErrorClass::Permanent | ErrorClass::Protocol)
+    matches!(e, ApiError::Disabled { .. }) || e.class() == ErrorClass::Permanent
 }
 
 /// Follow the job `code` until its file exists (then it is recorded), it
@@ -338,6 +381,7 @@ async fn follow(
                     row,
                     code,
                     "the host could not fetch it (ERROR in its URL queue)",
+                    true,
                 )
                 .await;
             }
@@ -367,6 +411,7 @@ async fn follow(
                                 row,
                                 code,
                                 "its job left the host's queue without a file",
+                                false,
                             )
                             .await;
                         }
@@ -383,6 +428,7 @@ async fn follow(
                 row,
                 code,
                 "the fetch made no progress for 30 minutes",
+                false,
             )
             .await;
         }
@@ -401,18 +447,29 @@ fn wait_on_error(ctx: &Context, row: &FileRow, e: &ApiError) -> Result<Copy, Sto
 
 /// The copy failed: its job is deleted (so it cannot make a file later) and
 /// the file is sent from the disk.
+/// `failed`: the host said the job failed (ERROR); otherwise the job may
+/// still be alive, and the file goes from the disk only once the job is
+/// deleted (else it could land as a second copy).
 async fn give_up(
     ctx: &Context,
     src: Option<&CopySource>,
     row: &FileRow,
     code: &str,
     why: &str,
+    failed: bool,
 ) -> Result<Copy, StoreError> {
-    if let Some(s) = src {
-        lock(&s.failed).insert(row.id);
-    }
     if let Err(e) = ctx.host.client.url_delete(&[code.to_string()]).await {
         tracing::debug!(error = %e, code, "deleting the failed copy's job");
+        if !failed {
+            let msg = format!(
+                "copy from another host: {why}, and its job could not be deleted ({e}); waiting for it rather than sending the file too"
+            );
+            after_error(ctx, row, ErrorClass::Transient, &msg, HostCopy::Unknown)?;
+            return Ok(Copy::Settled);
+        }
+    }
+    if let Some(s) = src {
+        lock(&s.failed).insert(row.id);
     }
     tracing::warn!(path = %row.path().display(), code, "copy from another host failed: {why}; uploading from the disk");
     ctx.store.drop_copy(row.id, why, now_ms())?;
@@ -431,8 +488,14 @@ fn done(
     let source = src.map_or("another host", |s| s.name.as_str());
     tracing::info!(path = %row.path().display(), code, source, size = row.stat.size,
         "copy finished: the host fetched the file from the source host");
-    ctx.store
-        .finish_copied(row.id, code, fld_id, host_title, row.stat.size, now_ms())?;
+    if !ctx
+        .store
+        .finish_copied(row.id, code, fld_id, host_title, row.stat.size, now_ms())?
+    {
+        tracing::warn!(path = %row.path().display(), code,
+            "a copy finished for a file that moved on meanwhile: not recorded; the host keeps a stray copy under this code");
+        return Ok(());
+    }
     ctx.store
         .notice_file(EventKind::UploadDone, row.id, Some(code), None, now_ms());
     ctx.metrics.upload(UploadResult::Copied, row.stat.size);

@@ -315,12 +315,14 @@ async fn remote_folder(
                 Some(api) => api.class(),
                 None => ErrorClass::Transient,
             };
+            // Nothing was sent this try, but an earlier try's doubt (a lost
+            // reply) stays: the host is still searched before any resend.
             after_error(
                 ctx,
                 row,
                 host_side(class),
                 &e.to_string(),
-                HostCopy::SurelyNone,
+                HostCopy::Unknown,
             )?;
             Ok(None)
         }
