@@ -132,24 +132,44 @@ pub(super) fn add_copied(
     host: &str,
     bytes: u64,
 ) -> rusqlite::Result<()> {
-    let k = Fact::Copied.as_str();
-    let old: Option<String> = tx
-        .query_row(
-            "SELECT v FROM host_meta WHERE host = ?1 AND k = ?2",
-            params![host, k],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let mut c: Copied = old
+    let mut c: Copied = read_fact(tx, host, Fact::Copied)?
         .and_then(|v| serde_json::from_str(&v).ok())
         .unwrap_or_default();
     c.files += 1;
     c.bytes += bytes;
-    let text = serde_json::to_string(&c).unwrap_or_default();
-    tx.execute(
+    write_fact(
+        tx,
+        host,
+        Fact::Copied,
+        &serde_json::to_string(&c).unwrap_or_default(),
+    )
+}
+
+/// A fact's stored text for `host` (the one SELECT of `host_meta`).
+fn read_fact(
+    conn: &rusqlite::Connection,
+    host: &str,
+    key: Fact,
+) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT v FROM host_meta WHERE host = ?1 AND k = ?2",
+        params![host, key.as_str()],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Store a fact's text for `host` (the one write of `host_meta`).
+fn write_fact(
+    conn: &rusqlite::Connection,
+    host: &str,
+    key: Fact,
+    value: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
         "INSERT INTO host_meta (host, k, v) VALUES (?1, ?2, ?3)
          ON CONFLICT(host, k) DO UPDATE SET v = excluded.v",
-        params![host, k, text],
+        params![host, key.as_str(), value],
     )?;
     Ok(())
 }
@@ -164,25 +184,11 @@ struct LastErrorJson {
 impl Store {
     // Every fact is about one host's account: kept per host.
     fn meta(&self, key: Fact) -> Result<Option<String>> {
-        self.conn()
-            .query_row(
-                "SELECT v FROM host_meta WHERE host = ?1 AND k = ?2",
-                params![self.host(), key.as_str()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.err("reading meta"))
+        read_fact(&self.conn(), self.host(), key).map_err(self.err("reading meta"))
     }
 
     fn set_meta(&self, key: Fact, value: &str) -> Result<()> {
-        self.tx("writing meta", |tx| {
-            tx.execute(
-                "INSERT INTO host_meta (host, k, v) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(host, k) DO UPDATE SET v = excluded.v",
-                params![self.host(), key.as_str(), value],
-            )?;
-            Ok(())
-        })
+        self.tx("writing meta", |tx| write_fact(tx, self.host(), key, value))
     }
 
     /// A JSON value, or None if absent or unreadable (a half-written or

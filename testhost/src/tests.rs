@@ -14,6 +14,19 @@ fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// The body a GET of `url` answers (a direct link's bytes).
+async fn get_bytes(url: &str) -> Vec<u8> {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
 /// GET an API call with the default key plus `params`; returns the JSON reply.
 async fn api(h: &TestHost, ep: &str, params: &[(&str, &str)]) -> Value {
     api_key(h, &h.key(), ep, params).await
@@ -561,14 +574,7 @@ async fn clone_direct_link_and_upload_url() {
         .unwrap()
         .to_owned();
     assert_eq!(v["result"]["versions"][0]["size"], "11");
-    let body = client()
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let body = get_bytes(&url).await;
     assert_eq!(&body[..], b"video bytes");
     let v = api(&h, "file/direct_link", &[("file_code", &code), ("q", "n")]).await;
     assert!(
@@ -1655,14 +1661,7 @@ async fn b_copies_a_file_from_a_direct_link_of_a() {
 
     // B serves the copy in turn; nothing was uploaded to B, nothing fetched by A.
     let from_b = link_of(&b, &code, "o").await;
-    let got = client()
-        .get(&from_b)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let got = get_bytes(&from_b).await;
     assert_eq!(&got[..], &bytes[..]);
     assert_eq!(b.bytes_served(), bytes.len() as u64);
     assert_eq!((b.bytes_uploaded(), a.bytes_fetched()), (0, 0));
