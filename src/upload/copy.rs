@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::api::{ApiError, Created, ErrorClass, FileListQuery};
+use crate::api::{ApiError, ErrorClass, FileListQuery};
 use crate::clock::now_ms;
 use crate::context::metrics::UploadResult;
 use crate::context::{Context, CopySource, Root};
@@ -22,7 +22,7 @@ use crate::engine;
 use crate::lock::lock;
 use crate::store::{Attempt, CopyJob, EventKind, FileRow, HostCopy, State, StoreError, Twin};
 
-use super::{after_error, after_error_at_least, host_side, upload_params};
+use super::{after_error, after_error_at_least, created_since, host_side, upload_params};
 
 /// How often a file whose source host has not got it yet looks again (a
 /// store read, no API call).
@@ -265,9 +265,7 @@ async fn resume_job(
     let want = engine::host_title(&name, sanitize);
     let q = FileListQuery {
         fld_id: Some(fld_id),
-        created: Some(Created::LastMinutes(
-            ((now_ms() - job.started_at).max(0) as u64).div_ceil(60_000) + 2,
-        )),
+        created: Some(created_since(job.started_at)),
         ..Default::default()
     };
     let listed = match ctx.host.client.file_list_all(&q).await {

@@ -141,8 +141,6 @@ pub async fn find_copy(
     since_ms: Option<i64>,
 ) -> Result<engine::Adoption, ApiError> {
     let sanitize = ctx.config.api.sanitize_filename;
-    // "created = last N minutes" avoids any time zone arithmetic: the host's
-    // clock is local time without a zone. Two minutes of margin for skew.
     // No title filter: the host matches it against its stored, escaped
     // title and ignores it when it holds `"`. The folder (and time window)
     // keep the listing short; titles are compared here, in stored form.
@@ -151,9 +149,7 @@ pub async fn find_copy(
             // After a lost reply the listing must be fresh.
             let q = FileListQuery {
                 fld_id: Some(fld_id),
-                created: Some(Created::LastMinutes(
-                    ((now_ms() - since).max(0) as u64).div_ceil(60_000) + 2,
-                )),
+                created: Some(created_since(since)),
                 ..Default::default()
             };
             Arc::new(ctx.host.client.file_list_all(&q).await?)
@@ -502,6 +498,13 @@ async fn send(
         }
     }
     Ok(())
+}
+
+/// file/list's `created` filter for files made since `since` (unix ms):
+/// "the last N minutes" avoids any time zone arithmetic (the host's clock
+/// is local time without a zone), with two minutes of margin for skew.
+fn created_since(since: i64) -> Created {
+    Created::LastMinutes(((now_ms() - since).max(0) as u64).div_ceil(60_000) + 2)
 }
 
 /// What a file of `root` is sent (or copied) with.
